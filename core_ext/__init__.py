@@ -1,0 +1,46 @@
+"""The one seam between fleetd and its compiled hot path.
+
+Application code imports only from here. The compiled implementations (the Rust
+``fleetd_native`` extension and the Cython ``core_ext._batcher`` module) are used when
+they are importable; ``FLEETD_PURE_PYTHON=1`` forces the pure-Python references in
+``core_ext.reference``, which define the semantics both must share.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+IMPLEMENTATION: Literal["compiled", "reference"]
+
+if os.environ.get("FLEETD_PURE_PYTHON") == "1":
+    from core_ext.reference import DeviceIdentity, HeartbeatBatcher, IdentityError, extract_identity
+
+    IMPLEMENTATION = "reference"
+else:
+    try:
+        from core_ext.compiled import (
+            DeviceIdentity,
+            HeartbeatBatcher,
+            IdentityError,
+            extract_identity,
+        )
+
+        IMPLEMENTATION = "compiled"
+    except ImportError:  # not built (e.g. a source checkout without `make build`)
+        from core_ext.reference import (
+            DeviceIdentity,
+            HeartbeatBatcher,
+            IdentityError,
+            extract_identity,
+        )
+
+        IMPLEMENTATION = "reference"
+
+__all__ = [
+    "IMPLEMENTATION",
+    "DeviceIdentity",
+    "HeartbeatBatcher",
+    "IdentityError",
+    "extract_identity",
+]

@@ -1,0 +1,9 @@
+"""The compiled implementations, gathered under the names the seam exports.
+
+Importing this module raises ImportError when either extension is not built.
+"""
+
+from core_ext._batcher import HeartbeatBatcher
+from fleetd_native import DeviceIdentity, IdentityError, extract_identity
+
+__all__ = ["DeviceIdentity", "HeartbeatBatcher", "IdentityError", "extract_identity"]
