@@ -1,0 +1,129 @@
+"""The agent's key material on disk: generated here, never sent anywhere.
+
+Layout of the agent's data directory (mode 0700):
+``device.key`` (0600, PKCS#8 PEM), ``device.pem`` (issued certificate), ``ca.pem`` (fleet
+CA), ``enrollment.json`` (device id, fleet, gateway endpoint). Files are written with
+write-to-temp + fsync + rename, so a power cut leaves either the old or the new file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+KEY_FILE = "device.key"
+CERT_FILE = "device.pem"
+CA_FILE = "ca.pem"
+ENROLLMENT_FILE = "enrollment.json"
+KEY_MATERIAL = (KEY_FILE, CERT_FILE, ENROLLMENT_FILE)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def generate_key_and_csr(device_id: str) -> tuple[bytes, bytes]:
+    """A new EC P-256 key and a CSR for it: (key PEM, CSR PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem, csr.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    device_id: str
+    fleet: str
+    gateway: str
+
+
+class CredentialStore:
+    """Reads and writes the agent's credentials in its data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.dir = data_dir
+
+    def ensure_dir(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o700)
+
+    def enrollment(self) -> Enrollment | None:
+        try:
+            raw = json.loads((self.dir / ENROLLMENT_FILE).read_text())
+            key_ok = (self.dir / KEY_FILE).exists() and (self.dir / CERT_FILE).exists()
+        except (FileNotFoundError, ValueError):
+            return None
+        if not key_ok:
+            return None
+        return Enrollment(str(raw["device_id"]), str(raw["fleet"]), str(raw["gateway"]))
+
+    def pending_key(self, device_id: str) -> tuple[bytes, bytes]:
+        """The key to enrol with: reuse one generated earlier (an interrupted enrolment)."""
+        key_path = self.dir / KEY_FILE
+        if key_path.exists():
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise ValueError(f"{key_path}: not an EC key")
+            csr = (
+                x509.CertificateSigningRequestBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+                .sign(key, hashes.SHA256())
+            )
+            return key_path.read_bytes(), csr.public_bytes(serialization.Encoding.PEM)
+        key_pem, csr_pem = generate_key_and_csr(device_id)
+        write_atomic(key_path, key_pem, 0o600)
+        return key_pem, csr_pem
+
+    def save_enrollment(self, enrollment: Enrollment, cert_pem: bytes, ca_pem: bytes) -> None:
+        write_atomic(self.dir / CA_FILE, ca_pem)
+        write_atomic(self.dir / CERT_FILE, cert_pem)
+        write_atomic(self.dir / ENROLLMENT_FILE, json.dumps(asdict(enrollment)).encode(), 0o600)
+
+    def key(self) -> bytes:
+        return (self.dir / KEY_FILE).read_bytes()
+
+    def cert(self) -> bytes:
+        return (self.dir / CERT_FILE).read_bytes()
+
+    def ca(self) -> bytes:
+        return (self.dir / CA_FILE).read_bytes()
+
+    def wipe(self) -> None:
+        """Offboarding: remove key material and credentials (artifacts stay in place)."""
+        for name in KEY_MATERIAL:
+            path = self.dir / name
+            with contextlib.suppress(FileNotFoundError):
+                size = path.stat().st_size
+                with open(path, "r+b") as f:  # overwrite before unlinking
+                    f.write(b"\0" * size)
+                    f.flush()
+                    os.fsync(f.fileno())
+                path.unlink()

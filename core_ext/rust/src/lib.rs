@@ -1,0 +1,18 @@
+//! `fleetd_native`: the Rust half of fleetd's compiled hot path.
+//!
+//! The Python-facing API is described in `fleetd_native.pyi`; the pure-Python reference in
+//! `core_ext/reference` defines the semantics this crate must match.
+
+pub mod identity;
+
+use pyo3::prelude::*;
+
+/// The `fleetd_native` Python module.
+#[pymodule]
+fn fleetd_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<identity::DeviceIdentity>()?;
+    m.add("IdentityError", m.py().get_type::<identity::IdentityError>())?;
+    m.add_function(wrap_pyfunction!(identity::extract_identity, m)?)?;
+    m.add("MAX_CERTIFICATE_SIZE", identity::MAX_CERTIFICATE_SIZE)?;
+    Ok(())
+}

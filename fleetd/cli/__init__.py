@@ -1,0 +1,1 @@
+"""The ``fleetd`` command line."""

@@ -1,0 +1,183 @@
+"""``fleetd``: one CLI for operators — init, serve, demo, token, agent.
+
+Configuration comes from ``FLEETD_*`` environment variables (see the README); options
+here only override the few things one changes per invocation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import re
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from fleetd.config import ConfigError, Settings
+
+app = typer.Typer(
+    help="fleetd: device-fleet gateway and control plane.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+token_app = typer.Typer(help="Enrolment tokens for new devices.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+console = Console(stderr=True)
+out = Console()
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+
+
+def _settings(**overrides: str) -> Settings:
+    import os  # noqa: PLC0415
+
+    env = dict(os.environ)
+    env.update({k: v for k, v in overrides.items() if v})
+    try:
+        return Settings.from_env(env)
+    except ConfigError as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _duration(text: str) -> dt.timedelta:
+    match = _DURATION.match(text)
+    if not match:
+        raise typer.BadParameter(f"{text!r}: use a number and s, m, h or d, e.g. 24h")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
+    return dt.timedelta(**{unit: int(match[1])})
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+DataDir = Annotated[
+    str, typer.Option("--data-dir", help="Data directory (FLEETD_DATA_DIR, default ./.fleetd).")
+]
+
+
+@app.command()
+def init(data_dir: DataDir = "") -> None:
+    """Create the fleet CA, server certificates, database schema and an admin API key."""
+    from fleetd.initialize import initialize  # noqa: PLC0415
+    from fleetd.storage.embedded import storage_urls  # noqa: PLC0415
+
+    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    with storage_urls(settings, need_redis=False) as s:
+        result = asyncio.run(initialize(s))
+    paths = settings.paths
+    out.print(f"fleet        {settings.fleet}")
+    out.print(f"CA           {paths.ca_cert}")
+    out.print(f"server cert  {paths.server_cert}")
+    note = "created" if result.created_admin_key else "exists"
+    out.print(f"admin key    {paths.admin_api_key} ({note})")
+
+
+@app.command()
+def serve(
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Gateway worker processes.")] = 1,
+    data_dir: DataDir = "",
+    verbose: bool = False,
+) -> None:
+    """Run the gateway and the control API (on the embedded storage unless URLs are set)."""
+    from fleetd.initialize import initialize  # noqa: PLC0415
+    from fleetd.storage.embedded import storage_urls  # noqa: PLC0415
+    from fleetd.supervisor import Supervisor  # noqa: PLC0415
+
+    _logging(verbose)
+    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    with storage_urls(settings) as s:
+        asyncio.run(initialize(s))
+        sup = Supervisor(s)
+        sup.start_servers(workers)
+        console.print(f"gateway      {s.gateway_endpoint} (mTLS, device API)")
+        console.print(f"control API  {s.api_endpoint} (Connect, gRPC, gRPC-Web)")
+        console.print("Ctrl-C stops.")
+        status = sup.wait()
+    raise typer.Exit(status)
+
+
+@app.command()
+def demo(
+    devices: Annotated[int, typer.Option(min=1, max=500, help="Simulated devices.")] = 3,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Gateway workers.")] = 1,
+    heartbeat_interval: Annotated[
+        float, typer.Option(min=1.0, help="Heartbeat interval the server hands out (s).")
+    ] = 5.0,
+    data_dir: DataDir = "",
+    verbose: bool = False,
+) -> None:
+    """Run everything on the embedded default with real agents over real mTLS."""
+    from fleetd.demo import run_demo  # noqa: PLC0415
+
+    _logging(verbose)
+    settings = _settings(
+        FLEETD_DATA_DIR=data_dir, FLEETD_HEARTBEAT_INTERVAL=repr(heartbeat_interval)
+    )
+    raise typer.Exit(run_demo(settings, devices=devices, workers=workers))
+
+
+@token_app.command("create")
+def token_create(
+    uses: Annotated[int, typer.Option(min=1, help="How many devices may enrol with it.")] = 1,
+    ttl: Annotated[str, typer.Option(help="Lifetime, e.g. 30m, 24h, 7d.")] = "24h",
+    description: Annotated[str, typer.Option(help="What the token is for.")] = "",
+    data_dir: DataDir = "",
+) -> None:
+    """Mint an enrolment token (printed once; only its hash is stored)."""
+    from fleetd.storage.credentials import create_enrollment_token  # noqa: PLC0415
+    from fleetd.storage.embedded import storage_urls  # noqa: PLC0415
+    from fleetd.storage.postgres import connect  # noqa: PLC0415
+
+    lifetime = _duration(ttl)
+    settings = _settings(FLEETD_DATA_DIR=data_dir)
+
+    async def mint(database_url: str) -> tuple[str, dt.datetime]:
+        pool = await connect(database_url, max_size=1)
+        try:
+            secret, expires = await create_enrollment_token(
+                pool,
+                settings.fleet,
+                ttl=lifetime,
+                max_uses=uses,
+                description=description,
+                created_by="fleetd token create",
+            )
+            return secret.token, expires
+        finally:
+            await pool.close()
+
+    with storage_urls(settings, need_redis=False) as s:
+        token, expires = asyncio.run(mint(s.database_url or ""))
+    out.print(token)
+    console.print(f"valid for {uses} enrolment(s) until {expires.isoformat()}")
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def agent(ctx: typer.Context) -> None:
+    """Run the device agent (same as ``fleetd-agent``; ``fleetd agent --help`` for options)."""
+    from agent.main import main as agent_main  # noqa: PLC0415
+
+    raise typer.Exit(agent_main(list(ctx.args)))
+
+
+def run() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    run()

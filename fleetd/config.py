@@ -1,0 +1,181 @@
+"""Runtime settings, read once from the environment (``FLEETD_*``) with documented defaults.
+
+Every process of a deployment (supervisor, gateway workers, control API, CLI) builds its
+``Settings`` the same way, so a child process inherits its configuration through its
+environment. The README's configuration reference lists every variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+_FLEET_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+
+
+class ConfigError(ValueError):
+    """A setting has a value fleetd cannot use; the message names the variable."""
+
+
+def _split_addr(name: str, value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{name}={value!r}: expected HOST:PORT, for example 127.0.0.1:8443")
+    return host.strip("[]"), int(port)
+
+
+def _float(env: dict[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r}: must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """Where a deployment keeps its files, all under one data directory."""
+
+    root: Path
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.pki / "ca.pem"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.pki / "ca.key"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.pki / "server.pem"
+
+    @property
+    def server_key(self) -> Path:
+        return self.pki / "server.key"
+
+    @property
+    def admin_api_key(self) -> Path:
+        return self.root / "admin-api-key"
+
+    @property
+    def postgres(self) -> Path:
+        return self.root / "postgres"
+
+    @property
+    def redis(self) -> Path:
+        return self.root / "redis"
+
+    @property
+    def blobs(self) -> Path:
+        return self.root / "blobs"
+
+    @property
+    def agents(self) -> Path:
+        return self.root / "agents"
+
+    @property
+    def demo_env(self) -> Path:
+        return self.root / "demo.env"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a fleetd process needs to know about its deployment."""
+
+    data_dir: Path
+    fleet: str = "default"
+    database_url: str | None = None
+    redis_url: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8443
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 9443
+    server_names: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+    heartbeat_interval: float = 30.0
+    offline_after: float = 90.0
+    redis_flush_interval: float = 0.05
+    postgres_flush_interval: float = 1.0
+
+    @property
+    def paths(self) -> Paths:
+        return Paths(self.data_dir)
+
+    @property
+    def api_endpoint(self) -> str:
+        return f"https://{_url_host(self.api_host)}:{self.api_port}"
+
+    @property
+    def gateway_endpoint(self) -> str:
+        return f"{_url_host(self.gateway_host)}:{self.gateway_port}"
+
+    def with_storage(self, database_url: str, redis_url: str) -> Settings:
+        return replace(self, database_url=database_url, redis_url=redis_url)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes a child process build these same settings."""
+        env = {
+            "FLEETD_DATA_DIR": str(self.data_dir),
+            "FLEETD_FLEET": self.fleet,
+            "FLEETD_API_ADDR": f"{self.api_host}:{self.api_port}",
+            "FLEETD_GATEWAY_ADDR": f"{self.gateway_host}:{self.gateway_port}",
+            "FLEETD_SERVER_NAMES": ",".join(self.server_names),
+            "FLEETD_HEARTBEAT_INTERVAL": repr(self.heartbeat_interval),
+            "FLEETD_OFFLINE_AFTER": repr(self.offline_after),
+        }
+        if self.database_url:
+            env["FLEETD_DATABASE_URL"] = self.database_url
+        if self.redis_url:
+            env["FLEETD_REDIS_URL"] = self.redis_url
+        return env
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        data_dir = Path(env.get("FLEETD_DATA_DIR") or ".fleetd").absolute()
+        fleet = env.get("FLEETD_FLEET") or "default"
+        if not _FLEET_NAME.match(fleet):
+            raise ConfigError(
+                f"FLEETD_FLEET={fleet!r}: use lowercase letters, digits, '.' and '-' (max 63)"
+            )
+        api_host, api_port = _split_addr(
+            "FLEETD_API_ADDR", env.get("FLEETD_API_ADDR") or "127.0.0.1:8443"
+        )
+        gw_host, gw_port = _split_addr(
+            "FLEETD_GATEWAY_ADDR", env.get("FLEETD_GATEWAY_ADDR") or "127.0.0.1:9443"
+        )
+        names = tuple(
+            n.strip()
+            for n in (env.get("FLEETD_SERVER_NAMES") or "localhost,127.0.0.1,::1").split(",")
+            if n.strip()
+        )
+        return cls(
+            data_dir=data_dir,
+            fleet=fleet,
+            database_url=env.get("FLEETD_DATABASE_URL") or None,
+            redis_url=env.get("FLEETD_REDIS_URL") or None,
+            api_host=api_host,
+            api_port=api_port,
+            gateway_host=gw_host,
+            gateway_port=gw_port,
+            server_names=names,
+            heartbeat_interval=_float(env, "FLEETD_HEARTBEAT_INTERVAL", 30.0, 1.0),
+            offline_after=_float(env, "FLEETD_OFFLINE_AFTER", 90.0, 3.0),
+            redis_flush_interval=_float(env, "FLEETD_REDIS_FLUSH_INTERVAL", 0.05, 0.001),
+            postgres_flush_interval=_float(env, "FLEETD_POSTGRES_FLUSH_INTERVAL", 1.0, 0.01),
+        )
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,1 @@
+"""Storage adapters: PostgreSQL (source of truth), Redis (hot state), embedded servers."""

@@ -1,0 +1,35 @@
+"""Connecting to PostgreSQL: one pool per process, schema migrated before first use."""
+
+from __future__ import annotations
+
+import asyncpg
+import orjson
+
+from fleetd.storage.migrate import migrate
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda v: orjson.dumps(v).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
+async def connect(
+    database_url: str, *, min_size: int = 1, max_size: int = 10, run_migrations: bool = True
+) -> asyncpg.Pool:
+    """A pool with jsonb decoded to Python values; migrations applied first if asked."""
+    if run_migrations:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+    pool = await asyncpg.create_pool(
+        database_url, min_size=min_size, max_size=max_size, init=_init_connection
+    )
+    if pool is None:  # pragma: no cover - create_pool only returns None when not awaited
+        raise RuntimeError("asyncpg.create_pool returned no pool")
+    return pool

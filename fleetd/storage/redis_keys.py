@@ -1,0 +1,20 @@
+"""The Redis key layout, in one place. docs/redis-keys.md explains each key.
+
+Per-device keys carry the device id in a hash tag (``{...}``) so that, on Redis Cluster,
+all of one device's keys live on one shard. Everything here is rebuildable from
+PostgreSQL: losing Redis loses no acknowledged data.
+"""
+
+from __future__ import annotations
+
+PREFIX = "fleetd"
+
+
+def last_seen(fleet: str) -> str:
+    """ZSET: member device_id, score last heartbeat (Unix seconds). Drives offline detection."""
+    return f"{PREFIX}:{{{fleet}}}:last_seen"
+
+
+def device_stats(device_id: str) -> str:
+    """HASH: the latest heartbeat's stats (seen_at, state, cpu, mem, disk, uptime, count)."""
+    return f"{PREFIX}:dev:{{{device_id}}}:stats"

@@ -1,0 +1,87 @@
+"""Who is calling: the device identity from the verified peer certificate, and its standing.
+
+The TLS handshake has already verified the chain against the fleet CA. Here the
+certificate is parsed by core_ext (cached per certificate, so the per-RPC cost is a dict
+lookup), its fleet checked, and its standing (issued by us, not revoked, device not
+offboarded) looked up in PostgreSQL, cached for a few seconds. Nothing in a request body
+is ever used to identify a device.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import core_ext
+from fleetd.storage.devices import CertificateStanding
+
+StandingLookup = Callable[[str, str], Awaitable[CertificateStanding | None]]
+
+
+class Refused(Exception):
+    """The caller is not a device this gateway serves; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallerDevice:
+    device_id: str
+    fleet: str
+    serial: str
+    offboarded: bool
+
+
+class DeviceAuthenticator:
+    """Turns a peer certificate into a ``CallerDevice`` or refuses it."""
+
+    def __init__(
+        self,
+        fleet: str,
+        lookup_standing: StandingLookup,
+        *,
+        standing_ttl: float = 5.0,
+        max_cached: int = 200_000,
+    ) -> None:
+        self._fleet = fleet
+        self._lookup = lookup_standing
+        self._ttl = standing_ttl
+        self._max_cached = max_cached
+        self._identities: dict[bytes, core_ext.DeviceIdentity] = {}
+        self._standing: dict[str, tuple[float, CertificateStanding | None]] = {}
+
+    def identity(self, pem: bytes) -> core_ext.DeviceIdentity:
+        identity = self._identities.get(pem)
+        if identity is None:
+            try:
+                identity = core_ext.extract_identity(pem)
+            except core_ext.IdentityError as exc:
+                raise Refused(f"client certificate refused: {exc}") from None
+            if len(self._identities) >= self._max_cached:
+                self._identities.clear()
+            self._identities[pem] = identity
+        return identity
+
+    async def authenticate(self, pem: bytes | None) -> CallerDevice:
+        if not pem:
+            raise Refused("no client certificate")
+        identity = self.identity(pem)
+        if identity.fleet != self._fleet:
+            raise Refused(f"certificate belongs to fleet {identity.fleet!r}, not this one")
+        now = time.monotonic()
+        cached = self._standing.get(identity.serial)
+        if cached is not None and cached[0] > now:
+            standing = cached[1]
+        else:
+            standing = await self._lookup(identity.serial, identity.fingerprint)
+            if len(self._standing) >= self._max_cached:
+                self._standing.clear()
+            self._standing[identity.serial] = (now + self._ttl, standing)
+        if standing is None or standing.device_id != identity.device_id:
+            raise Refused("certificate was not issued to a registered device")
+        if standing.revoked:
+            raise Refused("certificate has been revoked")
+        return CallerDevice(identity.device_id, identity.fleet, identity.serial, standing.offboarded)
+
+    def forget(self, serial: str) -> None:
+        """Drop the cached standing (after a revocation in this process)."""
+        self._standing.pop(serial, None)
