@@ -3,17 +3,22 @@
 Application code imports only from here. The compiled implementations (the Rust
 ``fleetd_native`` extension and the Cython ``core_ext._batcher`` module) are used when
 they are importable; ``FLEETD_PURE_PYTHON=1`` forces the pure-Python references in
-``core_ext.reference``, which define the semantics both must share.
+``core_ext.reference``, which define the semantics both must share. For the type
+checker the names are the reference's: the compiled ones are stubbed to match.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 IMPLEMENTATION: Literal["compiled", "reference"]
 
-if os.environ.get("FLEETD_PURE_PYTHON") == "1":
+if TYPE_CHECKING:
+    from core_ext.reference import DeviceIdentity, HeartbeatBatcher, IdentityError, extract_identity
+
+    IMPLEMENTATION = "reference"
+elif os.environ.get("FLEETD_PURE_PYTHON") == "1":
     from core_ext.reference import DeviceIdentity, HeartbeatBatcher, IdentityError, extract_identity
 
     IMPLEMENTATION = "reference"
@@ -27,7 +32,7 @@ else:
         )
 
         IMPLEMENTATION = "compiled"
-    except ImportError:  # not built (e.g. a source checkout without `make build`)
+    except ImportError:  # not built (a source checkout before `make build`)
         from core_ext.reference import (
             DeviceIdentity,
             HeartbeatBatcher,

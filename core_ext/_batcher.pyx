@@ -55,6 +55,7 @@ cdef inline int _require_finite(str name, double value) except -1:
 @cython.final
 @cython.freelist(64)
 @cython.auto_pickle(False)
+@cython.no_gc  # holds only a str: it can never be part of a reference cycle
 cdef class _Slot:
     """One device: its pending coalesced heartbeat and its last drained state."""
 

@@ -11,7 +11,10 @@ use pyo3::prelude::*;
 #[pymodule]
 fn fleetd_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<identity::DeviceIdentity>()?;
-    m.add("IdentityError", m.py().get_type::<identity::IdentityError>())?;
+    m.add(
+        "IdentityError",
+        m.py().get_type::<identity::IdentityError>(),
+    )?;
     m.add_function(wrap_pyfunction!(identity::extract_identity, m)?)?;
     m.add("MAX_CERTIFICATE_SIZE", identity::MAX_CERTIFICATE_SIZE)?;
     Ok(())

@@ -8,8 +8,8 @@ CREATE TABLE devices (
     device_type      text NOT NULL DEFAULT '',
     version          text NOT NULL DEFAULT '',
     agent_version    text NOT NULL DEFAULT '',
-    -- Lower-case DeviceState names: unknown, online, offline, maintenance, updating, error,
-    -- decommissioned. Liveness (online/offline) is driven by heartbeats.
+    -- Lower-case DeviceState names: unknown (UNSPECIFIED), online, offline, maintenance,
+    -- updating, error, offboarded. Liveness (online/offline) is driven by heartbeats.
     status           text NOT NULL DEFAULT 'unknown',
     metadata         jsonb NOT NULL DEFAULT '{}'::jsonb,
     tags             text[] NOT NULL DEFAULT '{}',
@@ -69,4 +69,11 @@ CREATE TABLE api_keys (
     last_used_at     timestamptz,
     revoked_at       timestamptz,
     CHECK ((role = 'device') = (device_id IS NOT NULL))
+);
+
+-- Secrets shared by every control API replica (e.g. the page-token signing key).
+CREATE TABLE server_secrets (
+    name             text PRIMARY KEY,
+    secret           bytea NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now()
 );

@@ -1,0 +1,3 @@
+from agent.main import run
+
+run()

@@ -1,0 +1,204 @@
+"""The agent's life: enrol once, then register and heartbeat until told to stop.
+
+Errors never crash the loop: every failed call waits a jittered exponential backoff
+(no reconnect storms after a gateway restart) and tries again. The gateway sets the
+heartbeat interval; the agent adds its own jitter on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import grpc
+
+from agent import sysstats
+from agent.backoff import Backoff, jittered
+from agent.config import AGENT_VERSION, AgentConfig
+from agent.credentials import CredentialStore, Enrollment
+from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
+from fleetd.v1 import device_pb2, device_pb2_grpc
+
+log = logging.getLogger("fleetd.agent")
+
+RPC_TIMEOUT = 15.0
+
+
+class Offboarded(Exception):
+    """The server says this device was offboarded."""
+
+
+class EnrolmentFailed(Exception):
+    """Enrolment was refused for a reason retrying will not fix."""
+
+
+def _system_info(hw: sysstats.Hardware) -> device_pb2.SystemInfo:
+    return device_pb2.SystemInfo(
+        os=hw.os, arch=hw.arch, cpu_cores=hw.cpu_cores, memory_mb=hw.memory_mb,
+        hostname=hw.hostname, os_version=hw.os_version, kernel=hw.kernel, model=hw.model,
+        disk_gb=hw.disk_gb,
+    )  # fmt: skip
+
+
+def _hardware_profile(hw: sysstats.Hardware) -> agent_pb2.HardwareProfile:
+    return agent_pb2.HardwareProfile(
+        model=hw.model, arch=hw.arch, cpu_cores=hw.cpu_cores, memory_mb=hw.memory_mb,
+        disk_gb=hw.disk_gb, os=hw.os, os_version=hw.os_version, kernel=hw.kernel,
+        hostname=hw.hostname,
+    )  # fmt: skip
+
+
+def _stats(s: sysstats.Stats) -> agent_pb2.DeviceStats:
+    return agent_pb2.DeviceStats(
+        cpu_percent=s.cpu_percent, memory_percent=s.memory_percent,
+        memory_used_mb=s.memory_used_mb, memory_total_mb=s.memory_total_mb,
+        disk_percent=s.disk_percent, disk_used_gb=s.disk_used_gb,
+        disk_total_gb=s.disk_total_gb, uptime_seconds=s.uptime_seconds,
+        load_avg_1m=s.load_1, load_avg_5m=s.load_5, load_avg_15m=s.load_15,
+    )  # fmt: skip
+
+
+_PERMANENT = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+async def enrol(config: AgentConfig, store: CredentialStore) -> Enrollment:
+    """Key generated here; CSR + token to RegisterDevice; certificate saved."""
+    if not config.enrollment_token:
+        raise EnrolmentFailed("not enrolled and no enrolment token given")
+    if config.ca_cert is None:
+        raise EnrolmentFailed("not enrolled and no --ca-cert to trust the control API with")
+    store.ensure_dir()
+    _, csr = store.pending_key(config.device_id)
+    hw = sysstats.hardware()
+    request = device_pb2.RegisterDeviceRequest(
+        device_id=config.device_id,
+        device_name=config.device_id,
+        device_type=config.device_type,
+        version=AGENT_VERSION,
+        system_info=_system_info(hw),
+        csr=csr.decode(),
+        enrollment_token=config.enrollment_token,
+    )
+    creds = grpc.ssl_channel_credentials(root_certificates=config.ca_cert.read_bytes())
+    backoff = Backoff()
+    while True:
+        async with grpc.aio.secure_channel(config.api_target, creds) as channel:
+            stub = device_pb2_grpc.DeviceServiceStub(channel)
+            try:
+                response = await stub.RegisterDevice(request, timeout=RPC_TIMEOUT)
+                break
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in _PERMANENT:
+                    raise EnrolmentFailed(f"{exc.code().name}: {exc.details()}") from None
+                delay = backoff.next_delay()
+                log.warning("enrolment failed (%s); retrying in %.1fs", exc.code().name, delay)
+        await asyncio.sleep(delay)
+    enrollment = Enrollment(
+        device_id=response.device_id,
+        fleet=response.fleet,
+        gateway=config.gateway or response.gateway_endpoint,
+    )
+    store.save_enrollment(
+        enrollment, response.certificate.encode(), response.ca_certificate.encode()
+    )
+    log.info("enrolled as %s in fleet %s", enrollment.device_id, enrollment.fleet)
+    return enrollment
+
+
+@dataclass
+class Agent:
+    config: AgentConfig
+    store: CredentialStore
+    enrollment: Enrollment
+    revision: int = 0
+
+    def _channel(self) -> grpc.aio.Channel:
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=self.store.ca(),
+            private_key=self.store.key(),
+            certificate_chain=self.store.cert(),
+        )
+        gateway = self.config.gateway or self.enrollment.gateway
+        return grpc.aio.secure_channel(
+            gateway, creds, options=[("grpc.keepalive_time_ms", 60_000)]
+        )
+
+    async def run(self) -> None:
+        sampler = sysstats.StatsSampler()
+        backoff = Backoff()
+        async with self._channel() as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            interval = await self._register(stub, backoff)
+            while True:
+                await asyncio.sleep(jittered(interval, 0.05))
+                try:
+                    response = await stub.Heartbeat(
+                        agent_pb2.HeartbeatRequest(
+                            desired_state_revision=self.revision,
+                            stats=_stats(sampler.sample()),
+                            agent_version=AGENT_VERSION,
+                        ),
+                        timeout=RPC_TIMEOUT,
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    interval = backoff.next_delay()
+                    log.warning("heartbeat failed (%s: %s); next try in %.1fs",
+                                exc.code().name, exc.details(), interval)  # fmt: skip
+                    continue
+                backoff.reset()
+                if response.offboarded:
+                    raise Offboarded
+                if response.HasField("desired_state"):
+                    self.revision = response.desired_state.revision
+                interval = response.next_heartbeat_interval.ToTimedelta().total_seconds()
+                if self.config.once:
+                    return
+
+    async def _register(self, stub: agent_pb2_grpc.AgentServiceStub, backoff: Backoff) -> float:
+        hw = sysstats.hardware()
+        request = agent_pb2.RegisterRequest(
+            hardware=_hardware_profile(hw),
+            device_type=self.config.device_type,
+            agent_version=AGENT_VERSION,
+            tags=list(self.config.tags),
+        )
+        while True:
+            try:
+                response = await stub.Register(request, timeout=RPC_TIMEOUT)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.PERMISSION_DENIED and "offboarded" in (
+                    exc.details() or ""
+                ):
+                    raise Offboarded from None
+                delay = backoff.next_delay()
+                log.warning("register failed (%s: %s); retrying in %.1fs",
+                            exc.code().name, exc.details(), delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                continue
+            backoff.reset()
+            log.info("registered %s", response.device_id)
+            return response.heartbeat_interval.ToTimedelta().total_seconds()
+
+
+async def run_agent(config: AgentConfig) -> int:
+    store = CredentialStore(config.data_dir)
+    enrollment = store.enrollment()
+    if enrollment is None:
+        try:
+            enrollment = await enrol(config, store)
+        except EnrolmentFailed as exc:
+            log.error("enrolment failed: %s", exc)
+            return 2
+    try:
+        await Agent(config, store, enrollment).run()
+    except Offboarded:
+        log.warning("this device was offboarded: wiping key material and exiting")
+        store.wipe()
+    return 0

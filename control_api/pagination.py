@@ -1,0 +1,74 @@
+"""Opaque, tamper-evident page tokens for keyset pagination.
+
+A token is ``base64url(payload) + "." + base64url(HMAC-SHA256(key, payload))[:22]`` where
+the payload is compact JSON naming the list it belongs to and the last key returned. The
+key is shared by every replica (stored in PostgreSQL). A token that was altered, comes
+from another list, or is malformed is INVALID_ARGUMENT; tokens do not expire, because
+keyset positions stay meaningful while devices come and go.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+import asyncpg
+import orjson
+
+MAX_TOKEN_LENGTH = 1024
+
+
+class InvalidPageToken(ValueError):
+    """The page token was not issued by this deployment for this list."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class PageTokens:
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("page token key must be at least 32 bytes")
+        self._key = key
+
+    def _mac(self, payload: bytes) -> str:
+        return _b64(hmac.new(self._key, payload, hashlib.sha256).digest())[:22]
+
+    def encode(self, scope: str, position: dict[str, Any]) -> str:
+        payload = orjson.dumps({"s": scope, "p": position})
+        return f"{_b64(payload)}.{self._mac(payload)}"
+
+    def decode(self, scope: str, token: str) -> dict[str, Any]:
+        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
+            raise InvalidPageToken("page_token is malformed")
+        body, mac = token.split(".")
+        try:
+            payload = _unb64(body)
+        except ValueError:
+            raise InvalidPageToken("page_token is malformed") from None
+        if not hmac.compare_digest(self._mac(payload), mac):
+            raise InvalidPageToken("page_token was not issued by this server")
+        data = orjson.loads(payload)
+        if not isinstance(data, dict) or data.get("s") != scope or not isinstance(data.get("p"), dict):
+            raise InvalidPageToken("page_token belongs to a different list or query")
+        position: dict[str, Any] = data["p"]
+        return position
+
+
+async def load_key(pool: asyncpg.Pool, name: str = "page_tokens") -> bytes:
+    """The shared signing key, created by whichever replica asks first."""
+    await pool.execute(
+        "INSERT INTO server_secrets (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        name,
+        secrets.token_bytes(32),
+    )
+    key: bytes = await pool.fetchval("SELECT secret FROM server_secrets WHERE name = $1", name)
+    return key

@@ -1,0 +1,703 @@
+//! X.509 device certificate identity extraction.
+//!
+//! By the time the gateway calls `extract_identity`, TLS has verified the client certificate
+//! chain; this module binds the certificate to a fleet device identity
+//! (`spiffe://<fleet>/device/<device_id>` URI SAN, equal to the subject CN) and reports what
+//! the caller needs: serial number, SHA-256 fingerprint, validity window, key algorithm.
+//! Validity dates and signatures are not checked here.
+//!
+//! The pure-Python reference `core_ext/reference/identity.py` defines the behaviour; refusals
+//! must carry the same message prefixes. Nothing here panics on any input.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+use sha2::{Digest, Sha256};
+use x509_parser::asn1_rs::{Any, Oid, Tag};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_EC_P521,
+    OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519, OID_SIG_ED448,
+};
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo};
+
+/// Inputs longer than this many bytes are refused before any parsing.
+pub const MAX_CERTIFICATE_SIZE: usize = 16384;
+
+create_exception!(
+    fleetd_native,
+    IdentityError,
+    PyValueError,
+    "The certificate does not establish a device identity; the message says why."
+);
+
+/// Why a certificate was refused; each kind has a fixed message prefix shared with the
+/// reference implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    TooLarge,
+    Empty,
+    MalformedPem,
+    MalformedCertificate,
+    CaCertificate,
+    NotClientAuth,
+    BadIdentity,
+    CommonNameMismatch,
+    UnsupportedKey,
+}
+
+impl Refusal {
+    /// The message prefix of this refusal.
+    pub const fn prefix(self) -> &'static str {
+        match self {
+            Self::TooLarge => "certificate too large",
+            Self::Empty => "empty certificate",
+            Self::MalformedPem => "malformed PEM",
+            Self::MalformedCertificate => "malformed certificate",
+            Self::CaCertificate => "CA certificate used as a device certificate",
+            Self::NotClientAuth => "certificate is not valid for client authentication",
+            Self::BadIdentity => "missing or malformed device identity",
+            Self::CommonNameMismatch => "certificate common name does not match device identity",
+            Self::UnsupportedKey => "unsupported key algorithm",
+        }
+    }
+}
+
+/// A refusal with detail for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub refusal: Refusal,
+    pub detail: String,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.detail.is_empty() {
+            f.write_str(self.refusal.prefix())
+        } else {
+            write!(f, "{}: {}", self.refusal.prefix(), self.detail)
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+fn reject<T>(refusal: Refusal, detail: impl Into<String>) -> Result<T, Rejection> {
+    Err(Rejection {
+        refusal,
+        detail: detail.into(),
+    })
+}
+
+/// The identity a device certificate establishes, with what the caller needs to check it.
+#[pyclass(frozen, eq, hash, get_all, module = "fleetd_native")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeviceIdentity {
+    /// The device, from the `spiffe://<fleet>/device/<device_id>` URI SAN (equal to the CN).
+    pub device_id: String,
+    /// The fleet the device belongs to, from the same URI.
+    pub fleet: String,
+    /// The serial number: lowercase hex, no leading zeros, "0" for zero.
+    pub serial: String,
+    /// Lowercase hex SHA-256 of the certificate's DER encoding.
+    pub fingerprint: String,
+    /// Start of the validity period, Unix seconds.
+    pub not_before: i64,
+    /// End of the validity period, Unix seconds.
+    pub not_after: i64,
+    /// "EC-P256", "EC-P384", "EC-P521", "Ed25519", "Ed448" or "RSA-<modulus bits>".
+    pub key_algorithm: String,
+}
+
+#[pymethods]
+impl DeviceIdentity {
+    #[new]
+    #[pyo3(signature = (device_id, fleet, serial, fingerprint, not_before, not_after, key_algorithm))]
+    fn new(
+        device_id: String,
+        fleet: String,
+        serial: String,
+        fingerprint: String,
+        not_before: i64,
+        not_after: i64,
+        key_algorithm: String,
+    ) -> Self {
+        Self {
+            device_id,
+            fleet,
+            serial,
+            fingerprint,
+            not_before,
+            not_after,
+            key_algorithm,
+        }
+    }
+
+    /// The same shape as the reference dataclass's repr.
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let text =
+            |s: &str| -> PyResult<String> { Ok(PyString::new(py, s).repr()?.to_str()?.to_owned()) };
+        Ok(format!(
+            "DeviceIdentity(device_id={}, fleet={}, serial={}, fingerprint={}, \
+             not_before={}, not_after={}, key_algorithm={})",
+            text(&self.device_id)?,
+            text(&self.fleet)?,
+            text(&self.serial)?,
+            text(&self.fingerprint)?,
+            self.not_before,
+            self.not_after,
+            text(&self.key_algorithm)?,
+        ))
+    }
+}
+
+/// Extract the device identity from a client certificate (PEM or DER).
+///
+/// Raises `IdentityError` when the certificate is refused.
+#[pyfunction]
+pub fn extract_identity(py: Python<'_>, data: &[u8]) -> PyResult<DeviceIdentity> {
+    py.detach(|| extract(data))
+        .map_err(|rejection| IdentityError::new_err(rejection.to_string()))
+}
+
+/// The Rust API of `extract_identity`.
+///
+/// Checks run in this order: size, empty input, PEM armour, DER structure, CA flag,
+/// client-auth EKU, identity URI SAN, subject common name, key algorithm.
+pub fn extract(data: &[u8]) -> Result<DeviceIdentity, Rejection> {
+    if data.len() > MAX_CERTIFICATE_SIZE {
+        return reject(
+            Refusal::TooLarge,
+            format!("{} bytes, limit {MAX_CERTIFICATE_SIZE}", data.len()),
+        );
+    }
+    if data.is_empty() {
+        return reject(Refusal::Empty, "");
+    }
+    let der = decode_input(data)?;
+    let cert = parse_certificate(&der)?;
+
+    if let Ok(Some(basic)) = cert.basic_constraints() {
+        if basic.value.ca {
+            return reject(Refusal::CaCertificate, "basicConstraints has cA=TRUE");
+        }
+    }
+
+    match cert.extended_key_usage() {
+        Ok(Some(eku)) if eku.value.client_auth => {}
+        Ok(Some(_)) => {
+            return reject(Refusal::NotClientAuth, "extendedKeyUsage lacks clientAuth");
+        }
+        _ => return reject(Refusal::NotClientAuth, "no extendedKeyUsage extension"),
+    }
+
+    let (fleet, device_id) = device_uri(&cert)?;
+
+    let common_names: Vec<Option<String>> = cert
+        .subject()
+        .iter_common_name()
+        .map(|cn| attribute_text(cn.attr_value()))
+        .collect();
+    if common_names.len() != 1 || common_names[0].as_deref() != Some(device_id) {
+        return reject(
+            Refusal::CommonNameMismatch,
+            format!("expected exactly one CN equal to {device_id:?}, found {common_names:?}"),
+        );
+    }
+
+    let key_algorithm = key_algorithm(cert.public_key())?;
+
+    Ok(DeviceIdentity {
+        device_id: device_id.to_owned(),
+        fleet: fleet.to_owned(),
+        serial: serial_hex(cert.raw_serial()),
+        fingerprint: hex(&Sha256::digest(&der)),
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+        key_algorithm,
+    })
+}
+
+// --- input framing -----------------------------------------------------------------------
+
+/// The whitespace PEM may carry: the same set as Python's `bytes.split()`.
+const WHITESPACE: &[u8] = b" \t\n\r\x0b\x0c";
+const PEM_BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+const PEM_END: &[u8] = b"-----END CERTIFICATE-----";
+
+fn is_whitespace(byte: u8) -> bool {
+    WHITESPACE.contains(&byte)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Return the DER of the certificate: `data` itself, or the first PEM block's content.
+///
+/// PEM is recognised by `-----` after optional leading whitespace. The first block must be
+/// a `CERTIFICATE`; its body (whitespace removed) must be canonical, padded base64.
+/// Anything after the first `END CERTIFICATE` line is ignored.
+fn decode_input(data: &[u8]) -> Result<Cow<'_, [u8]>, Rejection> {
+    let start = data
+        .iter()
+        .position(|&b| !is_whitespace(b))
+        .unwrap_or(data.len());
+    let text = data.get(start..).unwrap_or_default();
+    if !text.starts_with(b"-----") {
+        return Ok(Cow::Borrowed(data));
+    }
+    let Some(rest) = text.strip_prefix(PEM_BEGIN) else {
+        return reject(
+            Refusal::MalformedPem,
+            "the first block is not a CERTIFICATE",
+        );
+    };
+    let Some(end) = find(rest, PEM_END) else {
+        return reject(Refusal::MalformedPem, "no END CERTIFICATE line");
+    };
+    let body: Vec<u8> = rest
+        .get(..end)
+        .unwrap_or_default()
+        .iter()
+        .copied()
+        .filter(|&b| !is_whitespace(b))
+        .collect();
+    if body.is_empty() {
+        return reject(Refusal::MalformedPem, "empty CERTIFICATE block");
+    }
+    // The standard engine requires canonical padding and zero padding bits.
+    match BASE64.decode(&body) {
+        Ok(der) => Ok(Cow::Owned(der)),
+        Err(_) => reject(Refusal::MalformedPem, "invalid base64"),
+    }
+}
+
+// --- certificate structure -----------------------------------------------------------------
+
+fn malformed<T>(detail: impl Into<String>) -> Result<T, Rejection> {
+    reject(Refusal::MalformedCertificate, detail)
+}
+
+/// Parse `der` as one X.509 certificate with nothing after it, and refuse the structural
+/// faults the reference's parser refuses (so both call the same inputs malformed).
+fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, Rejection> {
+    let cert = match X509Certificate::from_der(der) {
+        Ok((rest, _)) if !rest.is_empty() => {
+            return malformed(format!("{} bytes after the certificate", rest.len()))
+        }
+        Ok((_, cert)) => cert,
+        Err(err) => return malformed(err.to_string()),
+    };
+    if cert.version().0 > 2 {
+        return malformed(format!("unknown version {}", cert.version().0));
+    }
+    check_serial(cert.raw_serial())?;
+    check_key_algorithm_identifier(&cert.public_key().algorithm)?;
+    if cert.extensions_map().is_err() {
+        return malformed("duplicate extension");
+    }
+    for extension in cert.extensions() {
+        match extension.parsed_extension() {
+            ParsedExtension::ParseError { error } => {
+                return malformed(format!("extension {}: {error}", extension.oid));
+            }
+            ParsedExtension::SubjectAlternativeName(san) => {
+                for name in &san.general_names {
+                    match name {
+                        GeneralName::Invalid(..) => {
+                            return malformed("invalid subjectAltName entry");
+                        }
+                        GeneralName::RFC822Name(s)
+                        | GeneralName::DNSName(s)
+                        | GeneralName::URI(s)
+                            if !s.is_ascii() =>
+                        {
+                            return malformed("subjectAltName entry is not IA5String");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(cert)
+}
+
+/// The serial must be a minimally encoded, non-negative INTEGER.
+fn check_serial(raw: &[u8]) -> Result<(), Rejection> {
+    match raw {
+        [] => malformed("empty serial number"),
+        [first, ..] if first & 0x80 != 0 => malformed("negative serial number"),
+        [0, second, ..] if second & 0x80 == 0 => malformed("serial number not minimally encoded"),
+        _ => Ok(()),
+    }
+}
+
+/// The AlgorithmIdentifier parameters of a known key type must have the form its
+/// specification defines (the reference's parser refuses the certificate otherwise).
+fn check_key_algorithm_identifier(algorithm: &AlgorithmIdentifier<'_>) -> Result<(), Rejection> {
+    let oid = &algorithm.algorithm;
+    let params = algorithm.parameters.as_ref();
+    let ok = if *oid == OID_PKCS1_RSAENCRYPTION {
+        params.is_none_or(is_null)
+    } else if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        params.is_some()
+    } else if *oid == OID_SIG_ED25519 || *oid == OID_SIG_ED448 {
+        params.is_none()
+    } else {
+        true
+    };
+    if ok {
+        Ok(())
+    } else {
+        malformed(format!("invalid parameters for key algorithm {oid}"))
+    }
+}
+
+fn is_null(any: &Any<'_>) -> bool {
+    any.tag() == Tag::Null && any.data.is_empty()
+}
+
+// --- identity binding ----------------------------------------------------------------------
+
+const SPIFFE_SCHEME: &str = "spiffe://";
+
+/// Return (fleet, device_id) from the one spiffe URI SAN, or refuse.
+///
+/// A URI whose scheme is `spiffe` (in any case) counts as an identity claim and must be
+/// exactly `spiffe://<fleet>/device/<device_id>`; other URIs are ignored.
+fn device_uri<'a>(cert: &X509Certificate<'a>) -> Result<(&'a str, &'a str), Rejection> {
+    let mut claims: Vec<&'a str> = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let GeneralName::URI(uri) = name {
+                let is_spiffe = uri
+                    .as_bytes()
+                    .get(..SPIFFE_SCHEME.len())
+                    .is_some_and(|scheme| scheme.eq_ignore_ascii_case(SPIFFE_SCHEME.as_bytes()));
+                if is_spiffe {
+                    claims.push(uri);
+                }
+            }
+        }
+    }
+    let uri = match claims.as_slice() {
+        [] => return reject(Refusal::BadIdentity, "no spiffe:// URI SAN"),
+        [uri] => *uri,
+        _ => {
+            return reject(
+                Refusal::BadIdentity,
+                format!("{} spiffe:// URI SANs", claims.len()),
+            )
+        }
+    };
+    parse_device_uri(uri).ok_or_else(|| Rejection {
+        refusal: Refusal::BadIdentity,
+        detail: format!("{uri:?} is not a device identity URI"),
+    })
+}
+
+/// Split `spiffe://<fleet>/device/<device_id>`, checking both parts' syntax.
+fn parse_device_uri(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri.strip_prefix(SPIFFE_SCHEME)?;
+    let (fleet, device_id) = rest.split_once("/device/")?;
+    (is_fleet_name(fleet) && is_device_id(device_id)).then_some((fleet, device_id))
+}
+
+/// `^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`
+fn is_fleet_name(s: &str) -> bool {
+    let edge = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let inner = |b: &u8| edge(b) || *b == b'.' || *b == b'-';
+    match s.as_bytes() {
+        [only] => edge(only),
+        [first, middle @ .., last] => {
+            middle.len() <= 61 && edge(first) && edge(last) && middle.iter().all(inner)
+        }
+        [] => false,
+    }
+}
+
+/// `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`
+fn is_device_id(s: &str) -> bool {
+    match s.as_bytes() {
+        [first, rest @ ..] => {
+            first.is_ascii_alphanumeric()
+                && rest.len() <= 127
+                && rest
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        }
+        [] => false,
+    }
+}
+
+/// The text of a directory string attribute, decoded as the reference's parser decodes it.
+fn attribute_text(value: &Any<'_>) -> Option<String> {
+    let data: &[u8] = value.data;
+    match value.tag() {
+        Tag::BmpString => {
+            if data.len() % 2 != 0 {
+                return None;
+            }
+            let units = data
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]));
+            char::decode_utf16(units)
+                .collect::<Result<String, _>>()
+                .ok()
+        }
+        Tag::UniversalString => {
+            if data.len() % 4 != 0 {
+                return None;
+            }
+            data.chunks_exact(4)
+                .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+                .collect()
+        }
+        _ => std::str::from_utf8(data).ok().map(str::to_owned),
+    }
+}
+
+// --- key algorithm -------------------------------------------------------------------------
+
+fn unsupported<T>(detail: impl Into<String>) -> Result<T, Rejection> {
+    reject(Refusal::UnsupportedKey, detail)
+}
+
+/// Name the subject key's algorithm, or refuse keys a device may not use. Keys are checked
+/// as the reference's key loader checks them (EC points on the curve, RSA exponent sane).
+fn key_algorithm(spki: &SubjectPublicKeyInfo<'_>) -> Result<String, Rejection> {
+    let oid = &spki.algorithm.algorithm;
+    let bits = &spki.subject_public_key;
+    if bits.unused_bits != 0 {
+        return unsupported(format!("{oid}: public key is not a whole number of bytes"));
+    }
+    let key: &[u8] = bits.data.as_ref();
+    if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| Oid::try_from(p.clone()).ok());
+        let Some(curve) = curve else {
+            return unsupported("EC key without a named curve");
+        };
+        let (name, valid) = if curve == OID_EC_P256 {
+            (
+                "EC-P256",
+                ec_point(key, 32).is_some_and(|p| p256::PublicKey::from_sec1_bytes(&p).is_ok()),
+            )
+        } else if curve == OID_NIST_EC_P384 {
+            (
+                "EC-P384",
+                ec_point(key, 48).is_some_and(|p| p384::PublicKey::from_sec1_bytes(&p).is_ok()),
+            )
+        } else if curve == OID_NIST_EC_P521 {
+            (
+                "EC-P521",
+                ec_point(key, 66).is_some_and(|p| p521::PublicKey::from_sec1_bytes(&p).is_ok()),
+            )
+        } else {
+            return unsupported(format!("EC curve {curve}"));
+        };
+        return if valid {
+            Ok(name.to_owned())
+        } else {
+            unsupported(format!("{name}: invalid public key"))
+        };
+    }
+    if *oid == OID_SIG_ED25519 {
+        return if key.len() == 32 {
+            Ok("Ed25519".to_owned())
+        } else {
+            unsupported("Ed25519: invalid public key")
+        };
+    }
+    if *oid == OID_SIG_ED448 {
+        return if key.len() == 57 {
+            Ok("Ed448".to_owned())
+        } else {
+            unsupported("Ed448: invalid public key")
+        };
+    }
+    if *oid == OID_PKCS1_RSAENCRYPTION {
+        return match rsa_modulus_bits(key) {
+            Some(bits) => Ok(format!("RSA-{bits}")),
+            None => unsupported("RSA: invalid public key"),
+        };
+    }
+    unsupported(oid.to_id_string())
+}
+
+/// An SEC 1 point in a form the RustCrypto curves read: compressed and uncompressed points
+/// pass through; hybrid points (accepted by OpenSSL) become uncompressed once their y parity
+/// is checked; anything else (identity, compact form, wrong length) is refused.
+fn ec_point(key: &[u8], field_len: usize) -> Option<Cow<'_, [u8]>> {
+    let (&tag, coordinates) = key.split_first()?;
+    match tag {
+        0x02 | 0x03 if coordinates.len() == field_len => Some(Cow::Borrowed(key)),
+        0x04 if coordinates.len() == 2 * field_len => Some(Cow::Borrowed(key)),
+        0x06 | 0x07 if coordinates.len() == 2 * field_len => {
+            let y_odd = coordinates.last()? & 1;
+            if y_odd != tag & 1 {
+                return None;
+            }
+            let mut point = key.to_vec();
+            *point.first_mut()? = 0x04;
+            Some(Cow::Owned(point))
+        }
+        _ => None,
+    }
+}
+
+/// The modulus size in bits of a DER RSAPublicKey, if the key is one the reference loads:
+/// `SEQUENCE { n INTEGER, e INTEGER }` in DER, with n >= 3, 3 <= e < n and e odd.
+fn rsa_modulus_bits(key: &[u8]) -> Option<usize> {
+    let (body, rest) = der_element(key, 0x30)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let (n, body) = der_unsigned_integer(body)?;
+    let (e, body) = der_unsigned_integer(body)?;
+    if !body.is_empty() {
+        return None;
+    }
+    let three: &[u8] = &[3];
+    let e_odd = e.last().is_some_and(|b| b & 1 == 1);
+    if compare_magnitudes(n, three).is_lt()
+        || compare_magnitudes(e, three).is_lt()
+        || compare_magnitudes(e, n).is_ge()
+        || !e_odd
+    {
+        return None;
+    }
+    let first = n.first()?;
+    Some(n.len() * 8 - first.leading_zeros() as usize)
+}
+
+/// Read one DER element with tag `tag`: return (content, rest). Definite, minimal lengths.
+fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&actual, input) = input.split_first()?;
+    if actual != tag {
+        return None;
+    }
+    let (&first, input) = input.split_first()?;
+    let (length, input) = if first < 0x80 {
+        (usize::from(first), input)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > std::mem::size_of::<usize>() {
+            return None;
+        }
+        let (octets, input) = input.split_at_checked(count)?;
+        if octets.first() == Some(&0) {
+            return None;
+        }
+        let length = octets
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        if length < 0x80 {
+            return None;
+        }
+        (length, input)
+    };
+    input.split_at_checked(length)
+}
+
+/// Read a DER INTEGER that must be non-negative: return its magnitude without leading
+/// zeros (empty for zero) and the rest.
+fn der_unsigned_integer(input: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (content, rest) = der_element(input, 0x02)?;
+    match content {
+        [] => None,
+        [first, ..] if first & 0x80 != 0 => None,
+        [0, second, ..] if second & 0x80 == 0 => None,
+        [0, magnitude @ ..] => Some((magnitude, rest)),
+        _ => Some((content, rest)),
+    }
+}
+
+/// Compare two big-endian magnitudes without leading zeros.
+fn compare_magnitudes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+// --- formatting ----------------------------------------------------------------------------
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// Lowercase hex of a non-negative serial's content octets, without leading zeros.
+fn serial_hex(raw: &[u8]) -> String {
+    let digits = hex(raw);
+    let trimmed = digits.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleet_names() {
+        for good in ["a", "0", "acme.example", "a-b", &"a".repeat(63)] {
+            assert!(is_fleet_name(good), "{good}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", ".a", &"a".repeat(64)] {
+            assert!(!is_fleet_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn device_ids() {
+        for good in ["a", "Dev_1.x-2", &"a".repeat(128)] {
+            assert!(is_device_id(good), "{good}");
+        }
+        for bad in ["", "_a", ".a", "a/b", "a b", &"a".repeat(129)] {
+            assert!(!is_device_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn serials() {
+        assert_eq!(serial_hex(&[0]), "0");
+        assert_eq!(serial_hex(&[0, 0x80]), "80");
+        assert_eq!(serial_hex(&[0x01, 0x0a]), "10a");
+    }
+
+    #[test]
+    fn refusals_never_panic() {
+        let inputs: [&[u8]; 6] = [
+            b"",
+            b"\x30",
+            b"\x30\x84\xff\xff\xff\xff",
+            b"  -----BEGIN CERTIFICATE-----",
+            b"-----BEGIN CERTIFICATE-----\n=\n-----END CERTIFICATE-----",
+            &[0u8; MAX_CERTIFICATE_SIZE + 1],
+        ];
+        for input in inputs {
+            assert!(extract(input).is_err());
+        }
+    }
+}

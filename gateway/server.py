@@ -1,0 +1,128 @@
+"""The gateway process: grpc.aio on uvloop, mutual TLS against the fleet CA.
+
+A client without a certificate from the fleet CA fails the TLS handshake; one whose
+certificate verifies is then identified by gateway.identity. Several processes may bind
+the same port (SO_REUSEPORT) and share one Redis and PostgreSQL. SIGTERM drains: health
+goes NOT_SERVING, in-flight calls get a grace period, pending heartbeats are flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import asyncpg
+import grpc
+import redis.asyncio as aioredis
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from fleetd.config import Settings
+from fleetd.device.v1 import agent_pb2_grpc
+from fleetd.storage.devices import CertificateStanding, certificate_standing
+from fleetd.storage.postgres import connect
+from gateway.heartbeats import HeartbeatPipeline
+from gateway.identity import DeviceAuthenticator
+from gateway.service import AgentService
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "fleetd.device.v1.AgentService"
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+
+
+@dataclass
+class Gateway:
+    """A running gateway: its server, its storage handles, its pipeline."""
+
+    server: grpc.aio.Server
+    port: int
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    pipeline: HeartbeatPipeline
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float = 10.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.pipeline.close()
+        await self.redis.aclose()
+        await self.pool.close()
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials:
+    paths = settings.paths
+    return grpc.ssl_server_credentials(
+        [(paths.server_key.read_bytes(), paths.server_cert.read_bytes())],
+        root_certificates=paths.ca_cert.read_bytes(),
+        require_client_auth=True,
+    )
+
+
+async def start_gateway(settings: Settings, *, port: int | None = None) -> Gateway:
+    """Start serving on settings' gateway address (or ``port``; 0 picks a free one)."""
+    if not settings.database_url or not settings.redis_url:
+        raise ValueError("the gateway needs FLEETD_DATABASE_URL and FLEETD_REDIS_URL")
+    pool = await connect(settings.database_url, min_size=2, max_size=10)
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    pipeline = HeartbeatPipeline(
+        settings.fleet,
+        redis,
+        pool,
+        redis_interval=settings.redis_flush_interval,
+        postgres_interval=settings.postgres_flush_interval,
+    )
+
+    async def standing(serial: str, fingerprint: str) -> CertificateStanding | None:
+        return await certificate_standing(pool, serial, fingerprint)
+
+    authenticator = DeviceAuthenticator(settings.fleet, standing)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 1),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+    )
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(
+        AgentService(
+            pool, authenticator, pipeline, heartbeat_interval=settings.heartbeat_interval
+        ),
+        server,
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    host = settings.gateway_host
+    bound = server.add_secure_port(
+        f"[{host}]:{settings.gateway_port if port is None else port}"
+        if ":" in host
+        else f"{host}:{settings.gateway_port if port is None else port}",
+        server_credentials(settings),
+    )
+    await server.start()
+    pipeline.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("gateway serving on %s:%d", host, bound)
+    return Gateway(server, bound, pool, redis, pipeline, health_servicer)
+
+
+async def serve(settings: Settings) -> None:
+    gateway = await start_gateway(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("gateway draining")
+    await gateway.stop()
+
+
+def main() -> None:
+    import uvloop  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvloop.run(serve(Settings.from_env()))

@@ -1,0 +1,162 @@
+"""The device API (``fleetd.device.v1.AgentService``) as the gateway serves it.
+
+Every call starts by authenticating the peer certificate (gateway.identity); request
+bodies never carry identity. Heartbeats go into the compiled batcher and return at once.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import NoReturn
+
+import asyncpg
+import grpc
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
+from fleetd.storage.devices import refresh_registration
+from fleetd.v1 import device_pb2
+from gateway import validation
+from gateway.heartbeats import HeartbeatPipeline
+from gateway.identity import CallerDevice, DeviceAuthenticator, Refused
+
+ONLINE = device_pb2.ONLINE
+
+
+def hardware_to_system_info(hw: agent_pb2.HardwareProfile) -> dict[str, object]:
+    """The device's profile, stored as fleetd.v1.SystemInfo's JSON field names."""
+    return {
+        "os": validation.text("hardware.os", hw.os),
+        "arch": validation.text("hardware.arch", hw.arch),
+        "cpu_cores": validation.non_negative("hardware.cpu_cores", hw.cpu_cores, 4096),
+        "memory_mb": validation.non_negative("hardware.memory_mb", hw.memory_mb),
+        "hostname": validation.text("hardware.hostname", hw.hostname),
+        "os_version": validation.text("hardware.os_version", hw.os_version),
+        "kernel": validation.text("hardware.kernel", hw.kernel),
+        "model": validation.text("hardware.model", hw.model),
+        "serial": validation.text("hardware.serial", hw.serial),
+        "disk_gb": hw.disk_gb if hw.disk_gb >= 0 else 0.0,
+    }
+
+
+class AgentService(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        authenticator: DeviceAuthenticator,
+        pipeline: HeartbeatPipeline,
+        *,
+        heartbeat_interval: float,
+        jitter: float = 0.1,
+    ) -> None:
+        self._pool = pool
+        self._auth = authenticator
+        self._pipeline = pipeline
+        self._interval = heartbeat_interval
+        self._jitter = jitter
+
+    async def _caller(self, context: grpc.aio.ServicerContext) -> CallerDevice:
+        certs = context.auth_context().get("x509_pem_cert")
+        try:
+            return await self._auth.authenticate(certs[0] if certs else None)
+        except Refused as exc:
+            await _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
+
+    def _next_interval(self) -> duration_pb2.Duration:
+        seconds = self._interval * (1.0 + random.uniform(-self._jitter, self._jitter))
+        interval = duration_pb2.Duration()
+        interval.FromMilliseconds(int(seconds * 1000))
+        return interval
+
+    async def Register(
+        self, request: agent_pb2.RegisterRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.RegisterResponse:
+        caller = await self._caller(context)
+        if caller.offboarded:
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "device was offboarded")
+        try:
+            system_info = hardware_to_system_info(request.hardware)
+            tags = validation.tags(request.tags)
+            metadata = validation.metadata(request.metadata)
+            device_type = validation.text("device_type", request.device_type, 64)
+            agent_version = validation.text("agent_version", request.agent_version, 64)
+        except validation.InvalidRequest as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        row = await refresh_registration(
+            self._pool,
+            caller.device_id,
+            device_type=device_type,
+            agent_version=agent_version,
+            system_info=system_info,
+            tags=tags,
+            metadata=metadata,
+        )
+        if row is None:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, "device record no longer exists")
+        registered_at = timestamp_pb2.Timestamp()
+        registered_at.FromDatetime(row["registered_at"])
+        return agent_pb2.RegisterResponse(
+            device_id=caller.device_id,
+            fleet=caller.fleet,
+            registered_at=registered_at,
+            heartbeat_interval=self._next_interval(),
+        )
+
+    async def Heartbeat(
+        self, request: agent_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.HeartbeatResponse:
+        caller = await self._caller(context)
+        now = timestamp_pb2.Timestamp()
+        now.GetCurrentTime()
+        if caller.offboarded:
+            return agent_pb2.HeartbeatResponse(offboarded=True, server_time=now)
+        stats = request.stats
+        try:
+            cpu = validation.percent("stats.cpu_percent", stats.cpu_percent)
+            mem = validation.percent("stats.memory_percent", stats.memory_percent)
+            disk = validation.percent("stats.disk_percent", stats.disk_percent)
+            uptime = validation.non_negative("stats.uptime_seconds", stats.uptime_seconds)
+        except validation.InvalidRequest as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        self._pipeline.add(caller.device_id, ONLINE, cpu, mem, disk, uptime)
+        response = agent_pb2.HeartbeatResponse(
+            next_heartbeat_interval=self._next_interval(), server_time=now
+        )
+        # No rollout engine yet: every device's desired state is revision 0, empty.
+        if request.desired_state_revision == 0:
+            response.unchanged = True
+        else:
+            response.desired_state.revision = 0
+        return response
+
+    async def ReportArtifactStatus(
+        self,
+        request: agent_pb2.ReportArtifactStatusRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> agent_pb2.ReportArtifactStatusResponse:
+        await self._caller(context)
+        await _abort(
+            context,
+            grpc.StatusCode.UNIMPLEMENTED,
+            "ReportArtifactStatus is not implemented by this gateway yet: there are no "
+            "artifact assignments to report on",
+        )
+
+    async def UploadLogs(
+        self,
+        request_iterator: object,
+        context: grpc.aio.ServicerContext,
+    ) -> agent_pb2.UploadLogsResponse:
+        await self._caller(context)
+        await _abort(
+            context,
+            grpc.StatusCode.UNIMPLEMENTED,
+            "UploadLogs is not implemented by this gateway yet: no log requests are issued",
+        )
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str
+) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("unreachable: context.abort raises")
