@@ -116,6 +116,16 @@ def extract_identity(data: bytes) -> DeviceIdentity:
     if not data:
         raise IdentityError(EMPTY)
     der = _decode_input(data)
+    with warnings.catch_warnings():
+        # cryptography warns (rather than fails) on zero or negative serial numbers, here and
+        # in extensions; this module decides for itself (zero is reported, negative refused).
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        # It also warns on CNs longer than 64 characters, which device ids may be.
+        warnings.filterwarnings("ignore", "Attribute's length must be", UserWarning)
+        return _identity(der)
+
+
+def _identity(der: bytes) -> DeviceIdentity:
     cert = _load_certificate(der)
     extensions = cert.extensions
 
@@ -140,14 +150,10 @@ def extract_identity(data: bytes) -> DeviceIdentity:
 
     key_algorithm = _key_algorithm(cert)
 
-    with warnings.catch_warnings():
-        # Already loaded once: zero serial numbers warn again on access.
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        serial = cert.serial_number
     return DeviceIdentity(
         device_id=device_id,
         fleet=fleet,
-        serial=format(serial, "x"),
+        serial=format(cert.serial_number, "x"),
         fingerprint=hashlib.sha256(der).hexdigest(),
         not_before=int(cert.not_valid_before_utc.timestamp()),
         not_after=int(cert.not_valid_after_utc.timestamp()),
@@ -188,13 +194,16 @@ def _load_certificate(der: bytes) -> x509.Certificate:
     that a certificate that cannot be read is refused as malformed before any other check.
     """
     try:
-        with warnings.catch_warnings():
-            # cryptography warns (rather than fails) on a zero or negative serial number.
-            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            cert = x509.load_der_x509_certificate(der)
-            serial = cert.serial_number
+        cert = x509.load_der_x509_certificate(der)
+        serial = cert.serial_number
         _ = cert.extensions, cert.subject, cert.not_valid_before_utc, cert.not_valid_after_utc
-    except (ValueError, x509.InvalidVersion) as exc:
+    except (
+        ValueError,
+        TypeError,  # e.g. a BIT STRING name attribute that is not an x500UniqueIdentifier
+        x509.InvalidVersion,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+    ) as exc:
         raise IdentityError(f"{MALFORMED_CERTIFICATE}: {exc}") from None
     if serial < 0:
         raise IdentityError(f"{MALFORMED_CERTIFICATE}: negative serial number")

@@ -4,7 +4,9 @@ The pure-Python reference ``core_ext.reference.identity`` defines the semantics;
 must behave identically on every input, refusals included.
 """
 
-from typing import Final
+from typing import Final, final
+
+__all__ = ["MAX_CERTIFICATE_SIZE", "DeviceIdentity", "IdentityError", "extract_identity"]
 
 MAX_CERTIFICATE_SIZE: Final[int]
 """Inputs longer than this many bytes (16384) are refused before any parsing."""
@@ -21,6 +23,7 @@ class IdentityError(ValueError):
     ``"unsupported key algorithm"``.
     """
 
+@final
 class DeviceIdentity:
     """The identity a device certificate establishes, with what the caller needs to check it.
 
@@ -62,7 +65,7 @@ class DeviceIdentity:
     def key_algorithm(self) -> str:
         """``"EC-P256"``, ``"EC-P384"``, ``"EC-P521"``, ``"Ed25519"``, ``"Ed448"`` or
         ``"RSA-<modulus bits>"`` (e.g. ``"RSA-2048"``)."""
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 def extract_identity(data: bytes) -> DeviceIdentity:

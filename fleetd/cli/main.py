@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import re
 import sys
+import warnings
 from typing import Annotated
 
 import typer
@@ -18,13 +19,19 @@ from rich.console import Console
 
 from fleetd.config import ConfigError, Settings
 
+# platformdirs (via pgserver) warns when XDG_RUNTIME_DIR is unset, as on servers and in CI.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
 app = typer.Typer(
     help="fleetd: device-fleet gateway and control plane.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-token_app = typer.Typer(help="Enrolment tokens for new devices.", no_args_is_help=True)
+token_# platformdirs (via pgserver) warns when XDG_RUNTIME_DIR is unset, as on servers and in CI.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+app = typer.Typer(help="Enrolment tokens for new devices.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 console = Console(stderr=True)
 out = Console()
@@ -57,6 +64,8 @@ def _logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # pgserver narrates every start at INFO; its warnings and errors still show.
+    logging.getLogger("pgserver").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 DataDir = Annotated[

@@ -166,8 +166,8 @@ async def merge_heartbeats(conn: asyncpg.Connection, rows: Iterable[HeartbeatRow
     async with conn.transaction():
         await conn.execute(
             """CREATE TEMP TABLE IF NOT EXISTS heartbeat_staging (
-                   device_id text, seen_at timestamptz, cpu_usage real, memory_usage real,
-                   disk_usage real, uptime_seconds bigint) ON COMMIT DELETE ROWS"""
+                   device_id text, seen_at timestamptz, cpu_usage float8, memory_usage float8,
+                   disk_usage float8, uptime_seconds bigint) ON COMMIT DELETE ROWS"""
         )
         await conn.copy_records_to_table("heartbeat_staging", records=rows)
         status: str = await conn.execute(

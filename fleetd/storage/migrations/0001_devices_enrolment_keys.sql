@@ -15,9 +15,9 @@ CREATE TABLE devices (
     tags             text[] NOT NULL DEFAULT '{}',
     system_info      jsonb NOT NULL DEFAULT '{}'::jsonb,
     -- Latest stats, coalesced from heartbeats about once a second.
-    cpu_usage        real,
-    memory_usage     real,
-    disk_usage       real,
+    cpu_usage        double precision,
+    memory_usage     double precision,
+    disk_usage       double precision,
     uptime_seconds   bigint,
     last_seen        timestamptz,
     ip_address       inet,

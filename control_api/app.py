@@ -1,0 +1,104 @@
+"""The operator API as one ASGI application, built at import time from ``FLEETD_*``.
+
+Served by pyvoy (see fleetd.supervisor.api_command): Connect JSON, gRPC and gRPC-Web on
+one TLS port, plus reflection (v1 and v1alpha), ``grpc.health.v1`` and ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from connectrpc.server import ConnectASGIApplication
+
+from control_api import health
+from control_api.asgi import Receive, Router, Scope, Send, send_text
+from control_api.auth import AuthInterceptor
+from control_api.devices import DeviceServiceImpl
+from control_api.reflection import reflection_apps
+from control_api.resources import close_resources, open_resources
+from fleetd.config import Settings
+from fleetd.v1 import analytics_pb2, binary_pb2, device_pb2, update_pb2
+from fleetd.v1.analytics_connect import AnalyticsService, AnalyticsServiceASGIApplication
+from fleetd.v1.binary_connect import BinaryService, BinaryServiceASGIApplication
+from fleetd.v1.device_connect import DeviceServiceASGIApplication
+from fleetd.v1.update_connect import UpdateService, UpdateServiceASGIApplication
+
+log = logging.getLogger(__name__)
+
+
+class UpdateServiceImpl(UpdateService):
+    """Every method answers UNIMPLEMENTED until the updates work lands."""
+
+
+class AnalyticsServiceImpl(AnalyticsService):
+    """Every method answers UNIMPLEMENTED until the analytics work lands."""
+
+
+class BinaryServiceImpl(BinaryService):
+    """Every method answers UNIMPLEMENTED until the binary store lands."""
+
+
+def _quiet_pyvoy_receive_noise(loop: asyncio.AbstractEventLoop) -> None:
+    """pyvoy 1.3 logs an InvalidStateError from RecvFutureExecutor once per gRPC call (a
+    receive() future cancelled by connectrpc's disconnect watcher). Harmless; drop it."""
+
+    def handler(lp: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), asyncio.InvalidStateError) and (
+            "RecvFutureExecutor" in repr(context.get("handle"))
+        ):
+            return
+        lp.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
+async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
+    await send_text(send, 200, '{"status": "ok"}\n', "application/json")
+
+
+def create_app(settings: Settings | None = None) -> Router:
+    settings = settings or Settings.from_env()
+    auth = AuthInterceptor()
+    services: list[ConnectASGIApplication[Any]] = [
+        DeviceServiceASGIApplication(DeviceServiceImpl(), interceptors=[auth]),
+        UpdateServiceASGIApplication(UpdateServiceImpl(), interceptors=[auth]),
+        AnalyticsServiceASGIApplication(AnalyticsServiceImpl(), interceptors=[auth]),
+        BinaryServiceASGIApplication(BinaryServiceImpl(), interceptors=[auth]),
+    ]
+    served = [s.path.lstrip("/") for s in services]
+    health_service = health.HealthService(served)
+    reflection, reflection_alpha = reflection_apps(
+        [
+            device_pb2.DESCRIPTOR,
+            update_pb2.DESCRIPTOR,
+            analytics_pb2.DESCRIPTOR,
+            binary_pb2.DESCRIPTOR,
+            health.DESCRIPTOR,
+        ]
+    )
+    connect_apps: list[Any] = [
+        *services,
+        health.HealthASGIApplication(health_service),
+        reflection,
+        reflection_alpha,
+    ]
+
+    async def startup() -> None:
+        _quiet_pyvoy_receive_noise(asyncio.get_running_loop())
+        await open_resources(settings)
+
+    async def shutdown() -> None:
+        health_service.set_all(health.NOT_SERVING)
+        await close_resources()
+
+    return Router(
+        exact={"/healthz": healthz},
+        prefixes={f"{a.path}/": a for a in connect_apps},
+        startup=[startup],
+        shutdown=[shutdown],
+    )
+
+
+app = create_app()

@@ -1,0 +1,137 @@
+"""Authentication and authorisation for every operator API call.
+
+One metadata interceptor runs before the request body is read: it assigns a request id,
+authenticates the caller (``X-API-Key`` for now), and checks the method's permission in
+``control_api.permissions``. On the way out it turns unexpected exceptions into INTERNAL
+(never leaking their text) and gives UNIMPLEMENTED a message naming the method.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.request import RequestContext
+
+from control_api.permissions import METHOD_PERMISSIONS, TOKEN_AUTHENTICATED_METHODS, allows
+from control_api.resources import resources
+from fleetd.storage.credentials import authenticate_api_key
+
+log = logging.getLogger(__name__)
+
+API_KEY_CACHE_SECONDS = 5.0
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: ``kind`` is "anonymous" or "api_key"."""
+
+    kind: str
+    id: str
+    role: str
+    device_id: str | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.kind != "anonymous"
+
+
+ANONYMOUS = Principal("anonymous", "", "")
+principal_var: contextvars.ContextVar[Principal] = contextvars.ContextVar(
+    "principal", default=ANONYMOUS
+)
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def current_principal() -> Principal:
+    return principal_var.get()
+
+
+def require(permission: str) -> Principal:
+    """The caller, if it holds ``permission``; else UNAUTHENTICATED / PERMISSION_DENIED."""
+    principal = principal_var.get()
+    if not principal.authenticated:
+        raise ConnectError(Code.UNAUTHENTICATED, "authentication required: send X-API-Key")
+    if not allows(principal.role, permission):
+        raise ConnectError(
+            Code.PERMISSION_DENIED,
+            f"role {principal.role} does not have permission {permission}",
+        )
+    return principal
+
+
+async def _authenticate_api_key(token: str) -> Principal:
+    res = resources()
+    now = time.monotonic()
+    cached = res.api_key_cache.get(token)
+    if cached is not None and cached[0] > now and isinstance(cached[1], Principal):
+        return cached[1]
+    found = await authenticate_api_key(res.pool, token)
+    if found is None:
+        raise ConnectError(Code.UNAUTHENTICATED, "invalid or revoked API key")
+    principal = Principal("api_key", found.key_id, found.role, found.device_id)
+    if len(res.api_key_cache) > 10_000:
+        res.api_key_cache.clear()
+    res.api_key_cache[token] = (now + API_KEY_CACHE_SECONDS, principal)
+    return principal
+
+
+Token = tuple[contextvars.Token[Principal], contextvars.Token[str], str]
+
+
+class AuthInterceptor:
+    """connectrpc MetadataInterceptor: on_start before the body, on_end after the call."""
+
+    async def on_start(self, ctx: RequestContext) -> Token:
+        supplied = ctx.request_headers.get("x-request-id") or ""
+        request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        ctx.response_headers["x-request-id"] = request_id
+        method = f"{ctx.method.service_name}/{ctx.method.name}"
+        permission = METHOD_PERMISSIONS.get(method)
+        if permission is None:  # a served method missing from the table is a bug: deny
+            raise ConnectError(Code.PERMISSION_DENIED, f"{method} has no permission assigned")
+        principal = ANONYMOUS
+        api_key = ctx.request_headers.get("x-api-key")
+        if api_key is not None:
+            principal = await _authenticate_api_key(api_key.strip())
+        elif ctx.request_headers.get("authorization"):
+            raise ConnectError(
+                Code.UNAUTHENTICATED,
+                "bearer tokens are not accepted by this server yet; send X-API-Key",
+            )
+        if not principal.authenticated:
+            if method not in TOKEN_AUTHENTICATED_METHODS:
+                raise ConnectError(
+                    Code.UNAUTHENTICATED, "authentication required: send X-API-Key"
+                )
+        elif not allows(principal.role, permission):
+            raise ConnectError(
+                Code.PERMISSION_DENIED,
+                f"role {principal.role} does not have permission {permission}",
+            )
+        return principal_var.set(principal), request_id_var.set(request_id), method
+
+    async def on_end(self, token: Token, ctx: RequestContext, error: Exception | None) -> None:
+        principal_token, request_token, method = token
+        request_id = request_id_var.get()
+        principal_var.reset(principal_token)
+        request_id_var.reset(request_token)
+        if error is None:
+            return
+        if isinstance(error, ConnectError):
+            if error.code == Code.UNIMPLEMENTED and error.message == "Not implemented":
+                raise ConnectError(
+                    Code.UNIMPLEMENTED, f"{method} is not implemented by this server yet"
+                ) from None
+            return
+        log.error("internal error in %s (request_id %s)", method, request_id, exc_info=error)
+        raise ConnectError(
+            Code.INTERNAL, f"internal error; quote request_id {request_id} to the operator"
+        ) from error

@@ -1,0 +1,219 @@
+"""``fleetd.v1.DeviceService``: enrolment, inventory and enrolment tokens.
+
+Methods not written here answer UNIMPLEMENTED (the generated Protocol's default, given a
+clear message by control_api.auth).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+
+import asyncpg
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.request import RequestContext
+from cryptography.hazmat.primitives.serialization import Encoding
+from google.protobuf import json_format
+
+import core_ext
+from control_api import convert
+from control_api.auth import current_principal, require
+from control_api.pagination import InvalidPageToken
+from control_api.resources import resources
+from fleetd.pki import EnrollmentError
+from fleetd.storage import credentials as credential_store
+from fleetd.storage import devices as device_store
+from fleetd.v1 import device_pb2
+from fleetd.v1.device_connect import DeviceService
+
+DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+MAX_TOKEN_TTL = dt.timedelta(days=30)
+LIST_SCOPE = "devices:by-id"
+
+Ctx = RequestContext  # type: ignore[type-arg]
+
+
+def _invalid(message: str) -> ConnectError:
+    return ConnectError(Code.INVALID_ARGUMENT, message)
+
+
+def _validate_new_device(request: device_pb2.RegisterDeviceRequest) -> str:
+    device_id = request.device_id or f"dev-{secrets.token_hex(6)}"
+    if not DEVICE_ID.match(device_id):
+        raise _invalid(
+            "device_id must be 1-128 characters of letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    for name, value, limit in (
+        ("device_name", request.device_name, 256),
+        ("device_type", request.device_type, 64),
+        ("version", request.version, 64),
+    ):
+        if len(value) > limit:
+            raise _invalid(f"{name} is longer than {limit} characters")
+    if len(request.metadata) > 64 or any(
+        len(k) > 64 or len(v) > 256 for k, v in request.metadata.items()
+    ):
+        raise _invalid("metadata: at most 64 entries, keys <= 64 and values <= 256 characters")
+    return device_id
+
+
+class DeviceServiceImpl(DeviceService):
+    async def register_device(
+        self, request: device_pb2.RegisterDeviceRequest, ctx: Ctx
+    ) -> device_pb2.RegisterDeviceResponse:
+        if not request.enrollment_token:
+            require("device:register")
+        elif not request.csr:
+            raise _invalid("enrolment with enrollment_token needs a csr (PEM PKCS#10)")
+        device_id = _validate_new_device(request)
+        res = resources()
+        settings = res.settings
+        new = device_store.NewDevice(
+            device_id=device_id,
+            fleet=settings.fleet,
+            name=request.device_name or device_id,
+            device_type=request.device_type,
+            version=request.version,
+            system_info=json_format.MessageToDict(
+                request.system_info, preserving_proto_field_name=True
+            ),
+            metadata=dict(request.metadata),
+        )
+        created_by = current_principal().id or "enrollment token"
+        try:
+            async with res.pool.acquire() as conn, conn.transaction():
+                if request.enrollment_token:
+                    await credential_store.consume_enrollment_token(
+                        conn, request.enrollment_token, settings.fleet
+                    )
+                row = await device_store.insert_device(conn, new)
+                certificate = ""
+                if request.csr:
+                    certificate = await self._issue_certificate(conn, device_id, request.csr)
+                api_key = await credential_store.create_api_key(
+                    conn, "device", f"device {device_id}", device_id=device_id,
+                    created_by=created_by,
+                )  # fmt: skip
+        except credential_store.EnrollmentRefused as exc:
+            raise ConnectError(Code.UNAUTHENTICATED, str(exc)) from None
+        except device_store.DeviceExists:
+            raise ConnectError(
+                Code.ALREADY_EXISTS, f"device {device_id} is already registered"
+            ) from None
+        return device_pb2.RegisterDeviceResponse(
+            device_id=device_id,
+            api_key=api_key.token,
+            certificate=certificate,
+            registered_at=convert.timestamp(row["registered_at"]),
+            ca_certificate=res.ca.cert_pem.decode() if certificate else "",
+            gateway_endpoint=settings.gateway_endpoint,
+            fleet=settings.fleet,
+        )
+
+    async def _issue_certificate(
+        self, conn: asyncpg.Connection, device_id: str, csr: str
+    ) -> str:
+        res = resources()
+        try:
+            cert = res.ca.sign_device_csr(csr.encode(), device_id)
+        except EnrollmentError as exc:
+            raise _invalid(f"csr: {exc}") from None
+        der = cert.public_bytes(Encoding.DER)
+        identity = core_ext.extract_identity(der)  # the gateway's own check, applied at issue
+        await device_store.add_certificate(
+            conn,
+            device_id,
+            identity.serial,
+            identity.fingerprint,
+            cert.not_valid_before_utc,
+            cert.not_valid_after_utc,
+        )
+        return cert.public_bytes(Encoding.PEM).decode()
+
+    async def list_devices(
+        self, request: device_pb2.ListDevicesRequest, ctx: Ctx
+    ) -> device_pb2.ListDevicesResponse:
+        if request.filter:
+            raise ConnectError(
+                Code.UNIMPLEMENTED, "filter is not supported by this server yet; omit it"
+            )
+        if request.order_by and request.order_by.strip().lower() not in ("id", "id asc"):
+            raise ConnectError(
+                Code.UNIMPLEMENTED,
+                "order_by other than 'id' is not supported by this server yet",
+            )
+        if request.page_size < 0:
+            raise _invalid("page_size must not be negative")
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        res = resources()
+        after: str | None = None
+        if request.page_token:
+            try:
+                position = res.page_tokens.decode(LIST_SCOPE, request.page_token)
+            except InvalidPageToken as exc:
+                raise _invalid(str(exc)) from None
+            after = str(position.get("after", ""))
+        rows = await device_store.list_devices_page(res.pool, size + 1, after)
+        more = len(rows) > size
+        rows = rows[:size]
+        response = device_pb2.ListDevicesResponse(
+            devices=[convert.device(r) for r in rows],
+            total_count=await device_store.count_devices(res.pool),
+        )
+        if more:
+            response.next_page_token = res.page_tokens.encode(
+                LIST_SCOPE, {"after": rows[-1]["device_id"]}
+            )
+        return response
+
+    async def get_device(
+        self, request: device_pb2.GetDeviceRequest, ctx: Ctx
+    ) -> device_pb2.GetDeviceResponse:
+        if not request.device_id:
+            raise _invalid("device_id is required")
+        principal = current_principal()
+        if principal.role == "device" and principal.device_id != request.device_id:
+            raise ConnectError(Code.PERMISSION_DENIED, "a device may only view itself")
+        row = await device_store.get_device(resources().pool, request.device_id)
+        if row is None:
+            raise ConnectError(Code.NOT_FOUND, f"device {request.device_id} not found")
+        return device_pb2.GetDeviceResponse(device=convert.device(row))
+
+    async def create_enrollment_token(
+        self, request: device_pb2.CreateEnrollmentTokenRequest, ctx: Ctx
+    ) -> device_pb2.CreateEnrollmentTokenResponse:
+        principal = require("device:enroll")
+        ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else dt.timedelta(hours=24)
+        if not dt.timedelta(0) < ttl <= MAX_TOKEN_TTL:
+            raise _invalid("ttl must be positive and at most 30 days")
+        max_uses = request.max_uses or 1
+        if not 1 <= max_uses <= 1_000_000:
+            raise _invalid("max_uses must be between 1 and 1000000")
+        if request.device_type or request.tags or request.metadata:
+            raise _invalid("device_type, tags and metadata presets on tokens are not supported yet")
+        if len(request.description) > 256:
+            raise _invalid("description is longer than 256 characters")
+        res = resources()
+        secret, expires_at = await credential_store.create_enrollment_token(
+            res.pool,
+            res.settings.fleet,
+            ttl=ttl,
+            max_uses=max_uses,
+            description=request.description,
+            created_by=principal.id,
+        )
+        token = device_pb2.EnrollmentToken(
+            id=secret.id,
+            description=request.description,
+            fleet=res.settings.fleet,
+            max_uses=max_uses,
+            expires_at=convert.timestamp(expires_at),
+            created_by=principal.id,
+        )
+        return device_pb2.CreateEnrollmentTokenResponse(token=token, secret=secret.token)
+

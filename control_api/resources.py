@@ -1,0 +1,63 @@
+"""Per-event-loop resources of the control API: pools and clients bound to their loop.
+
+pyvoy runs the app on more than one event loop (HTTP and WebSocket at least) and runs
+lifespan once per loop; asyncpg pools and Redis clients belong to the loop that made
+them. So each loop's lifespan opens its own set, and handlers find theirs by loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import asyncpg
+import redis.asyncio as aioredis
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+
+from control_api.pagination import PageTokens, load_key
+from fleetd.config import Settings
+from fleetd.pki import CertificateAuthority
+from fleetd.storage.postgres import connect
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    page_tokens: PageTokens
+    ca: CertificateAuthority
+    api_key_cache: dict[str, tuple[float, object]] = field(default_factory=dict)
+
+
+_by_loop: dict[asyncio.AbstractEventLoop, Resources] = {}
+
+
+async def open_resources(settings: Settings) -> Resources:
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("the control API needs FLEETD_DATABASE_URL and FLEETD_REDIS_URL")
+    pool = await connect(settings.database_url, min_size=1, max_size=10)
+    res = Resources(
+        settings=settings,
+        pool=pool,
+        redis=aioredis.Redis.from_url(settings.redis_url),
+        page_tokens=PageTokens(await load_key(pool)),
+        ca=CertificateAuthority.load(settings.paths, settings.fleet),
+    )
+    _by_loop[asyncio.get_running_loop()] = res
+    return res
+
+
+async def close_resources() -> None:
+    res = _by_loop.pop(asyncio.get_running_loop(), None)
+    if res is not None:
+        await res.redis.aclose()
+        await res.pool.close()
+
+
+def resources() -> Resources:
+    res = _by_loop.get(asyncio.get_running_loop())
+    if res is None:
+        raise ConnectError(Code.UNAVAILABLE, "the server is starting or stopping; retry shortly")
+    return res
