@@ -19,7 +19,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use sha2::{Digest, Sha256};
-use x509_parser::asn1_rs::{Any, Oid, Tag};
+use x509_parser::asn1_rs::{Any, Class, Oid, Tag};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::{
@@ -288,7 +288,8 @@ fn malformed<T>(detail: impl Into<String>) -> Result<T, Rejection> {
 }
 
 /// Parse `der` as one X.509 certificate with nothing after it, and refuse the structural
-/// faults the reference's parser refuses (so both call the same inputs malformed).
+/// faults the reference's parser (`cryptography`, strict DER) refuses, so that both call the
+/// same inputs malformed.
 fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, Rejection> {
     let cert = match X509Certificate::from_der(der) {
         Ok((rest, _)) if !rest.is_empty() => {
@@ -297,40 +298,107 @@ fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, Rejection> {
         Ok((_, cert)) => cert,
         Err(err) => return malformed(err.to_string()),
     };
-    if cert.version().0 > 2 {
-        return malformed(format!("unknown version {}", cert.version().0));
+    if !strict::certificate_is_der(der) {
+        return malformed("not valid DER");
     }
     check_serial(cert.raw_serial())?;
     check_key_algorithm_identifier(&cert.public_key().algorithm)?;
+    check_subject(&cert)?;
     if cert.extensions_map().is_err() {
         return malformed("duplicate extension");
     }
     for extension in cert.extensions() {
+        let oid = extension.oid.to_id_string();
+        if !PARSED_EXTENSIONS.contains(&oid.as_str()) {
+            continue;
+        }
+        if !strict::single_element_is_der(extension.value) {
+            return malformed(format!("extension {oid} is not valid DER"));
+        }
         match extension.parsed_extension() {
             ParsedExtension::ParseError { error } => {
-                return malformed(format!("extension {}: {error}", extension.oid));
+                return malformed(format!("extension {oid}: {error}"));
             }
             ParsedExtension::SubjectAlternativeName(san) => {
-                for name in &san.general_names {
-                    match name {
-                        GeneralName::Invalid(..) => {
-                            return malformed("invalid subjectAltName entry");
-                        }
-                        GeneralName::RFC822Name(s)
-                        | GeneralName::DNSName(s)
-                        | GeneralName::URI(s)
-                            if !s.is_ascii() =>
-                        {
-                            return malformed("subjectAltName entry is not IA5String");
-                        }
-                        _ => {}
-                    }
-                }
+                check_general_names(&san.general_names)?
             }
             _ => {}
         }
     }
     Ok(cert)
+}
+
+/// The extensions the reference's parser decodes (and so refuses when malformed); others are
+/// kept as opaque bytes by both implementations.
+const PARSED_EXTENSIONS: &[&str] = &[
+    "2.5.29.14",               // subjectKeyIdentifier
+    "2.5.29.15",               // keyUsage
+    "2.5.29.17",               // subjectAltName
+    "2.5.29.18",               // issuerAltName
+    "2.5.29.19",               // basicConstraints
+    "2.5.29.30",               // nameConstraints
+    "2.5.29.31",               // cRLDistributionPoints
+    "2.5.29.32",               // certificatePolicies
+    "2.5.29.35",               // authorityKeyIdentifier
+    "2.5.29.36",               // policyConstraints
+    "2.5.29.37",               // extKeyUsage
+    "2.5.29.46",               // freshestCRL
+    "2.5.29.54",               // inhibitAnyPolicy
+    "1.3.6.1.5.5.7.1.1",       // authorityInfoAccess
+    "1.3.6.1.5.5.7.1.11",      // subjectInfoAccess
+    "1.3.6.1.5.5.7.1.24",      // TLS feature
+    "1.3.6.1.5.5.7.48.1.5",    // OCSP no check
+    "1.3.6.1.4.1.311.21.7",    // Microsoft certificate template
+    "1.3.36.8.3.3",            // admissions
+    "1.3.6.1.4.1.11129.2.4.2", // signed certificate timestamps
+];
+
+/// Names the reference's parser cannot represent make the certificate malformed.
+fn check_general_names(names: &[GeneralName<'_>]) -> Result<(), Rejection> {
+    for name in names {
+        match name {
+            GeneralName::Invalid(..) => return malformed("invalid subjectAltName entry"),
+            GeneralName::X400Address(..) | GeneralName::EDIPartyName(..) => {
+                return malformed("unsupported subjectAltName entry type");
+            }
+            GeneralName::RFC822Name(s) | GeneralName::DNSName(s) | GeneralName::URI(s)
+                if !s.is_ascii() =>
+            {
+                return malformed("subjectAltName entry is not IA5String");
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Every subject attribute must be a string type the reference decodes, and decode.
+fn check_subject(cert: &X509Certificate<'_>) -> Result<(), Rejection> {
+    const X500_UNIQUE_IDENTIFIER: &str = "2.5.4.45";
+    for attribute in cert.subject().iter_attributes() {
+        let value = attribute.attr_value();
+        if value.class() != Class::Universal {
+            return malformed("subject attribute is not a string");
+        }
+        let ok = match value.tag() {
+            Tag::BitString => attribute.attr_type().to_id_string() == X500_UNIQUE_IDENTIFIER,
+            Tag::BmpString | Tag::UniversalString => attribute_text(value).is_some(),
+            Tag::OctetString
+            | Tag::Utf8String
+            | Tag::NumericString
+            | Tag::PrintableString
+            | Tag::T61String
+            | Tag::Ia5String
+            | Tag::UtcTime
+            | Tag::GeneralizedTime
+            | Tag::VisibleString => std::str::from_utf8(value.data).is_ok(),
+            _ => false,
+        };
+        if !ok {
+            return malformed("subject attribute cannot be decoded");
+        }
+    }
+    Ok(())
 }
 
 /// The serial must be a minimally encoded, non-negative INTEGER.
@@ -630,6 +698,197 @@ fn der_unsigned_integer(input: &[u8]) -> Option<(&[u8], &[u8])> {
 /// Compare two big-endian magnitudes without leading zeros.
 fn compare_magnitudes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+// --- strict DER --------------------------------------------------------------------------
+
+/// DER rules `x509-parser` lets pass but the reference's parser (rust-asn1, strict DER)
+/// enforces: definite minimal lengths, primitive encodings of the universal types, sorted
+/// SET OF, no encoded DEFAULT values, the version field, extension criticality.
+mod strict {
+    /// Nesting deeper than this is refused (certificates nest about 8 levels deep).
+    const MAX_DEPTH: usize = 32;
+
+    pub struct Tlv<'a> {
+        pub tag: u8,
+        pub content: &'a [u8],
+        pub raw: &'a [u8],
+    }
+
+    /// Read one TLV: low tag number form, definite minimal length.
+    pub fn read(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        if tag & 0x1f == 0x1f {
+            return None;
+        }
+        let (&first, rest) = rest.split_first()?;
+        let (length, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let count = usize::from(first & 0x7f);
+            if count == 0 || count > 4 {
+                return None;
+            }
+            let (octets, rest) = rest.split_at_checked(count)?;
+            if octets.first() == Some(&0) {
+                return None;
+            }
+            let length = octets
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            if length < 0x80 {
+                return None;
+            }
+            (length, rest)
+        };
+        let (content, after) = rest.split_at_checked(length)?;
+        let raw = input.get(..input.len() - after.len())?;
+        Some((Tlv { tag, content, raw }, after))
+    }
+
+    /// The TLVs that exactly fill `content`.
+    pub fn children(mut content: &[u8]) -> Option<Vec<Tlv<'_>>> {
+        let mut out = Vec::new();
+        while !content.is_empty() {
+            let (tlv, rest) = read(content)?;
+            out.push(tlv);
+            content = rest;
+        }
+        Some(out)
+    }
+
+    /// `input` is exactly one well-formed DER element.
+    pub fn single_element_is_der(input: &[u8]) -> bool {
+        matches!(read(input), Some((tlv, rest)) if rest.is_empty() && is_der(&tlv, 0))
+    }
+
+    /// The whole certificate is well-formed DER, with a version the reference knows (v1 or
+    /// v3, v1 not encoded) and no extension encoding its default criticality.
+    pub fn certificate_is_der(der: &[u8]) -> bool {
+        let Some((cert, [])) = read(der) else {
+            return false;
+        };
+        if !is_der(&cert, 0) {
+            return false;
+        }
+        let Some(fields) = children(cert.content) else {
+            return false;
+        };
+        let Some(tbs) = fields.first() else {
+            return false;
+        };
+        let Some(tbs_fields) = children(tbs.content) else {
+            return false;
+        };
+        if let Some(version) = tbs_fields.first().filter(|f| f.tag == 0xa0) {
+            if version.content != [0x02, 0x01, 0x02] {
+                return false;
+            }
+        }
+        tbs_fields
+            .iter()
+            .filter(|f| f.tag == 0xa3)
+            .all(extensions_are_der)
+    }
+
+    fn extensions_are_der(field: &Tlv<'_>) -> bool {
+        let Some(Ok([list])) = children(field.content).map(<[Tlv<'_>; 1]>::try_from) else {
+            return false;
+        };
+        let Some(extensions) = children(list.content) else {
+            return false;
+        };
+        extensions.iter().all(|extension| {
+            let Some(parts) = children(extension.content) else {
+                return false;
+            };
+            match parts.as_slice() {
+                [oid, value] => oid.tag == 0x06 && value.tag == 0x04,
+                // DEFAULT FALSE must not be encoded.
+                [oid, critical, value] => {
+                    oid.tag == 0x06
+                        && critical.tag == 0x01
+                        && critical.content == [0xff]
+                        && value.tag == 0x04
+                }
+                _ => false,
+            }
+        })
+    }
+
+    /// `tlv` and everything inside it is well-formed DER.
+    fn is_der(tlv: &Tlv<'_>, depth: usize) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        let universal = tlv.tag & 0xc0 == 0;
+        if tlv.tag & 0x20 != 0 {
+            // Only SEQUENCE and SET are constructed among the universal types in DER.
+            if universal && tlv.tag != 0x30 && tlv.tag != 0x31 {
+                return false;
+            }
+            let Some(elements) = children(tlv.content) else {
+                return false;
+            };
+            if tlv.tag == 0x31 && !elements.windows(2).all(|w| w[0].raw <= w[1].raw) {
+                return false;
+            }
+            return elements.iter().all(|e| is_der(e, depth + 1));
+        }
+        if !universal {
+            return true;
+        }
+        let content = tlv.content;
+        match tlv.tag {
+            0x00 => false,
+            0x01 => matches!(content, [0x00] | [0xff]),
+            0x02 => match content {
+                [] => false,
+                [0x00, next, ..] => next & 0x80 != 0,
+                [0xff, next, ..] => next & 0x80 == 0,
+                _ => true,
+            },
+            0x03 => match content {
+                [unused, ..] if *unused > 7 => false,
+                [unused] => *unused == 0,
+                [unused, .., last] => last & ((1u8 << unused) - 1) == 0,
+                [] => false,
+            },
+            0x05 => content.is_empty(),
+            0x06 => oid_is_der(content),
+            0x13 => content.iter().all(|&b| is_printable(b)),
+            0x1c => {
+                content.len() % 4 == 0
+                    && content.chunks_exact(4).all(|c| {
+                        char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])).is_some()
+                    })
+            }
+            0x1e => {
+                content.len() % 2 == 0
+                    && char::decode_utf16(
+                        content
+                            .chunks_exact(2)
+                            .map(|c| u16::from_be_bytes([c[0], c[1]])),
+                    )
+                    .all(|c| c.is_ok())
+            }
+            _ => true,
+        }
+    }
+
+    fn oid_is_der(content: &[u8]) -> bool {
+        // Non-empty, each sub-identifier minimal (no leading 0x80) and terminated.
+        !content.is_empty()
+            && content.last().is_some_and(|b| b & 0x80 == 0)
+            && content
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b != 0x80 || (i > 0 && content[i - 1] & 0x80 != 0))
+    }
+
+    fn is_printable(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b)
+    }
 }
 
 // --- formatting ----------------------------------------------------------------------------

@@ -1,0 +1,294 @@
+"""DeviceService over real HTTPS (Connect JSON, gRPC via grpcio and grpcurl) on pyvoy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import grpc
+import pytest
+from cryptography import x509
+
+import core_ext
+from agent.credentials import generate_key_and_csr
+from fleetd.storage.credentials import create_api_key
+from fleetd.v1 import device_pb2, device_pb2_grpc
+from tests.support.deployment import Deployment, running_deployment
+from tests.support.http import connect_json
+
+LIST = "fleetd.v1.DeviceService/ListDevices"
+REGISTER = "fleetd.v1.DeviceService/RegisterDevice"
+
+
+@pytest.fixture
+async def deployment(database_url: str, redis_url: str) -> AsyncIterator[Deployment]:
+    async with running_deployment(database_url, redis_url) as dep:
+        yield dep
+
+
+async def _register(dep: Deployment, device_id: str) -> None:
+    response = await connect_json(
+        dep.api_endpoint,
+        REGISTER,
+        {"device_id": device_id, "device_name": device_id, "device_type": "raspberry-pi"},
+        ca_pem=dep.ca_pem,
+        api_key=dep.admin_api_key,
+    )
+    assert response.status == 200, response.body
+
+
+async def _token(dep: Deployment, uses: int = 1) -> str:
+    response = await connect_json(
+        dep.api_endpoint,
+        "fleetd.v1.DeviceService/CreateEnrollmentToken",
+        {"ttl": "600s", "max_uses": uses},
+        ca_pem=dep.ca_pem,
+        api_key=dep.admin_api_key,
+    )
+    assert response.status == 200, response.body
+    secret: str = response.body["secret"]
+    return secret
+
+
+async def test_enrolment_with_token_and_csr_binds_identity_in_certificate(
+    deployment: Deployment,
+) -> None:
+    _, csr = generate_key_and_csr("rpi-001")
+    response = await connect_json(
+        deployment.api_endpoint,
+        REGISTER,
+        {
+            "device_id": "rpi-001",
+            "device_type": "raspberry-pi",
+            "csr": csr.decode(),
+            "enrollment_token": await _token(deployment),
+        },
+        ca_pem=deployment.ca_pem,
+    )
+    assert response.status == 200, response.body
+    body = response.body
+    assert body["deviceId"] == "rpi-001"
+    assert body["apiKey"].startswith("fk_")
+    assert body["registeredAt"]
+    assert body["gatewayEndpoint"] == deployment.settings.gateway_endpoint
+    identity = core_ext.extract_identity(body["certificate"].encode())
+    assert (identity.device_id, identity.fleet) == ("rpi-001", "default")
+    cert = x509.load_pem_x509_certificate(body["certificate"].encode())
+    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(deployment.ca_pem))
+
+
+async def test_used_up_enrollment_token_is_refused(deployment: Deployment) -> None:
+    token = await _token(deployment, uses=1)
+    for device_id, expected in (("d1", 200), ("d2", 401)):
+        _, csr = generate_key_and_csr(device_id)
+        response = await connect_json(
+            deployment.api_endpoint,
+            REGISTER,
+            {"device_id": device_id, "csr": csr.decode(), "enrollment_token": token},
+            ca_pem=deployment.ca_pem,
+        )
+        assert response.status == expected, response.body
+    assert response.body["code"] == "unauthenticated"
+    assert "no uses left" in response.body["message"]
+
+
+async def test_register_without_credentials_is_unauthenticated(deployment: Deployment) -> None:
+    response = await connect_json(
+        deployment.api_endpoint, REGISTER, {"device_id": "rpi-001"}, ca_pem=deployment.ca_pem
+    )
+    assert response.status == 401
+    assert response.body["code"] == "unauthenticated"
+
+
+async def test_duplicate_device_is_already_exists(deployment: Deployment) -> None:
+    await _register(deployment, "rpi-001")
+    response = await connect_json(
+        deployment.api_endpoint,
+        REGISTER,
+        {"device_id": "rpi-001"},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert response.status == 409
+    assert response.body["code"] == "already_exists"
+
+
+@pytest.mark.parametrize("device_id", ["-leading-dash", "has space", "x" * 129, "semi;colon"])
+async def test_malformed_device_id_is_invalid_argument(
+    deployment: Deployment, device_id: str
+) -> None:
+    response = await connect_json(
+        deployment.api_endpoint,
+        REGISTER,
+        {"device_id": device_id},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert response.status == 400
+    assert response.body["code"] == "invalid_argument"
+
+
+async def test_viewer_may_list_but_not_register(deployment: Deployment, pool: asyncpg.Pool) -> None:
+    viewer = await create_api_key(pool, "viewer", "read-only")
+    listed = await connect_json(
+        deployment.api_endpoint, LIST, {}, ca_pem=deployment.ca_pem, api_key=viewer.token
+    )
+    assert listed.status == 200
+    denied = await connect_json(
+        deployment.api_endpoint,
+        REGISTER,
+        {"device_id": "x"},
+        ca_pem=deployment.ca_pem,
+        api_key=viewer.token,
+    )
+    assert denied.status == 403
+    assert "device:register" in denied.body["message"]
+    assert denied.headers.get("x-request-id")
+
+
+async def test_wrong_api_key_is_unauthenticated(deployment: Deployment) -> None:
+    response = await connect_json(
+        deployment.api_endpoint,
+        LIST,
+        {},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key[:-2] + "xx",
+    )
+    assert response.status == 401
+
+
+async def test_pages_cover_every_device_once_with_total_count(deployment: Deployment) -> None:
+    for i in range(7):
+        await _register(deployment, f"dev-{i}")
+    seen: list[str] = []
+    token = ""
+    while True:
+        response = await connect_json(
+            deployment.api_endpoint,
+            LIST,
+            {"page_size": 3, "page_token": token},
+            ca_pem=deployment.ca_pem,
+            api_key=deployment.admin_api_key,
+        )
+        assert response.status == 200, response.body
+        assert response.body["totalCount"] == 7
+        seen += [d["id"] for d in response.body["devices"]]
+        token = response.body.get("nextPageToken", "")
+        if not token:
+            break
+    assert seen == [f"dev-{i}" for i in range(7)]
+
+
+async def test_tampered_page_token_is_invalid_argument(deployment: Deployment) -> None:
+    for i in range(3):
+        await _register(deployment, f"dev-{i}")
+    first = await connect_json(
+        deployment.api_endpoint,
+        LIST,
+        {"page_size": 1},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    token = first.body["nextPageToken"]
+    forged = ("A" if token[0] != "A" else "B") + token[1:]
+    response = await connect_json(
+        deployment.api_endpoint,
+        LIST,
+        {"page_size": 1, "page_token": forged},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert response.status == 400
+    assert "page_token" in response.body["message"]
+
+
+async def test_get_device_and_unknown_device(deployment: Deployment) -> None:
+    await _register(deployment, "rpi-001")
+    found = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/GetDevice",
+        {"device_id": "rpi-001"},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert found.status == 200
+    assert found.body["device"]["id"] == "rpi-001"
+    missing = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/GetDevice",
+        {"device_id": "nope"},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert missing.status == 404
+
+
+async def test_unbuilt_method_answers_unimplemented_naming_itself(
+    deployment: Deployment,
+) -> None:
+    response = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.UpdateService/CreateUpdate",
+        {"name": "x"},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert response.status == 501
+    assert "fleetd.v1.UpdateService/CreateUpdate" in response.body["message"]
+
+
+async def test_list_devices_over_grpc_with_generated_stubs(deployment: Deployment) -> None:
+    await _register(deployment, "rpi-001")
+    creds = grpc.ssl_channel_credentials(root_certificates=deployment.ca_pem)
+    async with grpc.aio.secure_channel(f"127.0.0.1:{deployment.api_port}", creds) as channel:
+        stub = device_pb2_grpc.DeviceServiceStub(channel)
+        response = await stub.ListDevices(
+            device_pb2.ListDevicesRequest(page_size=20),
+            metadata=(("x-api-key", deployment.admin_api_key),),
+            timeout=10,
+        )
+        assert [d.id for d in response.devices] == ["rpi-001"]
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ListDevices(device_pb2.ListDevicesRequest(), timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def _grpcurl() -> str:
+    found = shutil.which("grpcurl") or str(Path(sys.executable).with_name("grpcurl"))
+    return found
+
+
+async def test_grpcurl_lists_devices_through_reflection(deployment: Deployment) -> None:
+    await _register(deployment, "rpi-001")
+    ca_file = deployment.settings.paths.ca_cert
+    target = f"127.0.0.1:{deployment.api_port}"
+
+    def run(*args: str) -> str:
+        return subprocess.run(
+            [_grpcurl(), "-cacert", str(ca_file), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+
+    services = await asyncio.to_thread(run, target, "list")
+    assert "fleetd.v1.DeviceService" in services.split()
+    out = await asyncio.to_thread(
+        run,
+        "-H",
+        f"X-API-Key: {deployment.admin_api_key}",
+        "-d",
+        '{"page_size": 20}',
+        target,
+        "fleetd.v1.DeviceService/ListDevices",
+    )
+    assert [d["id"] for d in json.loads(out)["devices"]] == ["rpi-001"]
+    health = await asyncio.to_thread(run, target, "grpc.health.v1.Health/Check")
+    assert json.loads(health) == {"status": "SERVING"}

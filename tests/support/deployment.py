@@ -1,0 +1,88 @@
+"""A real deployment for tests: PKI, migrated database, Redis, the gateway (in this
+process, on this loop) and the control API (pyvoy, a child process), on free ports."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from pyvoy import PyvoyServer
+
+from fleetd.config import Settings
+from fleetd.initialize import initialize
+from gateway.server import Gateway, start_gateway
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Deployment:
+    settings: Settings
+    admin_api_key: str
+    gateway: Gateway
+    api: PyvoyServer | None
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self.settings.paths.ca_cert.read_bytes()
+
+    @property
+    def gateway_target(self) -> str:
+        return f"127.0.0.1:{self.gateway.port}"
+
+    @property
+    def api_port(self) -> int:
+        assert self.api is not None, "deployment started without the control API"
+        return self.api.listener_port
+
+    @property
+    def api_endpoint(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+
+@asynccontextmanager
+async def running_deployment(
+    database_url: str, redis_url: str, *, with_api: bool = True, heartbeat_interval: float = 1.0
+) -> AsyncIterator[Deployment]:
+    data_dir = Path(tempfile.mkdtemp(prefix="fleetd-dep-", dir="/tmp"))
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+        heartbeat_interval=heartbeat_interval,
+        redis_flush_interval=0.02,
+        postgres_flush_interval=0.1,
+    )
+    init = await initialize(settings)
+    gateway = await start_gateway(settings, port=0)
+    settings = replace(settings, gateway_port=gateway.port)
+    api: PyvoyServer | None = None
+    try:
+        if with_api:
+            env = settings.to_env()
+            env["PYTHONPATH"] = os.pathsep.join([str(REPO), *sys.path])
+            api = PyvoyServer(
+                "control_api.app:app",
+                port=0,
+                tls_key=settings.paths.server_key,
+                tls_cert=settings.paths.server_cert,
+                tls_ca_cert=settings.paths.ca_cert,
+                tls_require_client_certificate=False,
+                tls_enable_http3=False,
+                lifespan=True,
+                env=env,
+                stdout=None,
+                stderr=None,
+            )
+            await api.start()
+            settings = replace(settings, api_port=api.listener_port)
+        yield Deployment(settings, init.admin_api_key, gateway, api)
+    finally:
+        if api is not None:
+            await api.stop()
+        await gateway.stop(grace=1.0)
