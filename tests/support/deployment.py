@@ -62,6 +62,7 @@ async def running_deployment(
     gateway = await start_gateway(settings, port=0)
     settings = replace(settings, gateway_port=gateway.port)
     api: PyvoyServer | None = None
+    deployment: Deployment | None = None
     try:
         if with_api:
             env = settings.to_env()
@@ -81,8 +82,10 @@ async def running_deployment(
             )
             await api.start()
             settings = replace(settings, api_port=api.listener_port)
-        yield Deployment(settings, init.admin_api_key, gateway, api)
+        deployment = Deployment(settings, init.admin_api_key, gateway, api)
+        yield deployment
     finally:
         if api is not None:
             await api.stop()
-        await gateway.stop(grace=1.0)
+        # A test may have replaced the gateway (a restart): stop the current one.
+        await (deployment.gateway if deployment else gateway).stop(grace=1.0)

@@ -762,43 +762,152 @@ mod strict {
         matches!(read(input), Some((tlv, rest)) if rest.is_empty() && is_der(&tlv, 0))
     }
 
-    /// The whole certificate is well-formed DER, with a version the reference knows (v1 or
-    /// v3, v1 not encoded) and no extension encoding its default criticality.
+    /// The whole certificate is well-formed DER in the shape of RFC 5280's `Certificate`,
+    /// with a version the reference knows (v1, not encoded, or v3) and no extension encoding
+    /// its default criticality.
     pub fn certificate_is_der(der: &[u8]) -> bool {
         let Some((cert, [])) = read(der) else {
             return false;
         };
-        if !is_der(&cert, 0) {
+        if cert.tag != 0x30 {
             return false;
         }
-        let Some(fields) = children(cert.content) else {
+        let Some([tbs, signature_algorithm, signature]) = children_array(&cert) else {
             return false;
         };
-        let Some(tbs) = fields.first() else {
+        if tbs.tag != 0x30
+            || !algorithm_identifier_ok(&signature_algorithm)
+            || !(signature.tag == 0x03 && is_der(&signature, 0))
+        {
+            return false;
+        }
+        let Some(fields) = children(tbs.content) else {
             return false;
         };
-        let Some(tbs_fields) = children(tbs.content) else {
-            return false;
-        };
-        if let Some(version) = tbs_fields.first().filter(|f| f.tag == 0xa0) {
+        let mut fields = fields.iter().peekable();
+        if let Some(version) = fields.next_if(|f| f.tag == 0xa0) {
             if version.content != [0x02, 0x01, 0x02] {
                 return false;
             }
         }
-        tbs_fields
-            .iter()
-            .filter(|f| f.tag == 0xa3)
-            .all(extensions_are_der)
+        let required: [fn(&Tlv<'_>) -> bool; 6] = [
+            |t| t.tag == 0x02 && is_der(t, 0),
+            algorithm_identifier_ok,
+            name_ok,
+            validity_ok,
+            name_ok,
+            spki_ok,
+        ];
+        for check in required {
+            if !fields.next().is_some_and(check) {
+                return false;
+            }
+        }
+        fields.next_if(|f| f.tag == 0x81 && bit_string_ok(f.content));
+        fields.next_if(|f| f.tag == 0x82 && bit_string_ok(f.content));
+        if let Some(extensions) = fields.next_if(|f| f.tag == 0xa3) {
+            if !extensions_are_der(extensions) {
+                return false;
+            }
+        }
+        fields.next().is_none()
+    }
+
+    fn children_array<'a, const N: usize>(tlv: &Tlv<'a>) -> Option<[Tlv<'a>; N]> {
+        children(tlv.content)?.try_into().ok()
+    }
+
+    /// `SEQUENCE { algorithm OBJECT IDENTIFIER, parameters ANY OPTIONAL }`
+    fn algorithm_identifier_ok(tlv: &Tlv<'_>) -> bool {
+        tlv.tag == 0x30
+            && match children(tlv.content).as_deref() {
+                Some([oid]) => oid.tag == 0x06 && oid_is_der(oid.content),
+                Some([oid, parameters]) => {
+                    oid.tag == 0x06 && oid_is_der(oid.content) && is_der(parameters, 0)
+                }
+                _ => false,
+            }
+    }
+
+    /// `SEQUENCE OF SET OF SEQUENCE { type OBJECT IDENTIFIER, value ANY }`
+    fn name_ok(tlv: &Tlv<'_>) -> bool {
+        let attribute_ok = |atv: &Tlv<'_>| {
+            atv.tag == 0x30
+                && matches!(children(atv.content).as_deref(), Some([oid, _]) if oid.tag == 0x06)
+        };
+        let rdn_ok = |rdn: &Tlv<'_>| {
+            rdn.tag == 0x31
+                && children(rdn.content).is_some_and(|atvs| atvs.iter().all(attribute_ok))
+        };
+        tlv.tag == 0x30 && children(tlv.content).is_some_and(|rdns| rdns.iter().all(rdn_ok))
+    }
+
+    /// `SEQUENCE { notBefore Time, notAfter Time }`
+    fn validity_ok(tlv: &Tlv<'_>) -> bool {
+        tlv.tag == 0x30 && children_array::<2>(tlv).is_some_and(|times| times.iter().all(time_ok))
+    }
+
+    /// `UTCTime` as YYMMDDHHMMSSZ or `GeneralizedTime` as YYYYMMDDHHMMSSZ, a real date.
+    fn time_ok(tlv: &Tlv<'_>) -> bool {
+        let digits = match (tlv.tag, tlv.content) {
+            (0x17, [d @ .., b'Z']) if d.len() == 12 => d,
+            (0x18, [d @ .., b'Z']) if d.len() == 14 => d,
+            _ => return false,
+        };
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        let number = |range: std::ops::Range<usize>| {
+            digits
+                .get(range)
+                .unwrap_or_default()
+                .iter()
+                .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'))
+        };
+        let (year, rest) = if tlv.tag == 0x17 {
+            let yy = number(0..2);
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, 2)
+        } else {
+            (number(0..4), 4)
+        };
+        let month = number(rest..rest + 2);
+        let day = number(rest + 2..rest + 4);
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let days_in_month = match month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return false,
+        };
+        (1..=days_in_month).contains(&day)
+            && number(rest + 4..rest + 6) < 24
+            && number(rest + 6..rest + 8) < 60
+            && number(rest + 8..rest + 10) < 60
+    }
+
+    /// `SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }`
+    fn spki_ok(tlv: &Tlv<'_>) -> bool {
+        tlv.tag == 0x30
+            && children_array::<2>(tlv).is_some_and(|[alg, key]| {
+                algorithm_identifier_ok(&alg) && key.tag == 0x03 && is_der(&key, 0)
+            })
     }
 
     fn extensions_are_der(field: &Tlv<'_>) -> bool {
-        let Some(Ok([list])) = children(field.content).map(<[Tlv<'_>; 1]>::try_from) else {
+        let Some([list]) = children_array(field) else {
             return false;
         };
+        if list.tag != 0x30 {
+            return false;
+        }
         let Some(extensions) = children(list.content) else {
             return false;
         };
         extensions.iter().all(|extension| {
+            if extension.tag != 0x30 {
+                return false;
+            }
             let Some(parts) = children(extension.content) else {
                 return false;
             };
@@ -848,12 +957,7 @@ mod strict {
                 [0xff, next, ..] => next & 0x80 == 0,
                 _ => true,
             },
-            0x03 => match content {
-                [unused, ..] if *unused > 7 => false,
-                [unused] => *unused == 0,
-                [unused, .., last] => last & ((1u8 << unused) - 1) == 0,
-                [] => false,
-            },
+            0x03 => bit_string_ok(content),
             0x05 => content.is_empty(),
             0x06 => oid_is_der(content),
             0x13 => content.iter().all(|&b| is_printable(b)),
@@ -873,6 +977,15 @@ mod strict {
                     .all(|c| c.is_ok())
             }
             _ => true,
+        }
+    }
+
+    fn bit_string_ok(content: &[u8]) -> bool {
+        match content {
+            [unused, ..] if *unused > 7 => false,
+            [unused] => *unused == 0,
+            [unused, .., last] => last & ((1u8 << unused) - 1) == 0,
+            [] => false,
         }
     }
 
