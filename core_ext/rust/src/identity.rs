@@ -833,11 +833,18 @@ mod strict {
     fn name_ok(tlv: &Tlv<'_>) -> bool {
         let attribute_ok = |atv: &Tlv<'_>| {
             atv.tag == 0x30
-                && matches!(children(atv.content).as_deref(), Some([oid, _]) if oid.tag == 0x06)
+                && matches!(
+                    children(atv.content).as_deref(),
+                    Some([oid, value]) if oid.tag == 0x06
+                        && oid_is_der(oid.content)
+                        && (!matches!(value.tag, 0x13 | 0x1c | 0x1e) || is_der(value, 0))
+                )
         };
         let rdn_ok = |rdn: &Tlv<'_>| {
             rdn.tag == 0x31
-                && children(rdn.content).is_some_and(|atvs| atvs.iter().all(attribute_ok))
+                && children(rdn.content).is_some_and(|atvs| {
+                    atvs.windows(2).all(|w| w[0].raw <= w[1].raw) && atvs.iter().all(attribute_ok)
+                })
         };
         tlv.tag == 0x30 && children(tlv.content).is_some_and(|rdns| rdns.iter().all(rdn_ok))
     }
@@ -912,10 +919,11 @@ mod strict {
                 return false;
             };
             match parts.as_slice() {
-                [oid, value] => oid.tag == 0x06 && value.tag == 0x04,
+                [oid, value] => oid.tag == 0x06 && oid_is_der(oid.content) && value.tag == 0x04,
                 // DEFAULT FALSE must not be encoded.
                 [oid, critical, value] => {
                     oid.tag == 0x06
+                        && oid_is_der(oid.content)
                         && critical.tag == 0x01
                         && critical.content == [0xff]
                         && value.tag == 0x04
