@@ -28,7 +28,7 @@ lint: bootstrap          ## ruff, mypy strict, stubtest, cargo fmt/clippy, buf l
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(PY) -m mypy.stubtest fleetd_native core_ext._batcher --allowlist core_ext/stubtest_allowlist.txt
+	$(PY) -m mypy.stubtest fleetd_native core_ext._batcher
 	cd core_ext/rust && cargo fmt --check && cargo clippy --release --quiet -- -D warnings
 	$(BIN)/buf lint
 	$(PY) scripts/gen_proto.py --check

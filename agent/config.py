@@ -41,24 +41,51 @@ def parser() -> argparse.ArgumentParser:
         prog="fleetd-agent",
         description="The fleetd device agent: enrols, registers and heartbeats over mTLS.",
     )
-    p.add_argument("--api-endpoint", default=env("FLEETD_API_ENDPOINT", ""),
-                   help="control API for enrolment, https://HOST:PORT (FLEETD_API_ENDPOINT)")
-    p.add_argument("--gateway", default=env("FLEETD_GATEWAY", ""),
-                   help="gateway HOST:PORT; default: the one given at enrolment (FLEETD_GATEWAY)")
-    p.add_argument("--ca-cert", default=env("FLEETD_CA_CERT", ""),
-                   help="fleet CA certificate to trust before enrolment (FLEETD_CA_CERT)")
-    p.add_argument("--data-dir", default=env("FLEETD_AGENT_DATA_DIR", "/var/lib/fleetd-agent"),
-                   help="where keys and state live (FLEETD_AGENT_DATA_DIR)")
-    p.add_argument("--device-id", default=env("FLEETD_DEVICE_ID", socket.gethostname()),
-                   help="device id to enrol as (FLEETD_DEVICE_ID; default: hostname)")
-    p.add_argument("--device-type", default=env("FLEETD_DEVICE_TYPE", ""),
-                   help="device type, e.g. raspberry-pi (FLEETD_DEVICE_TYPE)")
-    p.add_argument("--tag", action="append", dest="tags", default=None,
-                   help="a tag; repeatable (FLEETD_AGENT_TAGS, comma-separated)")
-    p.add_argument("--enrollment-token-file", default="",
-                   help="file holding the enrolment token (else FLEETD_ENROLLMENT_TOKEN)")
-    p.add_argument("--once", action="store_true",
-                   help="register, send one heartbeat and exit (for checks)")
+    p.add_argument(
+        "--api-endpoint",
+        default=env("FLEETD_API_ENDPOINT", ""),
+        help="control API for enrolment, https://HOST:PORT (FLEETD_API_ENDPOINT)",
+    )
+    p.add_argument(
+        "--gateway",
+        default=env("FLEETD_GATEWAY", ""),
+        help="gateway HOST:PORT; default: the one given at enrolment (FLEETD_GATEWAY)",
+    )
+    p.add_argument(
+        "--ca-cert",
+        default=env("FLEETD_CA_CERT", ""),
+        help="fleet CA certificate to trust before enrolment (FLEETD_CA_CERT)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=env("FLEETD_AGENT_DATA_DIR", "/var/lib/fleetd-agent"),
+        help="where keys and state live (FLEETD_AGENT_DATA_DIR)",
+    )
+    p.add_argument(
+        "--device-id",
+        default=env("FLEETD_DEVICE_ID", socket.gethostname()),
+        help="device id to enrol as (FLEETD_DEVICE_ID; default: hostname)",
+    )
+    p.add_argument(
+        "--device-type",
+        default=env("FLEETD_DEVICE_TYPE", ""),
+        help="device type, e.g. raspberry-pi (FLEETD_DEVICE_TYPE)",
+    )
+    p.add_argument(
+        "--tag",
+        action="append",
+        dest="tags",
+        default=None,
+        help="a tag; repeatable (FLEETD_AGENT_TAGS, comma-separated)",
+    )
+    p.add_argument(
+        "--enrollment-token-file",
+        default="",
+        help="file holding the enrolment token (else FLEETD_ENROLLMENT_TOKEN)",
+    )
+    p.add_argument(
+        "--once", action="store_true", help="register, send one heartbeat and exit (for checks)"
+    )
     return p  # fmt: skip
 
 

@@ -126,9 +126,7 @@ class Agent:
             certificate_chain=self.store.cert(),
         )
         gateway = self.config.gateway or self.enrollment.gateway
-        return grpc.aio.secure_channel(
-            gateway, creds, options=[("grpc.keepalive_time_ms", 60_000)]
-        )
+        return grpc.aio.secure_channel(gateway, creds, options=[("grpc.keepalive_time_ms", 60_000)])
 
     async def run(self) -> None:
         sampler = sysstats.StatsSampler()
@@ -184,7 +182,8 @@ class Agent:
                 continue
             backoff.reset()
             log.info("registered %s", response.device_id)
-            return response.heartbeat_interval.ToTimedelta().total_seconds()
+            interval: float = response.heartbeat_interval.ToTimedelta().total_seconds()
+            return interval
 
 
 async def run_agent(config: AgentConfig) -> int:

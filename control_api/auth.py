@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -89,7 +90,7 @@ Token = tuple[contextvars.Token[Principal], contextvars.Token[str], str]
 class AuthInterceptor:
     """connectrpc MetadataInterceptor: on_start before the body, on_end after the call."""
 
-    async def on_start(self, ctx: RequestContext) -> Token:
+    async def on_start(self, ctx: RequestContext[Any, Any]) -> Token:
         supplied = ctx.request_headers.get("x-request-id") or ""
         request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
         ctx.response_headers["x-request-id"] = request_id
@@ -108,9 +109,7 @@ class AuthInterceptor:
             )
         if not principal.authenticated:
             if method not in TOKEN_AUTHENTICATED_METHODS:
-                raise ConnectError(
-                    Code.UNAUTHENTICATED, "authentication required: send X-API-Key"
-                )
+                raise ConnectError(Code.UNAUTHENTICATED, "authentication required: send X-API-Key")
         elif not allows(principal.role, permission):
             raise ConnectError(
                 Code.PERMISSION_DENIED,
@@ -118,7 +117,9 @@ class AuthInterceptor:
             )
         return principal_var.set(principal), request_id_var.set(request_id), method
 
-    async def on_end(self, token: Token, ctx: RequestContext, error: Exception | None) -> None:
+    async def on_end(
+        self, token: Token, ctx: RequestContext[Any, Any], error: Exception | None
+    ) -> None:
         principal_token, request_token, method = token
         request_id = request_id_var.get()
         principal_var.reset(principal_token)

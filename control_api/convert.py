@@ -9,7 +9,7 @@ from google.protobuf import json_format, timestamp_pb2
 
 from fleetd.v1 import device_pb2
 
-STATUS_TO_STATE: dict[str, int] = {
+STATUS_TO_STATE: dict[str, device_pb2.DeviceState] = {
     "unknown": device_pb2.DEVICE_STATE_UNSPECIFIED,
     "online": device_pb2.ONLINE,
     "offline": device_pb2.OFFLINE,
@@ -33,7 +33,7 @@ def device(row: Any) -> device_pb2.Device:
         name=row["name"],
         type=row["device_type"],
         version=row["version"],
-        status=STATUS_TO_STATE.get(row["status"], device_pb2.DEVICE_STATE_UNSPECIFIED),  # type: ignore[arg-type]
+        status=STATUS_TO_STATE.get(row["status"], device_pb2.DEVICE_STATE_UNSPECIFIED),
         metadata=row["metadata"],
         tags=row["tags"],
         fleet=row["fleet"],

@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+from typing import Any
 
-import asyncpg
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
@@ -25,6 +25,7 @@ from control_api.resources import resources
 from fleetd.pki import EnrollmentError
 from fleetd.storage import credentials as credential_store
 from fleetd.storage import devices as device_store
+from fleetd.storage.types import Connection
 from fleetd.v1 import device_pb2
 from fleetd.v1.device_connect import DeviceService
 
@@ -34,7 +35,7 @@ MAX_PAGE_SIZE = 100
 MAX_TOKEN_TTL = dt.timedelta(days=30)
 LIST_SCOPE = "devices:by-id"
 
-Ctx = RequestContext  # type: ignore[type-arg]
+Ctx = RequestContext[Any, Any]
 
 
 def _invalid(message: str) -> ConnectError:
@@ -115,9 +116,7 @@ class DeviceServiceImpl(DeviceService):
             fleet=settings.fleet,
         )
 
-    async def _issue_certificate(
-        self, conn: asyncpg.Connection, device_id: str, csr: str
-    ) -> str:
+    async def _issue_certificate(self, conn: Connection, device_id: str, csr: str) -> str:
         res = resources()
         try:
             cert = res.ca.sign_device_csr(csr.encode(), device_id)
@@ -216,4 +215,3 @@ class DeviceServiceImpl(DeviceService):
             created_by=principal.id,
         )
         return device_pb2.CreateEnrollmentTokenResponse(token=token, secret=secret.token)
-

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 from connectrpc.code import Code
 from connectrpc.compat import google_protobuf_codecs
@@ -36,41 +37,47 @@ class HealthService:
     """Serving status per service name ("" is the whole server)."""
 
     def __init__(self, services: list[str]) -> None:
-        self._status: dict[str, int] = {name: SERVING for name in ["", *services]}
+        self._status: dict[str, int] = dict.fromkeys(["", *services], SERVING)
 
     def set_all(self, status: int) -> None:
         for name in self._status:
             self._status[name] = status
 
     async def check(
-        self, request: HealthCheckRequest, ctx: RequestContext[HealthCheckRequest, HealthCheckResponse]
+        self,
+        request: HealthCheckRequest,
+        ctx: RequestContext[HealthCheckRequest, HealthCheckResponse],
     ) -> HealthCheckResponse:
         status = self._status.get(request.service)
         if status is None:
             raise ConnectError(Code.NOT_FOUND, f"unknown service {request.service!r}")
-        return HealthCheckResponse(status=status)  # type: ignore[arg-type]
+        return HealthCheckResponse(status=status)
 
     async def list(
         self, request: HealthListRequest, ctx: RequestContext[HealthListRequest, HealthListResponse]
     ) -> HealthListResponse:
         response = HealthListResponse()
         for name, status in self._status.items():
-            response.statuses[name].status = status  # type: ignore[assignment]
+            response.statuses[name].status = status
         return response
 
     async def watch(
-        self, request: HealthCheckRequest, ctx: RequestContext[HealthCheckRequest, HealthCheckResponse]
+        self,
+        request: HealthCheckRequest,
+        ctx: RequestContext[HealthCheckRequest, HealthCheckResponse],
     ) -> AsyncIterator[HealthCheckResponse]:
         last: int | None = None
         while True:
             current = self._status.get(request.service, HealthCheckResponse.SERVICE_UNKNOWN)
             if current != last:
-                yield HealthCheckResponse(status=current)  # type: ignore[arg-type]
+                yield HealthCheckResponse(status=current)
                 last = current
             await asyncio.sleep(WATCH_POLL_SECONDS)
 
 
-def _method(name: str, stream: StreamType, req: type[Message], res: type[Message]) -> MethodInfo:
+def _method(
+    name: str, stream: StreamType, req: type[Message], res: type[Message]
+) -> MethodInfo[Any, Any]:
     return MethodInfo(
         name=name,
         service_name=SERVICE,
@@ -87,7 +94,9 @@ class HealthASGIApplication(ConnectASGIApplication[HealthService]):
             service=service,
             endpoints=lambda svc: {
                 f"/{SERVICE}/Check": Endpoint.unary(
-                    method=_method("Check", StreamType.UNARY, HealthCheckRequest, HealthCheckResponse),
+                    method=_method(
+                        "Check", StreamType.UNARY, HealthCheckRequest, HealthCheckResponse
+                    ),
                     function=svc.check,
                 ),
                 f"/{SERVICE}/List": Endpoint.unary(

@@ -57,7 +57,11 @@ class PageTokens:
         if not hmac.compare_digest(self._mac(payload), mac):
             raise InvalidPageToken("page_token was not issued by this server")
         data = orjson.loads(payload)
-        if not isinstance(data, dict) or data.get("s") != scope or not isinstance(data.get("p"), dict):
+        if (
+            not isinstance(data, dict)
+            or data.get("s") != scope
+            or not isinstance(data.get("p"), dict)
+        ):
             raise InvalidPageToken("page_token belongs to a different list or query")
         position: dict[str, Any] = data["p"]
         return position

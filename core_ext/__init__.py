@@ -14,11 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 IMPLEMENTATION: Literal["compiled", "reference"]
 
-if TYPE_CHECKING:
-    from core_ext.reference import DeviceIdentity, HeartbeatBatcher, IdentityError, extract_identity
-
-    IMPLEMENTATION = "reference"
-elif os.environ.get("FLEETD_PURE_PYTHON") == "1":
+if TYPE_CHECKING or os.environ.get("FLEETD_PURE_PYTHON") == "1":
     from core_ext.reference import DeviceIdentity, HeartbeatBatcher, IdentityError, extract_identity
 
     IMPLEMENTATION = "reference"

@@ -3,7 +3,8 @@
 Importing this module raises ImportError when either extension is not built.
 """
 
-from core_ext._batcher import HeartbeatBatcher
 from fleetd_native import DeviceIdentity, IdentityError, extract_identity
+
+from core_ext._batcher import HeartbeatBatcher
 
 __all__ = ["DeviceIdentity", "HeartbeatBatcher", "IdentityError", "extract_identity"]

@@ -93,7 +93,7 @@ def run_demo(settings: Settings, *, devices: int, workers: int) -> int:
         )
         console.print(f"  source {s.paths.demo_env}", soft_wrap=True, highlight=False)
         console.print(
-            "  curl --cacert $FLEETD_CA_CERT -H \"X-API-Key: $FLEETD_API_KEY\" "
+            '  curl --cacert $FLEETD_CA_CERT -H "X-API-Key: $FLEETD_API_KEY" '
             "-H 'content-type: application/json' -d '{\"page_size\": 20}' "
             "$FLEETD_ENDPOINT/fleetd.v1.DeviceService/ListDevices",
             soft_wrap=True,

@@ -133,9 +133,7 @@ class Supervisor:
         def on_signal(signum: int, _frame: object) -> None:
             received.append(signum)
 
-        previous = {
-            sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         status = 0
         try:
             while not received:

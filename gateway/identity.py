@@ -80,7 +80,9 @@ class DeviceAuthenticator:
             raise Refused("certificate was not issued to a registered device")
         if standing.revoked:
             raise Refused("certificate has been revoked")
-        return CallerDevice(identity.device_id, identity.fleet, identity.serial, standing.offboarded)
+        return CallerDevice(
+            identity.device_id, identity.fleet, identity.serial, standing.offboarded
+        )
 
     def forget(self, serial: str) -> None:
         """Drop the cached standing (after a revocation in this process)."""

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import asyncpg
 import grpc
 import redis.asyncio as aioredis
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import _async as health_aio  # public as health.aio; absent from stubs
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fleetd.config import Settings
 from fleetd.device.v1 import agent_pb2_grpc
@@ -41,7 +42,7 @@ class Gateway:
     pool: asyncpg.Pool
     redis: aioredis.Redis
     pipeline: HeartbeatPipeline
-    health: health.aio.HealthServicer
+    health: health_aio.HealthServicer
 
     async def stop(self, grace: float = 10.0) -> None:
         await self.health.enter_graceful_shutdown()
@@ -88,12 +89,10 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
         ]
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentService(
-            pool, authenticator, pipeline, heartbeat_interval=settings.heartbeat_interval
-        ),
+        AgentService(pool, authenticator, pipeline, heartbeat_interval=settings.heartbeat_interval),
         server,
     )
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     host = settings.gateway_host
     bound = server.add_secure_port(
@@ -122,7 +121,9 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    import uvloop  # noqa: PLC0415
+    import uvloop
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     uvloop.run(serve(Settings.from_env()))

@@ -7,7 +7,7 @@ bodies never carry identity. Heartbeats go into the compiled batcher and return 
 from __future__ import annotations
 
 import random
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import asyncpg
 import grpc
@@ -55,8 +55,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self._interval = heartbeat_interval
         self._jitter = jitter
 
-    async def _caller(self, context: grpc.aio.ServicerContext) -> CallerDevice:
-        certs = context.auth_context().get("x509_pem_cert")
+    async def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> CallerDevice:
+        certs = list(context.auth_context().get("x509_pem_cert", ()))
         try:
             return await self._auth.authenticate(certs[0] if certs else None)
         except Refused as exc:
@@ -69,7 +69,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         return interval
 
     async def Register(
-        self, request: agent_pb2.RegisterRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.RegisterRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.RegisterResponse:
         caller = await self._caller(context)
         if caller.offboarded:
@@ -103,7 +103,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         )
 
     async def Heartbeat(
-        self, request: agent_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.HeartbeatResponse:
         caller = await self._caller(context)
         now = timestamp_pb2.Timestamp()
@@ -132,7 +132,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def ReportArtifactStatus(
         self,
         request: agent_pb2.ReportArtifactStatusRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> agent_pb2.ReportArtifactStatusResponse:
         await self._caller(context)
         await _abort(
@@ -145,7 +145,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def UploadLogs(
         self,
         request_iterator: object,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> agent_pb2.UploadLogsResponse:
         await self._caller(context)
         await _abort(
@@ -156,7 +156,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
 
 
 async def _abort(
-    context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str
+    context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode, message: str
 ) -> NoReturn:
     await context.abort(code, message)
     raise AssertionError("unreachable: context.abort raises")

@@ -33,11 +33,11 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-async def redis_url(servers: StorageServers) -> AsyncIterator[str]:
+async def redis_url(servers: StorageServers) -> str:
     client = aioredis.Redis.from_url(servers.redis_url)
     await client.flushdb()
     await client.aclose()
-    yield servers.redis_url
+    return servers.redis_url
 
 
 @pytest.fixture

@@ -116,7 +116,7 @@ def extract_identity(data: bytes) -> DeviceIdentity:
     if not data:
         raise IdentityError(EMPTY)
     der = _decode_input(data)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # not thread-safe before Python 3.14; a reference only
         # cryptography warns (rather than fails) on zero or negative serial numbers, here and
         # in extensions; this module decides for itself (zero is reported, negative refused).
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
@@ -126,6 +126,7 @@ def extract_identity(data: bytes) -> DeviceIdentity:
 
 
 def _identity(der: bytes) -> DeviceIdentity:
+    """The checks after PEM decoding, in the contract's order."""
     cert = _load_certificate(der)
     extensions = cert.extensions
 
@@ -204,7 +205,7 @@ def _load_certificate(der: bytes) -> x509.Certificate:
         x509.DuplicateExtension,
         x509.UnsupportedGeneralNameType,
     ) as exc:
-        raise IdentityError(f"{MALFORMED_CERTIFICATE}: {exc}") from None
+        raise IdentityError(f"{MALFORMED_CERTIFICATE}: {exc}") from exc
     if serial < 0:
         raise IdentityError(f"{MALFORMED_CERTIFICATE}: negative serial number")
     return cert
@@ -241,7 +242,7 @@ def _key_algorithm(cert: x509.Certificate) -> str:
     try:
         key = cert.public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise IdentityError(f"{UNSUPPORTED_KEY}: {oid.dotted_string}: {exc}") from None
+        raise IdentityError(f"{UNSUPPORTED_KEY}: {oid.dotted_string}: {exc}") from exc
     if oid == PublicKeyAlgorithmOID.EC_PUBLIC_KEY and isinstance(key, ec.EllipticCurvePublicKey):
         name = _EC_CURVES.get(key.curve.name)
         if name is not None:

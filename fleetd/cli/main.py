@@ -22,16 +22,16 @@ from fleetd.config import ConfigError, Settings
 # platformdirs (via pgserver) warns when XDG_RUNTIME_DIR is unset, as on servers and in CI.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
+# platformdirs (via pgserver) warns when XDG_RUNTIME_DIR is unset, as on servers and in CI.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
 app = typer.Typer(
     help="fleetd: device-fleet gateway and control plane.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-token_# platformdirs (via pgserver) warns when XDG_RUNTIME_DIR is unset, as on servers and in CI.
-warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-
-app = typer.Typer(help="Enrolment tokens for new devices.", no_args_is_help=True)
+token_app = typer.Typer(help="Enrolment tokens for new devices.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 console = Console(stderr=True)
 out = Console()
@@ -40,7 +40,7 @@ _DURATION = re.compile(r"^(\d+)([smhd])$")
 
 
 def _settings(**overrides: str) -> Settings:
-    import os  # noqa: PLC0415
+    import os
 
     env = dict(os.environ)
     env.update({k: v for k, v in overrides.items() if v})
@@ -76,8 +76,8 @@ DataDir = Annotated[
 @app.command()
 def init(data_dir: DataDir = "") -> None:
     """Create the fleet CA, server certificates, database schema and an admin API key."""
-    from fleetd.initialize import initialize  # noqa: PLC0415
-    from fleetd.storage.embedded import storage_urls  # noqa: PLC0415
+    from fleetd.initialize import initialize
+    from fleetd.storage.embedded import storage_urls
 
     settings = _settings(FLEETD_DATA_DIR=data_dir)
     with storage_urls(settings, need_redis=False) as s:
@@ -97,9 +97,9 @@ def serve(
     verbose: bool = False,
 ) -> None:
     """Run the gateway and the control API (on the embedded storage unless URLs are set)."""
-    from fleetd.initialize import initialize  # noqa: PLC0415
-    from fleetd.storage.embedded import storage_urls  # noqa: PLC0415
-    from fleetd.supervisor import Supervisor  # noqa: PLC0415
+    from fleetd.initialize import initialize
+    from fleetd.storage.embedded import storage_urls
+    from fleetd.supervisor import Supervisor
 
     _logging(verbose)
     settings = _settings(FLEETD_DATA_DIR=data_dir)
@@ -125,7 +125,7 @@ def demo(
     verbose: bool = False,
 ) -> None:
     """Run everything on the embedded default with real agents over real mTLS."""
-    from fleetd.demo import run_demo  # noqa: PLC0415
+    from fleetd.demo import run_demo
 
     _logging(verbose)
     settings = _settings(
@@ -142,9 +142,9 @@ def token_create(
     data_dir: DataDir = "",
 ) -> None:
     """Mint an enrolment token (printed once; only its hash is stored)."""
-    from fleetd.storage.credentials import create_enrollment_token  # noqa: PLC0415
-    from fleetd.storage.embedded import storage_urls  # noqa: PLC0415
-    from fleetd.storage.postgres import connect  # noqa: PLC0415
+    from fleetd.storage.credentials import create_enrollment_token
+    from fleetd.storage.embedded import storage_urls
+    from fleetd.storage.postgres import connect
 
     lifetime = _duration(ttl)
     settings = _settings(FLEETD_DATA_DIR=data_dir)
@@ -176,7 +176,7 @@ def token_create(
 )
 def agent(ctx: typer.Context) -> None:
     """Run the device agent (same as ``fleetd-agent``; ``fleetd agent --help`` for options)."""
-    from agent.main import main as agent_main  # noqa: PLC0415
+    from agent.main import main as agent_main
 
     raise typer.Exit(agent_main(list(ctx.args)))
 

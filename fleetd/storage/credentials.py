@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import asyncpg
-
 from fleetd import credentials
+from fleetd.storage.types import Connection, Queryable
 
 ROLES = ("admin", "operator", "viewer", "device", "service")
 
@@ -23,7 +22,7 @@ class ApiKeyPrincipal:
 
 
 async def create_api_key(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Queryable,
     role: str,
     name: str,
     *,
@@ -46,9 +45,7 @@ async def create_api_key(
     return secret
 
 
-async def authenticate_api_key(
-    conn: asyncpg.Connection | asyncpg.Pool, token: str
-) -> ApiKeyPrincipal | None:
+async def authenticate_api_key(conn: Queryable, token: str) -> ApiKeyPrincipal | None:
     """The principal of a valid, unrevoked key; None for anything else.
 
     Records last use at most once a minute per key, so hot keys do not write per request.
@@ -71,7 +68,7 @@ async def authenticate_api_key(
     return ApiKeyPrincipal(key_id, row["role"], row["name"], row["device_id"])
 
 
-async def revoke_api_key(conn: asyncpg.Connection | asyncpg.Pool, key_id: str) -> bool:
+async def revoke_api_key(conn: Queryable, key_id: str) -> bool:
     status: str = await conn.execute(
         "UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL",
         key_id,
@@ -92,7 +89,7 @@ class EnrollmentToken:
 
 
 async def create_enrollment_token(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Queryable,
     fleet: str,
     *,
     ttl: dt.timedelta,
@@ -125,7 +122,7 @@ class EnrollmentRefused(Exception):
     """The token cannot enrol a device; the message is safe to show the caller."""
 
 
-async def consume_enrollment_token(conn: asyncpg.Connection, token: str, fleet: str) -> str:
+async def consume_enrollment_token(conn: Connection, token: str, fleet: str) -> str:
     """Use one enrolment from the token, atomically; returns the token id.
 
     Must run inside the enrolling transaction, so a failed enrolment gives the use back.
@@ -148,23 +145,20 @@ async def consume_enrollment_token(conn: asyncpg.Connection, token: str, fleet: 
         raise EnrollmentRefused("enrollment token has expired")
     if row["uses"] >= row["max_uses"]:
         raise EnrollmentRefused("enrollment token has no uses left")
-    await conn.execute(
-        "UPDATE enrollment_tokens SET uses = uses + 1 WHERE token_id = $1", token_id
-    )
+    await conn.execute("UPDATE enrollment_tokens SET uses = uses + 1 WHERE token_id = $1", token_id)
     return token_id
 
 
-async def revoke_enrollment_token(conn: asyncpg.Connection | asyncpg.Pool, token_id: str) -> bool:
+async def revoke_enrollment_token(conn: Queryable, token_id: str) -> bool:
     status: str = await conn.execute(
-        "UPDATE enrollment_tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL",
+        """UPDATE enrollment_tokens SET revoked_at = now()
+           WHERE token_id = $1 AND revoked_at IS NULL""",
         token_id,
     )
     return status.endswith(" 1")
 
 
-async def list_enrollment_tokens(
-    conn: asyncpg.Connection | asyncpg.Pool, fleet: str
-) -> list[EnrollmentToken]:
+async def list_enrollment_tokens(conn: Queryable, fleet: str) -> list[EnrollmentToken]:
     rows = await conn.fetch(
         """SELECT token_id, fleet, description, max_uses, uses, expires_at, created_at, revoked_at
            FROM enrollment_tokens WHERE fleet = $1 ORDER BY created_at DESC""",

@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from fleetd.storage.types import Connection, Queryable
+
 DEVICE_COLUMNS = """device_id, fleet, name, device_type, version, agent_version, status, metadata,
     tags, system_info, cpu_usage, memory_usage, disk_usage, uptime_seconds, last_seen,
     ip_address, registered_at, updated_at, offboarded_at"""
@@ -29,7 +31,7 @@ class NewDevice:
     metadata: dict[str, str]
 
 
-async def insert_device(conn: asyncpg.Connection, device: NewDevice) -> asyncpg.Record:
+async def insert_device(conn: Connection, device: NewDevice) -> asyncpg.Record:
     try:
         row = await conn.fetchrow(
             f"""INSERT INTO devices (device_id, fleet, name, device_type, version, system_info,
@@ -50,7 +52,7 @@ async def insert_device(conn: asyncpg.Connection, device: NewDevice) -> asyncpg.
 
 
 async def add_certificate(
-    conn: asyncpg.Connection,
+    conn: Connection,
     device_id: str,
     serial: str,
     fingerprint: str,
@@ -68,14 +70,14 @@ async def add_certificate(
     )
 
 
-async def get_device(conn: asyncpg.Connection | asyncpg.Pool, device_id: str) -> asyncpg.Record | None:
+async def get_device(conn: Queryable, device_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = $1", device_id
     )
 
 
 async def list_devices_page(
-    conn: asyncpg.Connection | asyncpg.Pool, limit: int, after_device_id: str | None
+    conn: Queryable, limit: int, after_device_id: str | None
 ) -> list[asyncpg.Record]:
     """Devices in device_id order, strictly after the given id (keyset pagination)."""
     rows: list[asyncpg.Record] = await conn.fetch(
@@ -88,7 +90,7 @@ async def list_devices_page(
     return rows
 
 
-async def count_devices(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+async def count_devices(conn: Queryable) -> int:
     count: int = await conn.fetchval("SELECT count(*) FROM devices")
     return count
 
@@ -103,7 +105,7 @@ class CertificateStanding:
 
 
 async def certificate_standing(
-    conn: asyncpg.Connection | asyncpg.Pool, serial: str, fingerprint: str
+    conn: Queryable, serial: str, fingerprint: str
 ) -> CertificateStanding | None:
     """None when fleetd never issued this certificate (or the device is gone)."""
     row = await conn.fetchrow(
@@ -120,7 +122,7 @@ async def certificate_standing(
 
 
 async def refresh_registration(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Queryable,
     device_id: str,
     *,
     device_type: str,
@@ -157,7 +159,7 @@ HeartbeatRow = tuple[str, dt.datetime, float, float, float, int]
 """(device_id, seen_at, cpu_usage, memory_usage, disk_usage, uptime_seconds)"""
 
 
-async def merge_heartbeats(conn: asyncpg.Connection, rows: Iterable[HeartbeatRow]) -> int:
+async def merge_heartbeats(conn: Connection, rows: Iterable[HeartbeatRow]) -> int:
     """Write coalesced heartbeats: COPY into a staging table, then one merging UPDATE.
 
     A device goes online on its first heartbeat; a device an operator put in another state

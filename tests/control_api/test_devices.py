@@ -260,8 +260,7 @@ async def test_list_devices_over_grpc_with_generated_stubs(deployment: Deploymen
 
 
 def _grpcurl() -> str:
-    found = shutil.which("grpcurl") or str(Path(sys.executable).with_name("grpcurl"))
-    return found
+    return shutil.which("grpcurl") or str(Path(sys.executable).with_name("grpcurl"))
 
 
 async def test_grpcurl_lists_devices_through_reflection(deployment: Deployment) -> None:

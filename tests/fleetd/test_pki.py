@@ -79,4 +79,3 @@ def test_init_pki_is_idempotent_and_keeps_keys_private(tmp_path: Path) -> None:
     server = x509.load_pem_x509_certificate(server_pem)
     sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "localhost" in sans.get_values_for_type(x509.DNSName)
-

@@ -170,9 +170,7 @@ async def test_out_of_range_stats_are_invalid_argument(
 ) -> None:
     creds = await enrol_device(pool, ca, "rpi-001")
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await _stub(deployment, creds).Heartbeat(
-            agent_pb2.HeartbeatRequest(stats=stats), timeout=5
-        )
+        await _stub(deployment, creds).Heartbeat(agent_pb2.HeartbeatRequest(stats=stats), timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 

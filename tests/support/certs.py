@@ -11,6 +11,7 @@ import base64
 import datetime
 import enum
 import functools
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
@@ -157,6 +158,13 @@ def make_key(key_type: KeyType, *, pool_index: int = 0) -> PrivateKey:
     raise ValueError(f"unknown key type {key_type!r}")
 
 
+def common_name(value: str) -> x509.NameAttribute[str]:
+    """A CN attribute; device ids may be longer than the 64 characters X.520 suggests."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return x509.NameAttribute(NameOID.COMMON_NAME, value, _validate=False)
+
+
 def spiffe_uri(fleet: str, device_id: str) -> str:
     """The identity URI SAN of a device: ``spiffe://<fleet>/device/<device_id>``."""
     return f"spiffe://{fleet}/device/{device_id}"
@@ -234,9 +242,9 @@ def make_device_cert(
     subject: list[x509.NameAttribute[str]] = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, fleet)]
     subject.extend(extra_subject)
     if cn is DEFAULT_CN:
-        subject.append(x509.NameAttribute(NameOID.COMMON_NAME, device_id))
+        subject.append(common_name(device_id))
     elif isinstance(cn, str):
-        subject.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+        subject.append(common_name(cn))
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name(subject))
@@ -338,3 +346,50 @@ def serial_content(value: int) -> bytes:
     """The minimal two's-complement content octets of an INTEGER."""
     length = max(1, (value + (value < 0)).bit_length() // 8 + 1)
     return value.to_bytes(length, "big", signed=True)
+
+
+def encode_oid(dotted: str) -> bytes:
+    """DER-encode an OBJECT IDENTIFIER (the whole TLV)."""
+    arcs = [int(a) for a in dotted.split(".")]
+    content = bytearray()
+    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        content.extend(reversed(chunk))
+    return encode_tlv(0x06, bytes(content))
+
+
+EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
+ED25519 = "1.3.101.112"
+CURVE_OIDS = {"P-256": "1.2.840.10045.3.1.7", "P-384": "1.3.132.0.34", "P-521": "1.3.132.0.35"}
+
+
+def spki(algorithm: str, key: bytes, parameters: bytes | None = None) -> bytes:
+    """A SubjectPublicKeyInfo TLV: ``algorithm`` (dotted OID), optional ``parameters`` TLV."""
+    algorithm_identifier = encode_oid(algorithm) + (parameters or b"")
+    return encode_tlv(
+        0x30, encode_tlv(0x30, algorithm_identifier) + encode_tlv(0x03, b"\x00" + key)
+    )
+
+
+def rsa_spki(modulus: int, exponent: int) -> bytes:
+    """An rsaEncryption SubjectPublicKeyInfo with any modulus and exponent."""
+    key = encode_tlv(
+        0x30,
+        encode_tlv(0x02, serial_content(modulus)) + encode_tlv(0x02, serial_content(exponent)),
+    )
+    return spki(RSA_ENCRYPTION, key, encode_tlv(0x05, b""))
+
+
+def ec_spki(curve: str, point: bytes) -> bytes:
+    """An id-ecPublicKey SubjectPublicKeyInfo on a named curve, with any point encoding."""
+    return spki(EC_PUBLIC_KEY, point, encode_oid(CURVE_OIDS[curve]))
+
+
+def replace_spki(der: bytes, new_spki: bytes) -> bytes:
+    """``der`` with its SubjectPublicKeyInfo replaced (signature kept)."""
+    return replace_tbs_field(der, TbsField.SUBJECT_PUBLIC_KEY_INFO, new_spki)

@@ -45,9 +45,7 @@ async def enrol_device(
     return DeviceCredentials(device_id, key_pem, cert.public_bytes(Encoding.PEM))
 
 
-def device_channel(
-    target: str, ca_pem: bytes, creds: DeviceCredentials | None
-) -> grpc.aio.Channel:
+def device_channel(target: str, ca_pem: bytes, creds: DeviceCredentials | None) -> grpc.aio.Channel:
     """An mTLS channel presenting creds (or no client certificate at all)."""
     if creds is None:
         tls = grpc.ssl_channel_credentials(root_certificates=ca_pem)

@@ -22,7 +22,7 @@ def _post(url: str, body: bytes, headers: dict[str, str], ca_pem: bytes) -> Resp
     context = ssl.create_default_context(cadata=ca_pem.decode())
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, context=context, timeout=10) as reply:  # noqa: S310
+        with urllib.request.urlopen(request, context=context, timeout=10) as reply:
             return Response(reply.status, dict(reply.headers.items()), json.loads(reply.read()))
     except urllib.error.HTTPError as err:
         raw = err.read()

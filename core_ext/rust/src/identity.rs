@@ -206,7 +206,7 @@ pub fn extract(data: &[u8]) -> Result<DeviceIdentity, Rejection> {
         .iter_common_name()
         .map(|cn| attribute_text(cn.attr_value()))
         .collect();
-    if common_names.len() != 1 || common_names[0].as_deref() != Some(device_id) {
+    if !matches!(common_names.as_slice(), [Some(cn)] if cn == device_id) {
         return reject(
             Refusal::CommonNameMismatch,
             format!("expected exactly one CN equal to {device_id:?}, found {common_names:?}"),
@@ -312,7 +312,9 @@ fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, Rejection> {
         if !PARSED_EXTENSIONS.contains(&oid.as_str()) {
             continue;
         }
-        if !strict::single_element_is_der(extension.value) {
+        if !strict::single_element_is_der(extension.value)
+            || !strict::extension_value_ok(&oid, extension.value)
+        {
             return malformed(format!("extension {oid} is not valid DER"));
         }
         match extension.parsed_extension() {
@@ -419,7 +421,10 @@ fn check_key_algorithm_identifier(algorithm: &AlgorithmIdentifier<'_>) -> Result
     let ok = if *oid == OID_PKCS1_RSAENCRYPTION {
         params.is_none_or(is_null)
     } else if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
-        params.is_some()
+        // ECParameters ::= CHOICE { namedCurve, implicitCurve NULL, specifiedCurve }
+        params.is_some_and(|p| {
+            p.class() == Class::Universal && matches!(p.tag(), Tag::Oid | Tag::Null | Tag::Sequence)
+        })
     } else if *oid == OID_SIG_ED25519 || *oid == OID_SIG_ED448 {
         params.is_none()
     } else {
@@ -631,18 +636,16 @@ fn ec_point(key: &[u8], field_len: usize) -> Option<Cow<'_, [u8]>> {
 /// The modulus size in bits of a DER RSAPublicKey, if the key is one the reference loads:
 /// `SEQUENCE { n INTEGER, e INTEGER }` in DER, with n >= 3, 3 <= e < n and e odd.
 fn rsa_modulus_bits(key: &[u8]) -> Option<usize> {
-    let (body, rest) = der_element(key, 0x30)?;
-    if !rest.is_empty() {
+    let (sequence, []) = strict::read(key)? else {
         return None;
-    }
-    let (n, body) = der_unsigned_integer(body)?;
-    let (e, body) = der_unsigned_integer(body)?;
-    if !body.is_empty() {
-        return None;
-    }
+    };
+    let [n, e] = strict::children(sequence.content)?.try_into().ok()?;
+    let n = unsigned_integer(&n)?;
+    let e = unsigned_integer(&e)?;
     let three: &[u8] = &[3];
     let e_odd = e.last().is_some_and(|b| b & 1 == 1);
-    if compare_magnitudes(n, three).is_lt()
+    if sequence.tag != 0x30
+        || compare_magnitudes(n, three).is_lt()
         || compare_magnitudes(e, three).is_lt()
         || compare_magnitudes(e, n).is_ge()
         || !e_odd
@@ -653,45 +656,17 @@ fn rsa_modulus_bits(key: &[u8]) -> Option<usize> {
     Some(n.len() * 8 - first.leading_zeros() as usize)
 }
 
-/// Read one DER element with tag `tag`: return (content, rest). Definite, minimal lengths.
-fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (&actual, input) = input.split_first()?;
-    if actual != tag {
+/// The magnitude (no leading zeros) of a minimally encoded, non-negative DER INTEGER.
+fn unsigned_integer<'a>(tlv: &strict::Tlv<'a>) -> Option<&'a [u8]> {
+    if tlv.tag != 0x02 {
         return None;
     }
-    let (&first, input) = input.split_first()?;
-    let (length, input) = if first < 0x80 {
-        (usize::from(first), input)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > std::mem::size_of::<usize>() {
-            return None;
-        }
-        let (octets, input) = input.split_at_checked(count)?;
-        if octets.first() == Some(&0) {
-            return None;
-        }
-        let length = octets
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        if length < 0x80 {
-            return None;
-        }
-        (length, input)
-    };
-    input.split_at_checked(length)
-}
-
-/// Read a DER INTEGER that must be non-negative: return its magnitude without leading
-/// zeros (empty for zero) and the rest.
-fn der_unsigned_integer(input: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (content, rest) = der_element(input, 0x02)?;
-    match content {
+    match tlv.content {
         [] => None,
         [first, ..] if first & 0x80 != 0 => None,
         [0, second, ..] if second & 0x80 == 0 => None,
-        [0, magnitude @ ..] => Some((magnitude, rest)),
-        _ => Some((content, rest)),
+        [0, magnitude @ ..] => Some(magnitude),
+        content => Some(content),
     }
 }
 
@@ -793,9 +768,9 @@ mod strict {
         let required: [fn(&Tlv<'_>) -> bool; 6] = [
             |t| t.tag == 0x02 && is_der(t, 0),
             algorithm_identifier_ok,
-            name_ok,
+            |t| name_ok(t, false),
             validity_ok,
-            name_ok,
+            |t| name_ok(t, true),
             spki_ok,
         ];
         for check in required {
@@ -830,14 +805,14 @@ mod strict {
     }
 
     /// `SEQUENCE OF SET OF SEQUENCE { type OBJECT IDENTIFIER, value ANY }`
-    fn name_ok(tlv: &Tlv<'_>) -> bool {
+    fn name_ok(tlv: &Tlv<'_>, is_subject: bool) -> bool {
         let attribute_ok = |atv: &Tlv<'_>| {
             atv.tag == 0x30
                 && matches!(
                     children(atv.content).as_deref(),
                     Some([oid, value]) if oid.tag == 0x06
                         && oid_is_der(oid.content)
-                        && (!matches!(value.tag, 0x13 | 0x1c | 0x1e) || is_der(value, 0))
+                        && attribute_value_ok(value, is_subject)
                 )
         };
         let rdn_ok = |rdn: &Tlv<'_>| {
@@ -847,6 +822,16 @@ mod strict {
                 })
         };
         tlv.tag == 0x30 && children(tlv.content).is_some_and(|rdns| rdns.iter().all(rdn_ok))
+    }
+
+    /// An attribute value is ANY, but the string types the reference types strictly
+    /// (PrintableString, UniversalString, BMPString) must be valid, and the subject's values,
+    /// which the reference decodes, are never constructed strings.
+    fn attribute_value_ok(value: &Tlv<'_>, is_subject: bool) -> bool {
+        if is_subject && value.tag & 0xe0 == 0x20 && !matches!(value.tag, 0x30 | 0x31) {
+            return false;
+        }
+        !matches!(value.tag, 0x13 | 0x1c | 0x1e) || is_der(value, 0)
     }
 
     /// `SEQUENCE { notBefore Time, notAfter Time }`
@@ -933,6 +918,64 @@ mod strict {
         })
     }
 
+    /// The shape of the extensions identity extraction reads or the factory of every device
+    /// certificate writes (the reference's parser types them; `x509-parser` is lenient).
+    pub fn extension_value_ok(oid: &str, value: &[u8]) -> bool {
+        let Some((tlv, [])) = read(value) else {
+            return false;
+        };
+        let elements = || children(tlv.content).unwrap_or_default();
+        match oid {
+            // SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLenConstraint INTEGER OPTIONAL }
+            "2.5.29.19" => {
+                tlv.tag == 0x30
+                    && matches!(
+                        elements().as_slice(),
+                        [] | [Tlv { tag: 0x02, .. }]
+                            | [Tlv {
+                                tag: 0x01,
+                                content: [0xff],
+                                ..
+                            }]
+                            | [
+                                Tlv {
+                                    tag: 0x01,
+                                    content: [0xff],
+                                    ..
+                                },
+                                Tlv { tag: 0x02, .. }
+                            ]
+                    )
+            }
+            // SEQUENCE SIZE (1..MAX) OF KeyPurposeId
+            "2.5.29.37" => tlv.tag == 0x30 && elements().iter().all(|e| e.tag == 0x06),
+            // SEQUENCE OF GeneralName (x400Address and ediPartyName are refused elsewhere)
+            "2.5.29.17" | "2.5.29.18" => {
+                tlv.tag == 0x30
+                    && elements().iter().all(|name| match name.tag {
+                        0xa0 | 0xa4 => true,
+                        0x81 | 0x82 | 0x86 | 0x88 => true,
+                        0x87 => matches!(name.content.len(), 4 | 16),
+                        _ => false,
+                    })
+            }
+            // OCTET STRING
+            "2.5.29.14" => tlv.tag == 0x04,
+            // BIT STRING
+            "2.5.29.15" => tlv.tag == 0x03,
+            // SEQUENCE { [0] keyIdentifier, [1] authorityCertIssuer, [2] serial } all optional
+            "2.5.29.35" => {
+                let tags: Vec<u8> = elements().iter().map(|e| e.tag).collect();
+                tlv.tag == 0x30
+                    && matches!(
+                        tags.as_slice(),
+                        [] | [0x80] | [0xa1, 0x82] | [0x80, 0xa1, 0x82]
+                    )
+            }
+            _ => true,
+        }
+    }
+
     /// `tlv` and everything inside it is well-formed DER.
     fn is_der(tlv: &Tlv<'_>, depth: usize) -> bool {
         if depth > MAX_DEPTH {
@@ -967,6 +1010,8 @@ mod strict {
             },
             0x03 => bit_string_ok(content),
             0x05 => content.is_empty(),
+            // SEQUENCE and SET are always constructed.
+            0x10 | 0x11 => false,
             0x06 => oid_is_der(content),
             0x13 => content.iter().all(|&b| is_printable(b)),
             0x1c => {
@@ -1064,6 +1109,44 @@ mod tests {
         assert_eq!(serial_hex(&[0]), "0");
         assert_eq!(serial_hex(&[0, 0x80]), "80");
         assert_eq!(serial_hex(&[0x01, 0x0a]), "10a");
+    }
+
+    #[test]
+    fn rsa_modulus_sizes() {
+        // SEQUENCE { INTEGER 0x00ff..., INTEGER 65537 }: a 2040-bit modulus.
+        let modulus = [0xffu8; 255];
+        let mut body = vec![0x02, 0x82, 0x01, 0x00, 0x00];
+        body.extend_from_slice(&modulus);
+        body.extend_from_slice(&[0x02, 0x03, 0x01, 0x00, 0x01]);
+        let mut key_ok = vec![0x30, 0x82];
+        key_ok.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+        key_ok.extend_from_slice(&body);
+        assert_eq!(rsa_modulus_bits(&key_ok), Some(2040));
+        assert_eq!(rsa_modulus_bits(&key_ok[..key_ok.len() - 1]), None);
+        // Even exponent, exponent >= modulus.
+        assert_eq!(
+            rsa_modulus_bits(&[0x30, 0x06, 0x02, 0x01, 0x7f, 0x02, 0x01, 0x04]),
+            None
+        );
+        assert_eq!(
+            rsa_modulus_bits(&[0x30, 0x06, 0x02, 0x01, 0x05, 0x02, 0x01, 0x05]),
+            None
+        );
+        assert_eq!(
+            rsa_modulus_bits(&[0x30, 0x06, 0x02, 0x01, 0x7f, 0x02, 0x01, 0x03]),
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn ec_point_forms() {
+        let mut hybrid = vec![0x06];
+        hybrid.extend_from_slice(&[0u8; 64]);
+        assert!(ec_point(&hybrid, 32).is_some_and(|p| p[0] == 0x04));
+        hybrid[0] = 0x07; // odd parity claimed, y is even
+        assert!(ec_point(&hybrid, 32).is_none());
+        assert!(ec_point(&[0x00], 32).is_none());
+        assert!(ec_point(&[0x05; 33], 32).is_none());
     }
 
     #[test]

@@ -89,8 +89,12 @@ async def test_failed_enrolment_gives_the_use_back(pool: asyncpg.Pool) -> None:
     secret, _ = await create_enrollment_token(
         pool, "default", ttl=dt.timedelta(hours=1), max_uses=1
     )
-    with pytest.raises(RuntimeError):
+
+    async def enrol_then_fail() -> None:
         async with pool.acquire() as conn, conn.transaction():
             await consume_enrollment_token(conn, secret.token, "default")
             raise RuntimeError("enrolment failed later")
+
+    with pytest.raises(RuntimeError):
+        await enrol_then_fail()
     assert await _consume(pool, secret.token) == secret.id
