@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: demo serve bootstrap build test test-pure lint fmt proto proto-check clean
+.PHONY: demo serve bootstrap build test test-pure lint fmt proto proto-check bench-core clean
 
 demo: bootstrap          ## set up everything, then run a deployment with simulated devices
 	$(BIN)/fleetd demo
@@ -37,6 +37,12 @@ fmt:
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 	cd core_ext/rust && cargo fmt
+
+bench-core: bootstrap    ## the core_ext benchmarks: ratios side by side, JSON, bench/RESULTS.md
+	$(PY) -m bench.core_identity
+	$(PY) -m bench.core_filter
+	$(PY) -m bench.core_batcher
+	$(PY) -m bench.core_checksum
 
 proto:                   ## regenerate Python code from proto/
 	$(PY) scripts/gen_proto.py

@@ -1,0 +1,1 @@
+"""fleetd benchmarks: each module runnable as ``python -m bench.<name>``."""
