@@ -7,6 +7,7 @@ from typing import Any
 
 from google.protobuf import json_format, timestamp_pb2
 
+from fleetd.storage.credentials import EnrollmentToken
 from fleetd.v1 import device_pb2
 
 STATUS_TO_STATE: dict[str, device_pb2.DeviceState] = {
@@ -51,4 +52,20 @@ def device(row: Any) -> device_pb2.Device:
         msg.stats.disk_percent = row["disk_usage"] or 0.0
     if row["ip_address"] is not None:
         msg.ip_address = str(row["ip_address"])
+    return msg
+
+
+def enrollment_token(token: EnrollmentToken) -> device_pb2.EnrollmentToken:
+    msg = device_pb2.EnrollmentToken(
+        id=token.token_id,
+        description=token.description,
+        fleet=token.fleet,
+        max_uses=token.max_uses,
+        use_count=token.uses,
+        created_at=timestamp(token.created_at),
+        expires_at=timestamp(token.expires_at),
+        created_by=token.created_by,
+    )
+    if token.revoked_at is not None:
+        msg.revoked_at.CopyFrom(timestamp(token.revoked_at))
     return msg

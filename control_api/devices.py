@@ -186,7 +186,7 @@ class DeviceServiceImpl(DeviceService):
     async def create_enrollment_token(
         self, request: device_pb2.CreateEnrollmentTokenRequest, ctx: Ctx
     ) -> device_pb2.CreateEnrollmentTokenResponse:
-        principal = require("device:enroll")
+        principal = current_principal()
         ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else dt.timedelta(hours=24)
         if not dt.timedelta(0) < ttl <= MAX_TOKEN_TTL:
             raise _invalid("ttl must be positive and at most 30 days")
@@ -198,7 +198,7 @@ class DeviceServiceImpl(DeviceService):
         if len(request.description) > 256:
             raise _invalid("description is longer than 256 characters")
         res = resources()
-        secret, expires_at = await credential_store.create_enrollment_token(
+        secret, _ = await credential_store.create_enrollment_token(
             res.pool,
             res.settings.fleet,
             ttl=ttl,
@@ -206,12 +206,55 @@ class DeviceServiceImpl(DeviceService):
             description=request.description,
             created_by=principal.id,
         )
-        token = device_pb2.EnrollmentToken(
-            id=secret.id,
-            description=request.description,
-            fleet=res.settings.fleet,
-            max_uses=max_uses,
-            expires_at=convert.timestamp(expires_at),
-            created_by=principal.id,
+        stored = await credential_store.get_enrollment_token(res.pool, secret.id)
+        assert stored is not None
+        return device_pb2.CreateEnrollmentTokenResponse(
+            token=convert.enrollment_token(stored), secret=secret.token
         )
-        return device_pb2.CreateEnrollmentTokenResponse(token=token, secret=secret.token)
+
+    async def list_enrollment_tokens(
+        self, request: device_pb2.ListEnrollmentTokensRequest, ctx: Ctx
+    ) -> device_pb2.ListEnrollmentTokensResponse:
+        if request.page_size < 0:
+            raise _invalid("page_size must not be negative")
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        res = resources()
+        scope = f"tokens:{int(request.include_inactive)}"
+        after: tuple[dt.datetime, str] | None = None
+        if request.page_token:
+            try:
+                position = res.page_tokens.decode(scope, request.page_token)
+                after = (dt.datetime.fromisoformat(str(position["at"])), str(position["id"]))
+            except (InvalidPageToken, KeyError, ValueError) as exc:
+                raise _invalid(f"page_token: {exc}") from None
+        tokens = await credential_store.list_enrollment_tokens(
+            res.pool,
+            res.settings.fleet,
+            limit=size + 1,
+            after=after,
+            include_inactive=request.include_inactive,
+        )
+        response = device_pb2.ListEnrollmentTokensResponse(
+            tokens=[convert.enrollment_token(t) for t in tokens[:size]],
+            total_count=await credential_store.count_enrollment_tokens(
+                res.pool, res.settings.fleet, include_inactive=request.include_inactive
+            ),
+        )
+        if len(tokens) > size:
+            last = tokens[size - 1]
+            response.next_page_token = res.page_tokens.encode(
+                scope, {"at": last.created_at.isoformat(), "id": last.token_id}
+            )
+        return response
+
+    async def revoke_enrollment_token(
+        self, request: device_pb2.RevokeEnrollmentTokenRequest, ctx: Ctx
+    ) -> device_pb2.RevokeEnrollmentTokenResponse:
+        if not request.token_id:
+            raise _invalid("token_id is required")
+        res = resources()
+        await credential_store.revoke_enrollment_token(res.pool, request.token_id)
+        token = await credential_store.get_enrollment_token(res.pool, request.token_id)
+        if token is None or token.fleet != res.settings.fleet:
+            raise ConnectError(Code.NOT_FOUND, f"enrollment token {request.token_id} not found")
+        return device_pb2.RevokeEnrollmentTokenResponse(token=convert.enrollment_token(token))

@@ -12,8 +12,10 @@ import logging
 import re
 import sys
 import warnings
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
+import asyncpg
 import typer
 from rich.console import Console
 
@@ -36,6 +38,7 @@ app.add_typer(token_app, name="token")
 console = Console(stderr=True)
 out = Console()
 
+T = TypeVar("T")
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 
 
@@ -168,6 +171,66 @@ def token_create(
         token, expires = asyncio.run(mint(s.database_url or ""))
     out.print(token)
     console.print(f"valid for {uses} enrolment(s) until {expires.isoformat()}")
+
+
+def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    """Run ``work`` against the deployment's database (embedded one started if needed)."""
+    from fleetd.storage.embedded import storage_urls
+    from fleetd.storage.postgres import connect
+
+    async def run(database_url: str) -> T:
+        pool = await connect(database_url, max_size=1)
+        try:
+            return await work(pool)
+        finally:
+            await pool.close()
+
+    with storage_urls(settings, need_redis=False) as s:
+        return asyncio.run(run(s.database_url or ""))
+
+
+@token_app.command("list")
+def token_list(
+    all_tokens: Annotated[
+        bool, typer.Option("--all", help="Include expired, used-up and revoked tokens.")
+    ] = False,
+    data_dir: DataDir = "",
+) -> None:
+    """List enrolment tokens (never their secrets)."""
+    from rich.table import Table
+
+    from fleetd.storage.credentials import list_enrollment_tokens
+
+    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    tokens = _with_pool(
+        settings,
+        lambda pool: list_enrollment_tokens(
+            pool, settings.fleet, limit=1000, include_inactive=all_tokens
+        ),
+    )
+    table = Table("id", "uses", "expires", "revoked", "description")
+    for t in tokens:
+        table.add_row(
+            t.token_id,
+            f"{t.uses}/{t.max_uses}",
+            t.expires_at.isoformat(timespec="seconds"),
+            t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "",
+            t.description,
+        )
+    out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str, data_dir: DataDir = "") -> None:
+    """Revoke an enrolment token by id; it cannot enrol anything afterwards."""
+    from fleetd.storage.credentials import revoke_enrollment_token
+
+    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    if _with_pool(settings, lambda pool: revoke_enrollment_token(pool, token_id)):
+        console.print(f"revoked {token_id}")
+    else:
+        console.print(f"[yellow]no active token {token_id}[/yellow]")
+        raise typer.Exit(1)
 
 
 @app.command(

@@ -85,7 +85,14 @@ class EnrollmentToken:
     uses: int
     expires_at: dt.datetime
     created_at: dt.datetime
+    created_by: str
     revoked_at: dt.datetime | None
+
+
+_ENROLLMENT_COLUMNS = (
+    "token_id, fleet, description, max_uses, uses, expires_at, created_at, created_by, revoked_at"
+)
+_ACTIVE = "revoked_at IS NULL AND expires_at > now() AND uses < max_uses"
 
 
 async def create_enrollment_token(
@@ -158,10 +165,41 @@ async def revoke_enrollment_token(conn: Queryable, token_id: str) -> bool:
     return status.endswith(" 1")
 
 
-async def list_enrollment_tokens(conn: Queryable, fleet: str) -> list[EnrollmentToken]:
+async def get_enrollment_token(conn: Queryable, token_id: str) -> EnrollmentToken | None:
+    row = await conn.fetchrow(
+        f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollment_tokens WHERE token_id = $1", token_id
+    )
+    return EnrollmentToken(**dict(row)) if row is not None else None
+
+
+async def list_enrollment_tokens(
+    conn: Queryable,
+    fleet: str,
+    *,
+    limit: int = 100,
+    after: tuple[dt.datetime, str] | None = None,
+    include_inactive: bool = False,
+) -> list[EnrollmentToken]:
+    """Newest first; keyset pagination on (created_at, token_id) strictly after ``after``."""
+    active = "" if include_inactive else f"AND {_ACTIVE}"
     rows = await conn.fetch(
-        """SELECT token_id, fleet, description, max_uses, uses, expires_at, created_at, revoked_at
-           FROM enrollment_tokens WHERE fleet = $1 ORDER BY created_at DESC""",
+        f"""SELECT {_ENROLLMENT_COLUMNS} FROM enrollment_tokens
+            WHERE fleet = $1 {active}
+              AND ($2::timestamptz IS NULL OR (created_at, token_id) < ($2, $3))
+            ORDER BY created_at DESC, token_id DESC LIMIT $4""",
         fleet,
+        after[0] if after else None,
+        after[1] if after else "",
+        limit,
     )
     return [EnrollmentToken(**dict(r)) for r in rows]
+
+
+async def count_enrollment_tokens(
+    conn: Queryable, fleet: str, *, include_inactive: bool = False
+) -> int:
+    active = "" if include_inactive else f"AND {_ACTIVE}"
+    count: int = await conn.fetchval(
+        f"SELECT count(*) FROM enrollment_tokens WHERE fleet = $1 {active}", fleet
+    )
+    return count

@@ -20,7 +20,7 @@ from agent.credentials import generate_key_and_csr
 from fleetd.storage.credentials import create_api_key
 from fleetd.v1 import device_pb2, device_pb2_grpc
 from tests.support.deployment import Deployment, running_deployment
-from tests.support.http import connect_json
+from tests.support.http import connect_json, raw_post
 
 LIST = "fleetd.v1.DeviceService/ListDevices"
 REGISTER = "fleetd.v1.DeviceService/RegisterDevice"
@@ -291,3 +291,71 @@ async def test_grpcurl_lists_devices_through_reflection(deployment: Deployment) 
     assert [d["id"] for d in json.loads(out)["devices"]] == ["rpi-001"]
     health = await asyncio.to_thread(run, target, "grpc.health.v1.Health/Check")
     assert json.loads(health) == {"status": "SERVING"}
+
+
+async def test_enrollment_tokens_list_and_revoke(deployment: Deployment) -> None:
+    secret = await _token(deployment, uses=2)
+    listed = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/ListEnrollmentTokens",
+        {},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert listed.status == 200, listed.body
+    (token,) = listed.body["tokens"]
+    assert token["maxUses"] == 2
+    assert secret not in json.dumps(listed.body)  # secrets are shown once, at creation
+    revoked = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/RevokeEnrollmentToken",
+        {"token_id": token["id"]},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert revoked.status == 200
+    assert revoked.body["token"]["revokedAt"]
+    active = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/ListEnrollmentTokens",
+        {},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert active.body.get("tokens", []) == []
+    _, csr = generate_key_and_csr("late")
+    refused = await connect_json(
+        deployment.api_endpoint,
+        REGISTER,
+        {"device_id": "late", "csr": csr.decode(), "enrollment_token": secret},
+        ca_pem=deployment.ca_pem,
+    )
+    assert refused.status == 401
+    assert "revoked" in refused.body["message"]
+
+
+def _grpc_web_frame(message: bytes) -> bytes:
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+async def test_list_devices_over_grpc_web(deployment: Deployment) -> None:
+    await _register(deployment, "rpi-001")
+    body = _grpc_web_frame(device_pb2.ListDevicesRequest(page_size=5).SerializeToString())
+    raw = await raw_post(
+        f"{deployment.api_endpoint}/fleetd.v1.DeviceService/ListDevices",
+        body,
+        {
+            "content-type": "application/grpc-web+proto",
+            "x-api-key": deployment.admin_api_key,
+        },
+        deployment.ca_pem,
+    )
+    assert raw.status == 200
+    # First frame: the response message; then a trailer frame (flag 0x80) with grpc-status.
+    assert raw.body[0] == 0
+    length = int.from_bytes(raw.body[1:5], "big")
+    response = device_pb2.ListDevicesResponse.FromString(raw.body[5 : 5 + length])
+    assert [d.id for d in response.devices] == ["rpi-001"]
+    trailer = raw.body[5 + length :]
+    assert trailer[0] == 0x80
+    assert b"grpc-status:0" in trailer.replace(b" ", b"")

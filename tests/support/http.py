@@ -19,14 +19,30 @@ class Response:
 
 
 def _post(url: str, body: bytes, headers: dict[str, str], ca_pem: bytes) -> Response:
+    raw = _post_raw(url, body, headers, ca_pem)
+    return Response(raw.status, raw.headers, json.loads(raw.body) if raw.body else {})
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def _post_raw(url: str, body: bytes, headers: dict[str, str], ca_pem: bytes) -> RawResponse:
     context = ssl.create_default_context(cadata=ca_pem.decode())
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, context=context, timeout=10) as reply:
-            return Response(reply.status, dict(reply.headers.items()), json.loads(reply.read()))
+            return RawResponse(reply.status, dict(reply.headers.items()), reply.read())
     except urllib.error.HTTPError as err:
-        raw = err.read()
-        return Response(err.code, dict(err.headers.items()), json.loads(raw) if raw else {})
+        return RawResponse(err.code, dict(err.headers.items()), err.read())
+
+
+async def raw_post(url: str, body: bytes, headers: dict[str, str], ca_pem: bytes) -> RawResponse:
+    """POST bytes over HTTPS/1.1 (e.g. a gRPC-Web frame) and return the raw reply."""
+    return await asyncio.to_thread(_post_raw, url, body, headers, ca_pem)
 
 
 async def connect_json(
