@@ -20,6 +20,7 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
+from control_api.errors import api_error, with_info
 from control_api.permissions import METHOD_PERMISSIONS, TOKEN_AUTHENTICATED_METHODS, allows
 from control_api.resources import resources
 from fleetd.storage.credentials import authenticate_api_key
@@ -55,16 +56,27 @@ def current_principal() -> Principal:
     return principal_var.get()
 
 
+def _check(principal: Principal, permission: str, request_id: str) -> None:
+    if not principal.authenticated:
+        raise api_error(
+            Code.UNAUTHENTICATED,
+            "authentication required: send X-API-Key",
+            request_id=request_id,
+        )
+    if not allows(principal.role, permission):
+        raise api_error(
+            Code.PERMISSION_DENIED,
+            f"role {principal.role} does not have permission {permission}",
+            request_id=request_id,
+            user_id=principal.id,
+            permission=permission,
+        )
+
+
 def require(permission: str) -> Principal:
     """The caller, if it holds ``permission``; else UNAUTHENTICATED / PERMISSION_DENIED."""
     principal = principal_var.get()
-    if not principal.authenticated:
-        raise ConnectError(Code.UNAUTHENTICATED, "authentication required: send X-API-Key")
-    if not allows(principal.role, permission):
-        raise ConnectError(
-            Code.PERMISSION_DENIED,
-            f"role {principal.role} does not have permission {permission}",
-        )
+    _check(principal, permission, request_id_var.get())
     return principal
 
 
@@ -97,24 +109,25 @@ class AuthInterceptor:
         method = f"{ctx.method.service_name}/{ctx.method.name}"
         permission = METHOD_PERMISSIONS.get(method)
         if permission is None:  # a served method missing from the table is a bug: deny
-            raise ConnectError(Code.PERMISSION_DENIED, f"{method} has no permission assigned")
-        principal = ANONYMOUS
-        api_key = ctx.request_headers.get("x-api-key")
-        if api_key is not None:
-            principal = await _authenticate_api_key(api_key.strip())
-        elif ctx.request_headers.get("authorization"):
-            raise ConnectError(
-                Code.UNAUTHENTICATED,
-                "bearer tokens are not accepted by this server yet; send X-API-Key",
-            )
-        if not principal.authenticated:
-            if method not in TOKEN_AUTHENTICATED_METHODS:
-                raise ConnectError(Code.UNAUTHENTICATED, "authentication required: send X-API-Key")
-        elif not allows(principal.role, permission):
-            raise ConnectError(
+            raise api_error(
                 Code.PERMISSION_DENIED,
-                f"role {principal.role} does not have permission {permission}",
+                f"{method} has no permission assigned",
+                request_id=request_id,
             )
+        principal = ANONYMOUS
+        try:
+            api_key = ctx.request_headers.get("x-api-key")
+            if api_key is not None:
+                principal = await _authenticate_api_key(api_key.strip())
+            elif ctx.request_headers.get("authorization"):
+                raise ConnectError(
+                    Code.UNAUTHENTICATED,
+                    "bearer tokens are not accepted by this server yet; send X-API-Key",
+                )
+        except ConnectError as exc:
+            raise with_info(exc, request_id=request_id) from None
+        if principal.authenticated or method not in TOKEN_AUTHENTICATED_METHODS:
+            _check(principal, permission, request_id)
         return principal_var.set(principal), request_id_var.set(request_id), method
 
     async def on_end(
@@ -122,17 +135,23 @@ class AuthInterceptor:
     ) -> None:
         principal_token, request_token, method = token
         request_id = request_id_var.get()
+        user_id = principal_var.get().id
         principal_var.reset(principal_token)
         request_id_var.reset(request_token)
         if error is None:
             return
         if isinstance(error, ConnectError):
             if error.code == Code.UNIMPLEMENTED and error.message == "Not implemented":
-                raise ConnectError(
+                error = ConnectError(
                     Code.UNIMPLEMENTED, f"{method} is not implemented by this server yet"
-                ) from None
+                )
+            if not error.details:
+                raise with_info(error, request_id=request_id, user_id=user_id) from None
             return
         log.error("internal error in %s (request_id %s)", method, request_id, exc_info=error)
-        raise ConnectError(
-            Code.INTERNAL, f"internal error; quote request_id {request_id} to the operator"
+        raise api_error(
+            Code.INTERNAL,
+            f"internal error; quote request_id {request_id} to the operator",
+            request_id=request_id,
+            user_id=user_id,
         ) from error

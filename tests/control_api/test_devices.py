@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import asyncpg
 import grpc
 import pytest
 from cryptography import x509
+from google.rpc import error_details_pb2, status_pb2
 
 import core_ext
 from agent.credentials import generate_key_and_csr
@@ -149,7 +151,49 @@ async def test_viewer_may_list_but_not_register(deployment: Deployment, pool: as
     )
     assert denied.status == 403
     assert "device:register" in denied.body["message"]
-    assert denied.headers.get("x-request-id")
+    (detail,) = denied.body["details"]
+    assert detail["type"] == "google.rpc.ErrorInfo"
+    info = error_details_pb2.ErrorInfo.FromString(base64.b64decode(detail["value"] + "=="))
+    assert info.reason == "PERMISSION_DENIED"
+    assert info.metadata["request_id"] == denied.headers["x-request-id"]
+    assert info.metadata["user_id"] == viewer.id
+    assert info.metadata["permission"] == "device:register"
+
+
+async def test_client_request_id_is_echoed_and_carried_in_errors(deployment: Deployment) -> None:
+    response = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/GetDevice",
+        {"device_id": "nope"},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+        headers={"x-request-id": "abc123"},
+    )
+    assert response.status == 404
+    assert response.headers["x-request-id"] == "abc123"
+    info = error_details_pb2.ErrorInfo.FromString(
+        base64.b64decode(response.body["details"][0]["value"] + "==")
+    )
+    assert info.metadata["request_id"] == "abc123"
+
+
+async def test_grpc_errors_carry_error_info_in_status_details(deployment: Deployment) -> None:
+    creds = grpc.ssl_channel_credentials(root_certificates=deployment.ca_pem)
+    async with grpc.aio.secure_channel(f"127.0.0.1:{deployment.api_port}", creds) as channel:
+        stub = device_pb2_grpc.DeviceServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ListDevices(device_pb2.ListDevicesRequest(), timeout=10)
+    details = [
+        value
+        for key, value in err.value.trailing_metadata() or ()
+        if key == "grpc-status-details-bin" and isinstance(value, bytes)
+    ]
+    status = status_pb2.Status.FromString(details[0])
+    assert status.code == grpc.StatusCode.UNAUTHENTICATED.value[0]
+    info = error_details_pb2.ErrorInfo()
+    status.details[0].Unpack(info)
+    assert info.domain == "fleetd.v1"
+    assert info.metadata["request_id"]
 
 
 async def test_wrong_api_key_is_unauthenticated(deployment: Deployment) -> None:

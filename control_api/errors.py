@@ -1,0 +1,58 @@
+"""Errors as the seed describes them, carried as valid Connect/gRPC errors.
+
+Every error that leaves the API carries a ``google.rpc.ErrorInfo`` detail (reason = the
+code's name, domain ``fleetd.v1``) whose metadata holds ``request_id`` (also sent as the
+``x-request-id`` header), ``user_id`` (the caller's key or subject id, when known) and,
+for denials, ``permission``. Generated clients decode it like any gRPC error detail.
+"""
+
+from __future__ import annotations
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError, ErrorDetail
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
+from protobuf.wkt import Any as AnyPb
+
+DOMAIN = "fleetd.v1"
+
+
+def _detail(message: Message) -> ErrorDetail:
+    # connectrpc's ErrorDetail takes protobuf-py messages; wrap ours as a packed Any.
+    return ErrorDetail(
+        AnyPb(
+            type_url=f"type.googleapis.com/{message.DESCRIPTOR.full_name}",
+            value=message.SerializeToString(),
+        )
+    )
+
+
+def error_info(
+    code: Code, *, request_id: str, user_id: str = "", permission: str = ""
+) -> error_details_pb2.ErrorInfo:
+    metadata = {"request_id": request_id}
+    if user_id:
+        metadata["user_id"] = user_id
+    if permission:
+        metadata["permission"] = permission
+    return error_details_pb2.ErrorInfo(reason=code.name, domain=DOMAIN, metadata=metadata)
+
+
+def api_error(
+    code: Code,
+    message: str,
+    *,
+    request_id: str,
+    user_id: str = "",
+    permission: str = "",
+) -> ConnectError:
+    """A ConnectError with the ErrorInfo detail described above."""
+    info = error_info(code, request_id=request_id, user_id=user_id, permission=permission)
+    return ConnectError(code, message, details=[_detail(info)])
+
+
+def with_info(error: ConnectError, *, request_id: str, user_id: str = "") -> ConnectError:
+    """``error`` again, with the ErrorInfo detail added unless it already has details."""
+    if error.details:
+        return error
+    return api_error(error.code, error.message, request_id=request_id, user_id=user_id)
