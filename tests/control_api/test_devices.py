@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import grpc
@@ -183,9 +184,10 @@ async def test_grpc_errors_carry_error_info_in_status_details(deployment: Deploy
         stub = device_pb2_grpc.DeviceServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.ListDevices(device_pb2.ListDevicesRequest(), timeout=10)
+    metadata = cast("list[tuple[str, str | bytes]]", list(err.value.trailing_metadata() or ()))
     details = [
         value
-        for key, value in err.value.trailing_metadata() or ()
+        for key, value in metadata
         if key == "grpc-status-details-bin" and isinstance(value, bytes)
     ]
     status = status_pb2.Status.FromString(details[0])
