@@ -23,6 +23,7 @@ from connectrpc.request import RequestContext
 from control_api.errors import api_error, with_info
 from control_api.permissions import METHOD_PERMISSIONS, TOKEN_AUTHENTICATED_METHODS, allows
 from control_api.resources import resources
+from fleetd import jwt
 from fleetd.storage.credentials import authenticate_api_key
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: ``kind`` is "anonymous" or "api_key"."""
+    """Who is calling: ``kind`` is "anonymous", "api_key" or "jwt"."""
 
     kind: str
     id: str
@@ -60,7 +61,7 @@ def _check(principal: Principal, permission: str, request_id: str) -> None:
     if not principal.authenticated:
         raise api_error(
             Code.UNAUTHENTICATED,
-            "authentication required: send X-API-Key",
+            "authentication required: send X-API-Key or Authorization: Bearer <JWT>",
             request_id=request_id,
         )
     if not allows(principal.role, permission):
@@ -96,6 +97,27 @@ async def _authenticate_api_key(token: str) -> Principal:
     return principal
 
 
+async def _authenticate_bearer(authorization: str) -> Principal:
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ConnectError(Code.UNAUTHENTICATED, "Authorization must be 'Bearer <JWT>'")
+    res = resources()
+    token = token.strip()
+    keys = await res.jwt_public_keys()
+    try:
+        claims = jwt.verify(token, keys, fleet=res.settings.fleet)
+    except jwt.InvalidToken as exc:
+        if "kid" not in str(exc):
+            raise ConnectError(Code.UNAUTHENTICATED, str(exc)) from None
+        # Perhaps a key published since the last load (a rotation): reload once.
+        keys = await res.jwt_public_keys(refresh=True)
+        try:
+            claims = jwt.verify(token, keys, fleet=res.settings.fleet)
+        except jwt.InvalidToken as again:
+            raise ConnectError(Code.UNAUTHENTICATED, str(again)) from None
+    return Principal("jwt", claims.subject, claims.role)
+
+
 Token = tuple[contextvars.Token[Principal], contextvars.Token[str], str]
 
 
@@ -119,11 +141,8 @@ class AuthInterceptor:
             api_key = ctx.request_headers.get("x-api-key")
             if api_key is not None:
                 principal = await _authenticate_api_key(api_key.strip())
-            elif ctx.request_headers.get("authorization"):
-                raise ConnectError(
-                    Code.UNAUTHENTICATED,
-                    "bearer tokens are not accepted by this server yet; send X-API-Key",
-                )
+            elif (authorization := ctx.request_headers.get("authorization")) is not None:
+                principal = await _authenticate_bearer(authorization)
         except ConnectError as exc:
             raise with_info(exc, request_id=request_id) from None
         if principal.authenticated or method not in TOKEN_AUTHENTICATED_METHODS:

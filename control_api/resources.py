@@ -8,14 +8,17 @@ them. So each loop's lifespan opens its own set, and handlers find theirs by loo
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 import asyncpg
 import redis.asyncio as aioredis
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from control_api.pagination import PageTokens, load_key
+from fleetd import jwt
 from fleetd.config import Settings
 from fleetd.pki import CertificateAuthority
 from fleetd.storage.postgres import connect
@@ -29,7 +32,20 @@ class Resources:
     page_tokens: PageTokens
     ca: CertificateAuthority
     api_key_cache: dict[str, tuple[float, object]] = field(default_factory=dict)
+    jwt_keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
+    jwt_keys_loaded_at: float = float("-inf")
 
+    async def jwt_public_keys(self, *, refresh: bool = False) -> dict[str, Ed25519PublicKey]:
+        """Public JWT keys, reloaded every JWT_KEYS_TTL seconds (or now, if ``refresh``
+        and the last load is older than a second: an unknown kid after a rotation)."""
+        age = time.monotonic() - self.jwt_keys_loaded_at
+        if age > JWT_KEYS_TTL or (refresh and age > 1.0):
+            self.jwt_keys = await jwt.load_public_keys(self.pool)
+            self.jwt_keys_loaded_at = time.monotonic()
+        return self.jwt_keys
+
+
+JWT_KEYS_TTL = 30.0
 
 _by_loop: dict[asyncio.AbstractEventLoop, Resources] = {}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from fleetd import jwt
 from fleetd.config import Settings
 from fleetd.pki import init_pki
 from fleetd.storage.credentials import authenticate_api_key, create_api_key
@@ -31,6 +32,12 @@ async def initialize(settings: Settings) -> InitResult:
     init_pki(paths, settings.fleet, settings.server_names)
     pool = await connect(settings.database_url, max_size=2)
     try:
+        try:
+            signing_key = jwt.load_signing_key(paths.root)
+        except FileNotFoundError:
+            signing_key = jwt.new_signing_key()
+            jwt.save_signing_key(paths.root, signing_key)
+        await jwt.publish_key(pool, signing_key)
         if paths.admin_api_key.exists():
             existing = paths.admin_api_key.read_text().strip()
             principal = await authenticate_api_key(pool, existing)

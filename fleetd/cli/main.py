@@ -35,6 +35,8 @@ app = typer.Typer(
 )
 token_app = typer.Typer(help="Enrolment tokens for new devices.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+jwt_app = typer.Typer(help="JWT bearer tokens for people and automation.", no_args_is_help=True)
+app.add_typer(jwt_app, name="jwt")
 console = Console(stderr=True)
 out = Console()
 
@@ -231,6 +233,57 @@ def token_revoke(token_id: str, data_dir: DataDir = "") -> None:
     else:
         console.print(f"[yellow]no active token {token_id}[/yellow]")
         raise typer.Exit(1)
+
+
+@jwt_app.command("issue")
+def jwt_issue(
+    subject: Annotated[str, typer.Option(help="Who the token is for, e.g. alice@example.com.")],
+    role: Annotated[str, typer.Option(help="admin, operator, viewer or service.")] = "viewer",
+    ttl: Annotated[str, typer.Option(help="Lifetime, e.g. 15m, 8h, 30d (max 30d).")] = "8h",
+    data_dir: DataDir = "",
+) -> None:
+    """Mint a bearer token signed with this node's newest JWT key."""
+    from fleetd import jwt
+
+    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    try:
+        key = jwt.load_signing_key(settings.paths.root)
+        token = jwt.issue(
+            key,
+            fleet=settings.fleet,
+            subject=subject,
+            role=role,
+            ttl_seconds=int(_duration(ttl).total_seconds()),
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]cannot issue a token:[/red] {exc}")
+        raise typer.Exit(2) from None
+    out.print(token, soft_wrap=True)
+
+
+@jwt_app.command("rotate")
+def jwt_rotate(data_dir: DataDir = "") -> None:
+    """Create and publish a new signing key; tokens signed by older keys stay valid
+    until those keys are retired."""
+    from fleetd import jwt
+
+    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    key = jwt.new_signing_key()
+    _with_pool(settings, lambda pool: jwt.publish_key(pool, key))
+    jwt.save_signing_key(settings.paths.root, key)
+    console.print(f"new signing key {key.kid}")
+
+
+@jwt_app.command("retire")
+def jwt_retire(kid: str, data_dir: DataDir = "") -> None:
+    """Retire a signing key: tokens it signed stop being accepted within 30 s."""
+    from fleetd import jwt
+
+    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    if not _with_pool(settings, lambda pool: jwt.retire_key(pool, kid)):
+        console.print(f"[yellow]no active key {kid}[/yellow]")
+        raise typer.Exit(1)
+    console.print(f"retired {kid}")
 
 
 @app.command(
