@@ -20,6 +20,7 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
+from control_api import ratelimit
 from control_api.errors import api_error, with_info
 from control_api.permissions import METHOD_PERMISSIONS, TOKEN_AUTHENTICATED_METHODS, allows
 from control_api.resources import resources
@@ -118,6 +119,38 @@ async def _authenticate_bearer(authorization: str) -> Principal:
     return Principal("jwt", claims.subject, claims.role)
 
 
+def _client_host(ctx: RequestContext[Any, Any]) -> str:
+    address = ctx.client_address or "unknown"
+    host, sep, port = address.rpartition(":")
+    return host.strip("[]") if sep and port.isdigit() else address
+
+
+async def _rate_limit(ctx: RequestContext[Any, Any], principal: Principal, request_id: str) -> None:
+    """Apply the caller's limit and put the X-RateLimit-* headers on the response."""
+    limit = ratelimit.limit_for(principal.kind, principal.role)
+    if limit is None:  # admin: unlimited (X-Bypass-Rate-Limit is moot for it)
+        ctx.response_headers["x-ratelimit-limit"] = "unlimited"
+        return
+    subject = (
+        f"{principal.kind}:{principal.id}"
+        if principal.authenticated
+        else f"addr:{_client_host(ctx)}"
+    )
+    decision = await resources().rate_limiter.check(subject, limit)
+    for name, value in decision.headers().items():
+        ctx.response_headers[name] = value
+    if not decision.allowed:
+        ctx.response_headers["retry-after"] = str(max(1, round(decision.retry_after)))
+        per = "second" if limit.period == 1.0 else f"{limit.period:g} seconds"
+        raise api_error(
+            Code.RESOURCE_EXHAUSTED,
+            f"rate limit of {limit.count} requests per {per} exceeded; "
+            f"retry in {decision.retry_after:.1f}s",
+            request_id=request_id,
+            user_id=principal.id,
+        )
+
+
 Token = tuple[contextvars.Token[Principal], contextvars.Token[str], str]
 
 
@@ -147,6 +180,7 @@ class AuthInterceptor:
             raise with_info(exc, request_id=request_id) from None
         if principal.authenticated or method not in TOKEN_AUTHENTICATED_METHODS:
             _check(principal, permission, request_id)
+        await _rate_limit(ctx, principal, request_id)
         return principal_var.set(principal), request_id_var.set(request_id), method
 
     async def on_end(

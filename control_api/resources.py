@@ -18,6 +18,7 @@ from connectrpc.errors import ConnectError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from control_api.pagination import PageTokens, load_key
+from control_api.ratelimit import RateLimiter
 from fleetd import jwt
 from fleetd.config import Settings
 from fleetd.pki import CertificateAuthority
@@ -31,6 +32,7 @@ class Resources:
     redis: aioredis.Redis
     page_tokens: PageTokens
     ca: CertificateAuthority
+    rate_limiter: RateLimiter
     api_key_cache: dict[str, tuple[float, object]] = field(default_factory=dict)
     jwt_keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
     jwt_keys_loaded_at: float = float("-inf")
@@ -54,10 +56,12 @@ async def open_resources(settings: Settings) -> Resources:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("the control API needs FLEETD_DATABASE_URL and FLEETD_REDIS_URL")
     pool = await connect(settings.database_url, min_size=1, max_size=10)
+    redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
     res = Resources(
         settings=settings,
         pool=pool,
-        redis=aioredis.Redis.from_url(settings.redis_url),
+        redis=redis,
+        rate_limiter=RateLimiter(redis),
         page_tokens=PageTokens(await load_key(pool)),
         ca=CertificateAuthority.load(settings.paths, settings.fleet),
     )

@@ -18,3 +18,8 @@ def last_seen(fleet: str) -> str:
 def device_stats(device_id: str) -> str:
     """HASH: the latest heartbeat's stats (seen_at, state, cpu, mem, disk, uptime, count)."""
     return f"{PREFIX}:dev:{{{device_id}}}:stats"
+
+
+def rate_limit(subject: str) -> str:
+    """STRING: a GCRA bucket's theoretical arrival time (ms); expires when the bucket is full."""
+    return f"{PREFIX}:rl:{{{subject}}}"

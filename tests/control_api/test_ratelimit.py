@@ -1,0 +1,173 @@
+"""Rate limits: the GCRA script in real Redis, its local fallback, and the API's behaviour
+with two API processes sharing one Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import ssl
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from pyvoy import PyvoyServer
+
+from control_api.ratelimit import AUTHENTICATED, Limit, RateLimiter, _LocalGcra
+from fleetd.storage.credentials import create_api_key
+from tests.support.deployment import REPO, Deployment, running_deployment
+from tests.support.http import connect_json
+
+
+async def test_burst_is_allowed_then_requests_are_refused(redis: aioredis.Redis) -> None:
+    limiter = RateLimiter(redis)
+    limit = Limit(5, 10.0)
+    decisions = [await limiter.check("t", limit) for _ in range(7)]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False] * 2
+    assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
+    assert decisions[-1].retry_after > 0
+
+
+async def test_bucket_refills_at_the_rate(redis: aioredis.Redis) -> None:
+    limiter = RateLimiter(redis)
+    limit = Limit(2, 0.2)  # one request per 100 ms
+    assert (await limiter.check("r", limit)).allowed
+    assert (await limiter.check("r", limit)).allowed
+    assert not (await limiter.check("r", limit)).allowed
+    await asyncio.sleep(0.12)
+    assert (await limiter.check("r", limit)).allowed
+
+
+def test_local_fallback_makes_the_same_decisions_as_the_script() -> None:
+    local = _LocalGcra()
+    limit = Limit(3, 1.0)
+    now = 1_000_000_000_000
+    offsets_ms = (0, 0, 0, 0, 334, 334, 668)
+    got = [local.check("k", limit, now + ms * 1000)[0] for ms in offsets_ms]
+    assert got == [True, True, True, False, True, False, True]
+
+
+async def test_unreachable_redis_falls_back_to_the_local_limiter() -> None:
+    dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    limiter = RateLimiter(dead)
+    limit = Limit(2, 10.0)
+    decisions = [await limiter.check("x", limit) for _ in range(3)]
+    assert [d.allowed for d in decisions] == [True, True, False]
+    await dead.aclose()
+
+
+@pytest.fixture
+async def deployment(database_url: str, redis_url: str) -> AsyncIterator[Deployment]:
+    async with running_deployment(database_url, redis_url) as dep:
+        yield dep
+
+
+async def test_responses_carry_rate_limit_headers_and_429_when_exceeded(
+    deployment: Deployment,
+) -> None:
+    codes = []
+    for _ in range(14):  # anonymous: 10 per second
+        response = await connect_json(
+            deployment.api_endpoint,
+            "fleetd.v1.DeviceService/RegisterDevice",
+            {},
+            ca_pem=deployment.ca_pem,
+        )
+        codes.append(response.status)
+        assert response.headers["x-ratelimit-limit"] == "10"
+        assert int(response.headers["x-ratelimit-reset"]) >= int(time.time())
+    assert codes[0] == 401  # allowed through the limiter, then refused: no credentials
+    assert 429 in codes
+    assert response.body["code"] == "resource_exhausted"
+    assert response.headers["retry-after"]
+
+
+async def test_admin_is_unlimited(deployment: Deployment) -> None:
+    for _ in range(3):
+        response = await connect_json(
+            deployment.api_endpoint,
+            "fleetd.v1.DeviceService/ListDevices",
+            {},
+            ca_pem=deployment.ca_pem,
+            api_key=deployment.admin_api_key,
+            headers={"x-bypass-rate-limit": "true"},
+        )
+        assert response.status == 200
+        assert response.headers["x-ratelimit-limit"] == "unlimited"
+
+
+def _hammer(
+    port: int, ca: bytes, key: str, stop_at: float, results: list[tuple[float, int]]
+) -> None:
+    context = ssl.create_default_context(cadata=ca.decode())
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+    body = json.dumps({"page_size": 1})
+    headers = {"content-type": "application/json", "x-api-key": key}
+    try:
+        while time.monotonic() < stop_at:
+            sent = time.monotonic()
+            conn.request("POST", "/fleetd.v1.DeviceService/ListDevices", body, headers)
+            with conn.getresponse() as reply:
+                reply.read()
+                results.append((sent, reply.status))
+    finally:
+        conn.close()
+
+
+async def test_two_api_processes_share_one_limit(
+    deployment: Deployment, pool: asyncpg.Pool
+) -> None:
+    """accepted = rate x time + burst, within 1 %, across two processes."""
+    env = deployment.settings.to_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *sys.path])
+    paths = deployment.settings.paths
+    second = PyvoyServer(
+        "control_api.app:app",
+        port=0,
+        tls_key=paths.server_key,
+        tls_cert=paths.server_cert,
+        tls_ca_cert=paths.ca_cert,
+        tls_require_client_certificate=False,
+        tls_enable_http3=False,
+        lifespan=True,
+        env=env,
+    )
+    await second.start()
+    try:
+        for port in (deployment.api_port, second.listener_port):  # both fully started
+            warm = await connect_json(
+                f"https://127.0.0.1:{port}",
+                "fleetd.v1.DeviceService/ListDevices",
+                {},
+                ca_pem=deployment.ca_pem,
+                api_key=deployment.admin_api_key,
+            )
+            assert warm.status == 200
+        key = (await create_api_key(pool, "operator", "load")).token
+        duration = 6.0
+        stop_at = time.monotonic() + duration
+        results: list[tuple[float, int]] = []
+        threads = [
+            threading.Thread(target=_hammer, args=(port, deployment.ca_pem, key, stop_at, results))
+            for port in (deployment.api_port, second.listener_port) * 3
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            await asyncio.to_thread(t.join)
+    finally:
+        await second.stop()
+    accepted = sorted(sent for sent, status in results if status == 200)
+    refused = sum(1 for _, status in results if status == 429)
+    assert refused > 0, "the load did not reach the limit"
+    assert {status for _, status in results} <= {200, 429}
+    # From the first request sent to the last accepted one's sending: the window in which
+    # the shared bucket made its decisions (server latency is the remaining error).
+    span = accepted[-1] - min(sent for sent, _ in results)
+    expected = AUTHENTICATED.count + AUTHENTICATED.count * span / AUTHENTICATED.period
+    assert abs(len(accepted) - expected) <= 0.01 * expected, (len(accepted), expected, span)
