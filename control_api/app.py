@@ -16,6 +16,7 @@ from control_api import health
 from control_api.asgi import Receive, Router, Scope, Send, send_text
 from control_api.auth import AuthInterceptor
 from control_api.devices import DeviceServiceImpl
+from control_api.fieldmask_compat import FieldMaskCompat
 from control_api.reflection import reflection_apps
 from control_api.resources import close_resources, open_resources
 from fleetd.config import Settings
@@ -58,7 +59,7 @@ async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
     await send_text(send, 200, '{"status": "ok"}\n', "application/json")
 
 
-def create_app(settings: Settings | None = None) -> Router:
+def create_app(settings: Settings | None = None) -> FieldMaskCompat:
     settings = settings or Settings.from_env()
     auth = AuthInterceptor()
     services: list[ConnectASGIApplication[Any]] = [
@@ -93,12 +94,13 @@ def create_app(settings: Settings | None = None) -> Router:
         health_service.set_all(health.NOT_SERVING)
         await close_resources()
 
-    return Router(
+    router = Router(
         exact={"/healthz": healthz},
         prefixes={f"{a.path}/": a for a in connect_apps},
         startup=[startup],
         shutdown=[shutdown],
     )
+    return FieldMaskCompat(router)
 
 
 app = create_app()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+from dataclasses import replace
 from typing import Any
 
 from connectrpc.code import Code
@@ -179,9 +180,42 @@ class DeviceServiceImpl(DeviceService):
         if principal.role == "device" and principal.device_id != request.device_id:
             raise ConnectError(Code.PERMISSION_DENIED, "a device may only view itself")
         row = await device_store.get_device(resources().pool, request.device_id)
-        if row is None:
+        if row is None or row["offboarded_at"] is not None:
             raise ConnectError(Code.NOT_FOUND, f"device {request.device_id} not found")
         return device_pb2.GetDeviceResponse(device=convert.device(row))
+
+    async def update_device(
+        self, request: device_pb2.UpdateDeviceRequest, ctx: Ctx
+    ) -> device_pb2.UpdateDeviceResponse:
+        if not request.device_id:
+            raise _invalid("device_id is required")
+        changes = device_changes(request)
+        res = resources()
+        row = await device_store.update_device(
+            res.pool, request.device_id, changes, res.settings.offline_after
+        )
+        if row is None:
+            raise ConnectError(Code.NOT_FOUND, f"device {request.device_id} not found")
+        return device_pb2.UpdateDeviceResponse(
+            device=convert.device(row), updated_at=convert.timestamp(row["updated_at"])
+        )
+
+    async def delete_device(
+        self, request: device_pb2.DeleteDeviceRequest, ctx: Ctx
+    ) -> device_pb2.DeleteDeviceResponse:
+        # Deployments do not exist yet, so no device has an active one: `force` has nothing
+        # to override. The rollout engine adds that refusal (FAILED_PRECONDITION).
+        if not request.device_id:
+            raise _invalid("device_id is required")
+        async with resources().pool.acquire() as conn, conn.transaction():
+            deleted_at = await device_store.offboard_device(
+                conn, request.device_id, f"deleted by {current_principal().id}"
+            )
+        if deleted_at is None:
+            raise ConnectError(Code.NOT_FOUND, f"device {request.device_id} not found")
+        return device_pb2.DeleteDeviceResponse(
+            success=True, deleted_at=convert.timestamp(deleted_at)
+        )
 
     async def create_enrollment_token(
         self, request: device_pb2.CreateEnrollmentTokenRequest, ctx: Ctx
@@ -258,3 +292,73 @@ class DeviceServiceImpl(DeviceService):
         if token is None or token.fleet != res.settings.fleet:
             raise ConnectError(Code.NOT_FOUND, f"enrollment token {request.token_id} not found")
         return device_pb2.RevokeEnrollmentTokenResponse(token=convert.enrollment_token(token))
+
+
+MUTABLE_PATHS = frozenset({"name", "type", "tags", "metadata", "status"})
+OUTPUT_ONLY_PATHS = frozenset(
+    {
+        "id", "fleet", "version", "agent_version", "system_info", "last_seen",
+        "registered_at", "updated_at", "stats", "certificate_serial",
+        "certificate_expires_at", "ip_address", "last_boot", "desired_state_revision",
+        "reported_state_revision", "installed_artifacts", "health",
+    }
+)  # fmt: skip
+METADATA_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def device_changes(request: device_pb2.UpdateDeviceRequest) -> device_store.DeviceChanges:
+    """The update the field mask asks for, validated; INVALID_ARGUMENT names the path."""
+    paths = list(request.update_mask.paths)
+    if not paths:
+        raise _invalid('update_mask is required, e.g. {"paths": ["name"]}')
+    device = request.device
+    changes = device_store.DeviceChanges()
+    for path in paths:
+        head, _, rest = path.partition(".")
+        if head == "metadata" and rest:
+            if not METADATA_KEY.match(rest):
+                raise _invalid(f"update_mask: metadata key {rest!r} is not a valid key")
+            if rest in device.metadata:
+                changes.metadata_set[rest] = device.metadata[rest]
+            else:
+                changes.metadata_delete.append(rest)
+            continue
+        if head in OUTPUT_ONLY_PATHS:
+            raise _invalid(f"update_mask: {path!r} is output only and cannot be updated")
+        if head not in MUTABLE_PATHS or rest:
+            raise _invalid(
+                f"update_mask: unknown path {path!r}; updatable paths are "
+                "name, type, tags, metadata, metadata.<key> and status"
+            )
+    if "name" in paths:
+        if not 1 <= len(device.name) <= 256:
+            raise _invalid("device.name must be 1 to 256 characters")
+        changes = replace(changes, name=device.name)
+    if "type" in paths:
+        if len(device.type) > 64:
+            raise _invalid("device.type is longer than 64 characters")
+        changes = replace(changes, device_type=device.type)
+    if "tags" in paths:
+        if len(device.tags) > 64 or any(not 1 <= len(t) <= 64 for t in device.tags):
+            raise _invalid("device.tags: at most 64 tags of 1 to 64 characters")
+        changes = replace(changes, tags=sorted(set(device.tags)))
+    if "metadata" in paths:
+        changes = replace(changes, metadata=dict(device.metadata))
+    for key, value in device.metadata.items():
+        if not METADATA_KEY.match(key) or len(value) > 256:
+            raise _invalid(f"device.metadata[{key!r}]: keys [A-Za-z0-9_.-]{{1,64}}, values <= 256")
+    if "status" in paths:
+        if device.status == device_pb2.MAINTENANCE:
+            changes = replace(changes, status="maintenance")
+        elif device.status in (
+            device_pb2.ONLINE,
+            device_pb2.OFFLINE,
+            device_pb2.DEVICE_STATE_UNSPECIFIED,
+        ):
+            changes = replace(changes, status="active")
+        else:
+            raise _invalid(
+                "device.status: operators may set MAINTENANCE, or ONLINE/OFFLINE to leave "
+                "maintenance (liveness then decides which)"
+            )
+    return changes

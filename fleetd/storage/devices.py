@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -32,6 +32,12 @@ class NewDevice:
 
 
 async def insert_device(conn: Connection, device: NewDevice) -> asyncpg.Record:
+    """Insert a new device. An offboarded device with the same id is replaced (the same
+    hardware re-provisioned); any other existing device is DeviceExists."""
+    await conn.execute(
+        "DELETE FROM devices WHERE device_id = $1 AND offboarded_at IS NOT NULL",
+        device.device_id,
+    )
     try:
         row = await conn.fetchrow(
             f"""INSERT INTO devices (device_id, fleet, name, device_type, version, system_info,
@@ -82,7 +88,7 @@ async def list_devices_page(
     """Devices in device_id order, strictly after the given id (keyset pagination)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""SELECT {DEVICE_COLUMNS} FROM devices
-            WHERE ($1::text IS NULL OR device_id > $1)
+            WHERE offboarded_at IS NULL AND ($1::text IS NULL OR device_id > $1)
             ORDER BY device_id LIMIT $2""",
         after_device_id,
         limit,
@@ -91,8 +97,92 @@ async def list_devices_page(
 
 
 async def count_devices(conn: Queryable) -> int:
-    count: int = await conn.fetchval("SELECT count(*) FROM devices")
+    count: int = await conn.fetchval("SELECT count(*) FROM devices WHERE offboarded_at IS NULL")
     return count
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChanges:
+    """An operator's partial update; None leaves a field alone."""
+
+    name: str | None = None
+    device_type: str | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, str] | None = None
+    """Replaces the whole map."""
+    metadata_set: dict[str, str] = field(default_factory=dict)
+    metadata_delete: list[str] = field(default_factory=list)
+    status: str | None = None
+    """'maintenance', or 'active' to leave maintenance (liveness decides online/offline)."""
+
+
+async def update_device(
+    conn: Queryable, device_id: str, changes: DeviceChanges, offline_after: float
+) -> asyncpg.Record | None:
+    """Apply ``changes`` to a device that is not offboarded; None if there is none."""
+    sets: list[str] = []
+    args: list[object] = [device_id]
+
+    def arg(value: object) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if changes.name is not None:
+        sets.append(f"name = {arg(changes.name)}")
+    if changes.device_type is not None:
+        sets.append(f"device_type = {arg(changes.device_type)}")
+    if changes.tags is not None:
+        sets.append(f"tags = {arg(changes.tags)}")
+    metadata = "metadata"
+    if changes.metadata is not None:
+        metadata = f"{arg(changes.metadata)}::jsonb"
+    if changes.metadata_set:
+        metadata = f"({metadata} || {arg(changes.metadata_set)}::jsonb)"
+    if changes.metadata_delete:
+        metadata = f"({metadata} - {arg(changes.metadata_delete)}::text[])"
+    if metadata != "metadata":
+        sets.append(f"metadata = {metadata}")
+    if changes.status == "maintenance":
+        sets.append("status = 'maintenance'")
+    elif changes.status == "active":
+        sets.append(
+            "status = CASE WHEN status <> 'maintenance' THEN status "
+            f"WHEN last_seen > now() - make_interval(secs => {arg(offline_after)}) "
+            "THEN 'online' ELSE 'offline' END"
+        )
+    elif changes.status is not None:
+        raise ValueError(f"unsupported status change {changes.status!r}")
+    sets.append("updated_at = now()")
+    return await conn.fetchrow(
+        f"""UPDATE devices SET {", ".join(sets)}
+            WHERE device_id = $1 AND offboarded_at IS NULL
+            RETURNING {DEVICE_COLUMNS}""",
+        *args,
+    )
+
+
+async def offboard_device(conn: Connection, device_id: str, reason: str) -> dt.datetime | None:
+    """Remove a device from the fleet: mark it offboarded, revoke its certificates and API
+    keys. The row stays (audit, and so the gateway can tell the agent to wipe itself).
+    Returns when it was offboarded, or None if there is no such active device."""
+    offboarded_at: dt.datetime | None = await conn.fetchval(
+        """UPDATE devices SET offboarded_at = now(), status = 'offboarded', updated_at = now()
+           WHERE device_id = $1 AND offboarded_at IS NULL RETURNING offboarded_at""",
+        device_id,
+    )
+    if offboarded_at is None:
+        return None
+    await conn.execute(
+        """UPDATE device_certificates SET revoked_at = now(), revoke_reason = $2
+           WHERE device_id = $1 AND revoked_at IS NULL""",
+        device_id,
+        reason,
+    )
+    await conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE device_id = $1 AND revoked_at IS NULL",
+        device_id,
+    )
+    return offboarded_at
 
 
 @dataclass(frozen=True, slots=True)

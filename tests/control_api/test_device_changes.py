@@ -1,0 +1,158 @@
+"""UpdateDevice (field masks) and DeleteDevice (offboarding), with the seed's examples."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.support.deployment import Deployment, running_deployment
+from tests.support.http import Response, connect_json
+
+UPDATE = "fleetd.v1.DeviceService/UpdateDevice"
+DELETE = "fleetd.v1.DeviceService/DeleteDevice"
+
+
+@pytest.fixture
+async def deployment(database_url: str, redis_url: str) -> AsyncIterator[Deployment]:
+    async with running_deployment(database_url, redis_url) as dep:
+        yield dep
+
+
+async def _call(dep: Deployment, method: str, body: dict[str, Any]) -> Response:
+    return await connect_json(
+        dep.api_endpoint, method, body, ca_pem=dep.ca_pem, api_key=dep.admin_api_key
+    )
+
+
+async def _register(dep: Deployment, device_id: str = "rpi-001") -> None:
+    response = await _call(
+        dep,
+        "fleetd.v1.DeviceService/RegisterDevice",
+        {"device_id": device_id, "device_name": "Raspberry Pi 001", "metadata": {"rack": "7"}},
+    )
+    assert response.status == 200, response.body
+
+
+async def test_seed_update_example_works_with_the_object_form_mask(
+    deployment: Deployment,
+) -> None:
+    await _register(deployment)
+    response = await _call(
+        deployment,
+        UPDATE,
+        {  # the seed's UpdateDevice example, verbatim
+            "device_id": "rpi-001",
+            "update_mask": {"paths": ["name", "metadata"]},
+            "device": {
+                "name": "Raspberry Pi Production",
+                "metadata": {"location": "datacenter-1"},
+            },
+        },
+    )
+    assert response.status == 200, response.body
+    device = response.body["device"]
+    assert device["name"] == "Raspberry Pi Production"
+    assert device["metadata"] == {"location": "datacenter-1"}
+    assert response.body["updatedAt"]
+
+
+async def test_seed_field_mask_example_with_nested_path_and_status(
+    deployment: Deployment,
+) -> None:
+    await _register(deployment)
+    response = await _call(
+        deployment,
+        UPDATE,
+        {  # the seed's "Field Masks" example, plus the device it applies to
+            "device_id": "rpi-001",
+            "update_mask": {"paths": ["name", "metadata.location", "status"]},
+            "device": {
+                "name": "New Name",
+                "metadata": {"location": "Building A"},
+                "status": "MAINTENANCE",
+            },
+        },
+    )
+    assert response.status == 200, response.body
+    device = response.body["device"]
+    assert device["metadata"] == {"rack": "7", "location": "Building A"}  # merged, not replaced
+    assert device["status"] == "MAINTENANCE"
+
+
+async def test_string_form_mask_and_key_removal(deployment: Deployment) -> None:
+    await _register(deployment)
+    response = await _call(
+        deployment,
+        UPDATE,
+        {"device_id": "rpi-001", "update_mask": "metadata.rack", "device": {}},
+    )
+    assert response.status == 200, response.body
+    assert response.body["device"].get("metadata", {}) == {}
+
+
+@pytest.mark.parametrize(
+    ("paths", "fragment"),
+    [
+        (["id"], "output only"),
+        (["last_seen"], "output only"),
+        (["system_info.arch"], "output only"),
+        (["colour"], "unknown path"),
+        (["name.first"], "unknown path"),
+        ([], "update_mask is required"),
+    ],
+)
+async def test_unknown_or_immutable_paths_are_invalid_argument(
+    deployment: Deployment, paths: list[str], fragment: str
+) -> None:
+    await _register(deployment)
+    response = await _call(
+        deployment,
+        UPDATE,
+        {"device_id": "rpi-001", "update_mask": {"paths": paths}, "device": {"name": "x"}},
+    )
+    assert response.status == 400
+    assert fragment in response.body["message"]
+
+
+async def test_operators_cannot_set_liveness_states_other_than_maintenance(
+    deployment: Deployment,
+) -> None:
+    await _register(deployment)
+    response = await _call(
+        deployment,
+        UPDATE,
+        {"device_id": "rpi-001", "update_mask": "status", "device": {"status": "UPDATING"}},
+    )
+    assert response.status == 400
+
+
+async def test_delete_offboards_revokes_and_hides_the_device(
+    deployment: Deployment, pool: asyncpg.Pool
+) -> None:
+    await _register(deployment)
+    await pool.execute(
+        """INSERT INTO device_certificates (serial, device_id, fingerprint, not_before, not_after)
+           VALUES ('ab', 'rpi-001', 'ff', now(), now() + interval '1 day')"""
+    )
+    response = await _call(deployment, DELETE, {"device_id": "rpi-001", "force": False})
+    assert response.status == 200, response.body
+    assert response.body["success"] is True
+    assert response.body["deletedAt"]
+    row = await pool.fetchrow("SELECT status, offboarded_at FROM devices")
+    assert row is not None
+    assert row["status"] == "offboarded"
+    assert await pool.fetchval("SELECT bool_and(revoked_at IS NOT NULL) FROM device_certificates")
+    assert await pool.fetchval(
+        "SELECT bool_and(revoked_at IS NOT NULL) FROM api_keys WHERE role = 'device'"
+    )
+    gone = await _call(deployment, "fleetd.v1.DeviceService/GetDevice", {"device_id": "rpi-001"})
+    assert gone.status == 404
+    listed = await _call(deployment, "fleetd.v1.DeviceService/ListDevices", {})
+    assert listed.body.get("devices", []) == []
+    again = await _call(deployment, DELETE, {"device_id": "rpi-001"})
+    assert again.status == 404
+    # The same hardware can be provisioned again under its old id.
+    await _register(deployment)
