@@ -9,8 +9,10 @@ connectrpc's RequestContext does not carry the scope or its TLS extension.
 from __future__ import annotations
 
 import contextvars
+import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import quote
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,16 +39,57 @@ async def send_text(send: Send, status: int, body: str, content_type: str = "tex
     await send({"type": "http.response.body", "body": data})
 
 
+SERVED_VERSIONS = ("fleetd.v1",)
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return b""
+
+
+async def rpc_error(scope: Scope, send: Send, code: int, name: str, message: str) -> None:
+    """An RPC error in the caller's protocol: gRPC (trailers-only) or Connect JSON."""
+    content_type = _header(scope, b"content-type")
+    if content_type.startswith(b"application/grpc"):
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", content_type.split(b";")[0]),
+                    (b"grpc-status", str(code).encode()),
+                    (b"grpc-message", quote(message).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+        return
+    status = {12: 501, 5: 404}.get(code, 400)
+    body = json.dumps({"code": name, "message": message})
+    await send_text(send, status, body, "application/json")
+
+
 async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
     path = scope.get("path", "")
-    if path.startswith("/fleetd.") and not path.startswith("/fleetd.v1."):
-        version = path[len("/fleetd.") :].split(".", 1)[0]
-        await send_text(
-            send, 404, f"API version {version!r} is not served; this server serves fleetd.v1\n"
-        )
+    package, _, rest = path.lstrip("/").partition("/")
+    if rest and package.startswith("fleetd.") and package.count(".") >= 2:
+        version = ".".join(package.split(".")[:2])
+        if version not in SERVED_VERSIONS:
+            served = ", ".join(SERVED_VERSIONS)
+            await rpc_error(
+                scope,
+                send,
+                12,
+                "unimplemented",
+                f"API version {version} is not served; this server serves {served}",
+            )
+            return
+        await rpc_error(scope, send, 12, "unimplemented", f"unknown method {path}")
         return
     await send_text(send, 404, "not found\n")
 

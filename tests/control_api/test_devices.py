@@ -405,3 +405,23 @@ async def test_list_devices_over_grpc_web(deployment: Deployment) -> None:
     trailer = raw.body[5 + length :]
     assert trailer[0] == 0x80
     assert b"grpc-status:0" in trailer.replace(b" ", b"")
+
+
+async def test_unknown_api_version_names_the_served_versions(deployment: Deployment) -> None:
+    response = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v2.DeviceService/ListDevices",
+        {},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert response.status == 501
+    assert response.body["code"] == "unimplemented"
+    assert "fleetd.v1" in response.body["message"]
+    creds = grpc.ssl_channel_credentials(root_certificates=deployment.ca_pem)
+    async with grpc.aio.secure_channel(f"127.0.0.1:{deployment.api_port}", creds) as channel:
+        call = channel.unary_unary("/fleetd.v2.DeviceService/ListDevices", lambda b: b, lambda b: b)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call(b"", timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "fleetd.v2 is not served" in (err.value.details() or "")
