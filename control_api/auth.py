@@ -8,6 +8,7 @@ authenticates the caller (``X-API-Key`` for now), and checks the method's permis
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import re
@@ -20,7 +21,7 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
-from control_api import ratelimit
+from control_api import debug, ratelimit
 from control_api.errors import api_error, with_info
 from control_api.permissions import METHOD_PERMISSIONS, TOKEN_AUTHENTICATED_METHODS, allows
 from control_api.resources import resources
@@ -151,7 +152,12 @@ async def _rate_limit(ctx: RequestContext[Any, Any], principal: Principal, reque
         )
 
 
-Token = tuple[contextvars.Token[Principal], contextvars.Token[str], str]
+Token = tuple[
+    contextvars.Token[Principal],
+    contextvars.Token[str],
+    contextvars.Token[debug.DebugTrace | None],
+    str,
+]
 
 
 class AuthInterceptor:
@@ -181,16 +187,33 @@ class AuthInterceptor:
         if principal.authenticated or method not in TOKEN_AUTHENTICATED_METHODS:
             _check(principal, permission, request_id)
         await _rate_limit(ctx, principal, request_id)
-        return principal_var.set(principal), request_id_var.set(request_id), method
+        trace = None
+        if principal.role == "admin" and ctx.request_headers.get("x-debug", "") == "true":
+            trace = debug.DebugTrace(request_id)
+            trace.mark(f"authenticated {principal.kind}:{principal.id} for {method}")
+        return (
+            principal_var.set(principal),
+            request_id_var.set(request_id),
+            debug.trace_var.set(trace),
+            method,
+        )
 
     async def on_end(
         self, token: Token, ctx: RequestContext[Any, Any], error: Exception | None
     ) -> None:
-        principal_token, request_token, method = token
+        principal_token, request_token, trace_token, method = token
         request_id = request_id_var.get()
         user_id = principal_var.get().id
+        trace = debug.trace_var.get()
+        if trace is not None:
+            await asyncio.sleep(0)  # let asyncpg's query-log callbacks run
+            trace.mark("handler finished" if error is None else f"handler failed: {error!r}")
+            if error is not None:
+                trace.record_error(error)
+            ctx.response_headers["x-debug"] = trace.header()
         principal_var.reset(principal_token)
         request_id_var.reset(request_token)
+        debug.trace_var.reset(trace_token)
         if error is None:
             return
         if isinstance(error, ConnectError):

@@ -17,6 +17,7 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from control_api.debug import install_query_logger
 from control_api.pagination import PageTokens, load_key
 from control_api.ratelimit import RateLimiter
 from fleetd import jwt
@@ -55,7 +56,9 @@ _by_loop: dict[asyncio.AbstractEventLoop, Resources] = {}
 async def open_resources(settings: Settings) -> Resources:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("the control API needs FLEETD_DATABASE_URL and FLEETD_REDIS_URL")
-    pool = await connect(settings.database_url, min_size=1, max_size=10)
+    pool = await connect(
+        settings.database_url, min_size=1, max_size=10, on_connect=install_query_logger
+    )
     redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
     res = Resources(
         settings=settings,

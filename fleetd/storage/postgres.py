@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 import orjson
 
@@ -18,18 +20,28 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def connect(
-    database_url: str, *, min_size: int = 1, max_size: int = 10, run_migrations: bool = True
+    database_url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    run_migrations: bool = True,
+    on_connect: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> asyncpg.Pool:
-    """A pool with jsonb decoded to Python values; migrations applied first if asked."""
+    """A pool with jsonb decoded to Python values; migrations applied first if asked.
+    ``on_connect`` runs once on every new connection (after the codecs are set)."""
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await _init_connection(conn)
+        if on_connect is not None:
+            await on_connect(conn)
+
     if run_migrations:
         conn = await asyncpg.connect(database_url)
         try:
             await migrate(conn)
         finally:
             await conn.close()
-    pool = await asyncpg.create_pool(
-        database_url, min_size=min_size, max_size=max_size, init=_init_connection
-    )
+    pool = await asyncpg.create_pool(database_url, min_size=min_size, max_size=max_size, init=init)
     if pool is None:  # pragma: no cover - create_pool only returns None when not awaited
         raise RuntimeError("asyncpg.create_pool returned no pool")
     return pool

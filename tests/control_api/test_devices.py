@@ -425,3 +425,33 @@ async def test_unknown_api_version_names_the_served_versions(deployment: Deploym
             await call(b"", timeout=10)
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "fleetd.v2 is not served" in (err.value.details() or "")
+
+
+async def test_x_debug_gives_admins_the_timeline_and_sql(
+    deployment: Deployment, pool: asyncpg.Pool
+) -> None:
+    await _register(deployment, "rpi-001")
+    response = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/GetDevice",
+        {"device_id": "rpi-001"},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+        headers={"x-debug": "true"},
+    )
+    assert response.status == 200
+    trace = json.loads(response.headers["x-debug"])
+    assert trace["request_id"] == response.headers["x-request-id"]
+    assert any("FROM devices" in q["query"] for q in trace["sql"])
+    assert trace["timeline"][-1][1] == "handler finished"
+    viewer = await create_api_key(pool, "viewer", "v")
+    plain = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/GetDevice",
+        {"device_id": "rpi-001"},
+        ca_pem=deployment.ca_pem,
+        api_key=viewer.token,
+        headers={"x-debug": "true"},
+    )
+    assert plain.status == 200
+    assert "x-debug" not in plain.headers
