@@ -23,9 +23,15 @@ from connectrpc.request import RequestContext
 
 from control_api import debug, ratelimit
 from control_api.errors import api_error, with_info
-from control_api.permissions import METHOD_PERMISSIONS, TOKEN_AUTHENTICATED_METHODS, allows
+from control_api.permissions import (
+    METHOD_PERMISSIONS,
+    READ_ONLY_METHODS,
+    TOKEN_AUTHENTICATED_METHODS,
+    allows,
+)
 from control_api.resources import resources
 from fleetd import jwt
+from fleetd.storage import audit
 from fleetd.storage.credentials import authenticate_api_key
 
 log = logging.getLogger(__name__)
@@ -53,6 +59,34 @@ principal_var: contextvars.ContextVar[Principal] = contextvars.ContextVar(
     "principal", default=ANONYMOUS
 )
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+audit_target_var: contextvars.ContextVar[list[str]] = contextvars.ContextVar("audit_target")
+
+
+def audit_target(target: str) -> None:
+    """Name what the current call acts on (a device id, a token id) for the audit log."""
+    targets = audit_target_var.get(None)
+    if targets is not None:
+        targets.append(target)
+
+
+async def _audit(principal: Principal, method: str, request_id: str, outcome: str) -> None:
+    if method in READ_ONLY_METHODS:
+        return
+    targets = audit_target_var.get(None) or []
+    entry = audit.Entry(
+        actor=principal.id or "anonymous",
+        actor_kind=principal.kind,
+        role=principal.role,
+        method=method,
+        target=",".join(targets)[:512],
+        request_id=request_id,
+        outcome=outcome,
+    )
+    try:
+        async with resources().pool.acquire() as conn:
+            await audit.append(conn, entry)
+    except Exception:  # the call's own outcome stands; the gap must be loud
+        log.exception("AUDIT LOG APPEND FAILED for %s (request_id %s)", method, request_id)
 
 
 def current_principal() -> Principal:
@@ -156,6 +190,7 @@ Token = tuple[
     contextvars.Token[Principal],
     contextvars.Token[str],
     contextvars.Token[debug.DebugTrace | None],
+    contextvars.Token[list[str]],
     str,
 ]
 
@@ -185,7 +220,12 @@ class AuthInterceptor:
         except ConnectError as exc:
             raise with_info(exc, request_id=request_id) from None
         if principal.authenticated or method not in TOKEN_AUTHENTICATED_METHODS:
-            _check(principal, permission, request_id)
+            try:
+                _check(principal, permission, request_id)
+            except ConnectError as denied:
+                if principal.authenticated:  # anonymous probes would only flood the log
+                    await _audit(principal, method, request_id, denied.code.name)
+                raise
         await _rate_limit(ctx, principal, request_id)
         trace = None
         if principal.role == "admin" and ctx.request_headers.get("x-debug", "") == "true":
@@ -195,15 +235,20 @@ class AuthInterceptor:
             principal_var.set(principal),
             request_id_var.set(request_id),
             debug.trace_var.set(trace),
+            audit_target_var.set([]),
             method,
         )
 
     async def on_end(
         self, token: Token, ctx: RequestContext[Any, Any], error: Exception | None
     ) -> None:
-        principal_token, request_token, trace_token, method = token
+        principal_token, request_token, trace_token, target_token, method = token
         request_id = request_id_var.get()
-        user_id = principal_var.get().id
+        principal = principal_var.get()
+        user_id = principal.id
+        outcome = "OK" if error is None else getattr(error, "code", Code.INTERNAL).name
+        await _audit(principal, method, request_id, outcome)
+        audit_target_var.reset(target_token)
         trace = debug.trace_var.get()
         if trace is not None:
             await asyncio.sleep(0)  # let asyncpg's query-log callbacks run

@@ -20,7 +20,7 @@ from google.protobuf import json_format
 
 import core_ext
 from control_api import convert
-from control_api.auth import current_principal, require
+from control_api.auth import audit_target, current_principal, require
 from control_api.pagination import InvalidPageToken
 from control_api.resources import resources
 from fleetd.pki import EnrollmentError
@@ -73,6 +73,7 @@ class DeviceServiceImpl(DeviceService):
         elif not request.csr:
             raise _invalid("enrolment with enrollment_token needs a csr (PEM PKCS#10)")
         device_id = _validate_new_device(request)
+        audit_target(device_id)
         res = resources()
         settings = res.settings
         new = device_store.NewDevice(
@@ -189,6 +190,7 @@ class DeviceServiceImpl(DeviceService):
     ) -> device_pb2.UpdateDeviceResponse:
         if not request.device_id:
             raise _invalid("device_id is required")
+        audit_target(request.device_id)
         changes = device_changes(request)
         res = resources()
         row = await device_store.update_device(
@@ -207,6 +209,7 @@ class DeviceServiceImpl(DeviceService):
         # to override. The rollout engine adds that refusal (FAILED_PRECONDITION).
         if not request.device_id:
             raise _invalid("device_id is required")
+        audit_target(request.device_id)
         async with resources().pool.acquire() as conn, conn.transaction():
             deleted_at = await device_store.offboard_device(
                 conn, request.device_id, f"deleted by {current_principal().id}"
@@ -240,6 +243,7 @@ class DeviceServiceImpl(DeviceService):
             description=request.description,
             created_by=principal.id,
         )
+        audit_target(secret.id)
         stored = await credential_store.get_enrollment_token(res.pool, secret.id)
         assert stored is not None
         return device_pb2.CreateEnrollmentTokenResponse(
@@ -286,6 +290,7 @@ class DeviceServiceImpl(DeviceService):
     ) -> device_pb2.RevokeEnrollmentTokenResponse:
         if not request.token_id:
             raise _invalid("token_id is required")
+        audit_target(request.token_id)
         res = resources()
         await credential_store.revoke_enrollment_token(res.pool, request.token_id)
         token = await credential_store.get_enrollment_token(res.pool, request.token_id)

@@ -77,6 +77,23 @@ METHOD_PERMISSIONS: Final[dict[str, str]] = {
     "fleetd.v1.BinaryService/DownloadBinary": "update:view",
 }
 
+# Methods that change nothing; every other method is audited (fleetd.storage.audit).
+READ_ONLY_METHODS: Final = frozenset(
+    {
+        "fleetd.v1.DeviceService/ListDevices",
+        "fleetd.v1.DeviceService/GetDevice",
+        "fleetd.v1.DeviceService/ListEnrollmentTokens",
+        "fleetd.v1.DeviceService/StreamEvents",
+        "fleetd.v1.UpdateService/GetUpdate",
+        "fleetd.v1.UpdateService/ListUpdates",
+        "fleetd.v1.UpdateService/GetDeploymentStatus",
+        "fleetd.v1.UpdateService/ListDeployments",
+        "fleetd.v1.AnalyticsService/GetMetrics",
+        "fleetd.v1.AnalyticsService/GetDeviceHealth",
+        "fleetd.v1.BinaryService/DownloadBinary",
+    }
+)
+
 # Methods an unauthenticated caller may reach: the handler itself checks the credential
 # in the body (an enrolment token) and otherwise requires the permission above.
 TOKEN_AUTHENTICATED_METHODS: Final = frozenset({"fleetd.v1.DeviceService/RegisterDevice"})

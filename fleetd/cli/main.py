@@ -35,6 +35,8 @@ app = typer.Typer(
 )
 token_app = typer.Typer(help="Enrolment tokens for new devices.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 jwt_app = typer.Typer(help="JWT bearer tokens for people and automation.", no_args_is_help=True)
 app.add_typer(jwt_app, name="jwt")
 console = Console(stderr=True)
@@ -233,6 +235,47 @@ def token_revoke(token_id: str, data_dir: DataDir = "") -> None:
     else:
         console.print(f"[yellow]no active token {token_id}[/yellow]")
         raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def audit_verify(data_dir: DataDir = "") -> None:
+    """Recompute the audit log's hash chain; exit 1 at the first entry that breaks it."""
+    from fleetd.storage import audit
+
+    async def check(pool: asyncpg.Pool) -> audit.Verdict:
+        async with pool.acquire() as conn:
+            return await audit.verify(conn)
+
+    verdict = _with_pool(_settings(FLEETD_DATA_DIR=data_dir), check)
+    if verdict.first_bad_seq is not None:
+        console.print(
+            f"[red]audit log broken at entry {verdict.first_bad_seq}:[/red] {verdict.problem}"
+        )
+        raise typer.Exit(1)
+    console.print(f"audit log intact: {verdict.entries} entries")
+
+
+@audit_app.command("export")
+def audit_export(
+    after: Annotated[int, typer.Option(help="Only entries with a larger sequence number.")] = 0,
+    data_dir: DataDir = "",
+) -> None:
+    """Write the audit log to stdout as JSON lines (one entry per line, in order)."""
+    import orjson
+
+    from fleetd.storage import audit
+
+    async def export(pool: asyncpg.Pool) -> int:
+        count = 0
+        async with pool.acquire() as conn:
+            async for record in audit.records(conn, after_seq=after):
+                sys.stdout.buffer.write(orjson.dumps(record.to_json()) + b"\n")
+                count += 1
+        return count
+
+    count = _with_pool(_settings(FLEETD_DATA_DIR=data_dir), export)
+    sys.stdout.flush()
+    console.print(f"{count} entries")
 
 
 @jwt_app.command("issue")

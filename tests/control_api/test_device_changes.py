@@ -156,3 +156,19 @@ async def test_delete_offboards_revokes_and_hides_the_device(
     assert again.status == 404
     # The same hardware can be provisioned again under its old id.
     await _register(deployment)
+
+
+async def test_mutating_calls_are_audited_with_who_what_and_outcome(
+    deployment: Deployment, pool: asyncpg.Pool
+) -> None:
+    await _register(deployment)
+    await _call(deployment, "fleetd.v1.DeviceService/ListDevices", {})  # read-only: not audited
+    denied = await _call(deployment, UPDATE, {"device_id": "rpi-001", "update_mask": "id"})
+    assert denied.status == 400
+    rows = await pool.fetch("SELECT method, target, outcome, request_id, role FROM audit_log")
+    assert [(r["method"].rsplit("/", 1)[1], r["target"], r["outcome"]) for r in rows] == [
+        ("RegisterDevice", "rpi-001", "OK"),
+        ("UpdateDevice", "rpi-001", "INVALID_ARGUMENT"),
+    ]
+    assert rows[1]["request_id"] == denied.headers["x-request-id"]
+    assert rows[0]["role"] == "admin"
