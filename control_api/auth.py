@@ -21,7 +21,8 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
-from control_api import debug, ratelimit
+import core_ext
+from control_api import client_cert, debug, ratelimit
 from control_api.errors import api_error, with_info
 from control_api.permissions import (
     METHOD_PERMISSIONS,
@@ -33,6 +34,7 @@ from control_api.resources import resources
 from fleetd import jwt
 from fleetd.storage import audit
 from fleetd.storage.credentials import authenticate_api_key
+from fleetd.storage.devices import certificate_standing
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: ``kind`` is "anonymous", "api_key" or "jwt"."""
+    """Who is calling: ``kind`` is "anonymous", "api_key", "jwt" or "mtls"."""
 
     kind: str
     id: str
@@ -186,6 +188,25 @@ async def _rate_limit(ctx: RequestContext[Any, Any], principal: Principal, reque
         )
 
 
+async def _authenticate_certificate(pem: bytes) -> Principal:
+    """A device acting as itself, identified by its (Envoy-verified) client certificate."""
+    res = resources()
+    try:
+        identity = core_ext.extract_identity(pem)
+    except core_ext.IdentityError as exc:
+        raise ConnectError(Code.UNAUTHENTICATED, f"client certificate refused: {exc}") from None
+    if identity.fleet != res.settings.fleet:
+        raise ConnectError(Code.UNAUTHENTICATED, "client certificate belongs to another fleet")
+    standing = await certificate_standing(res.pool, identity.serial, identity.fingerprint)
+    if standing is None or standing.device_id != identity.device_id:
+        raise ConnectError(
+            Code.UNAUTHENTICATED, "client certificate was not issued to a registered device"
+        )
+    if standing.revoked or standing.offboarded:
+        raise ConnectError(Code.UNAUTHENTICATED, "client certificate has been revoked")
+    return Principal("mtls", identity.device_id, "device", identity.device_id)
+
+
 Token = tuple[
     contextvars.Token[Principal],
     contextvars.Token[str],
@@ -217,6 +238,12 @@ class AuthInterceptor:
                 principal = await _authenticate_api_key(api_key.strip())
             elif (authorization := ctx.request_headers.get("authorization")) is not None:
                 principal = await _authenticate_bearer(authorization)
+            elif client_cert.trusted():
+                pem = client_cert.certificate_pem(
+                    ctx.request_headers.get("x-forwarded-client-cert")
+                )
+                if pem is not None:
+                    principal = await _authenticate_certificate(pem)
         except ConnectError as exc:
             raise with_info(exc, request_id=request_id) from None
         if principal.authenticated or method not in TOKEN_AUTHENTICATED_METHODS:

@@ -38,23 +38,8 @@ def gateway_command() -> list[str]:
     return [sys.executable, "-m", "gateway"]
 
 
-def api_command(settings: Settings) -> list[str]:
-    paths = settings.paths
-    pyvoy = Path(sys.executable).with_name("pyvoy")
-    return [
-        str(pyvoy),
-        "control_api.app:app",
-        "--address", settings.api_host,
-        "--port", str(settings.api_port),
-        "--tls-cert", str(paths.server_cert),
-        "--tls-key", str(paths.server_key),
-        "--tls-ca-cert", str(paths.ca_cert),
-        "--no-tls-require-client-certificate",
-        "--tls-disable-http3",
-        "--lifespan",
-        "--websockets",
-        "--log-level", "error",
-    ]  # fmt: skip
+def api_command() -> list[str]:
+    return [sys.executable, "-m", "control_api"]
 
 
 def wait_for_port(host: str, port: int, timeout: float) -> bool:
@@ -116,7 +101,7 @@ class Supervisor:
     def start_servers(self, workers: int) -> None:
         for i in range(workers):
             self.spawn(f"gateway-{i}", gateway_command())
-        self.spawn("control-api", api_command(self.settings))
+        self.spawn("control-api", api_command())
         s = self.settings
         for name, host, port in (
             ("gateway", s.gateway_host, s.gateway_port),

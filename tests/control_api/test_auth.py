@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import quote
 
 import asyncpg
 import pytest
 
 from fleetd import jwt
+from fleetd.pki import CertificateAuthority
 from tests.support.deployment import Deployment, running_deployment
+from tests.support.devices import enrol_device
 from tests.support.http import connect_json
 
 LIST = "fleetd.v1.DeviceService/ListDevices"
@@ -102,3 +106,69 @@ async def test_rotated_key_is_accepted_at_once(deployment: Deployment, pool: asy
         headers={"authorization": _bearer(deployment, key=rotated)},
     )
     assert response.status == 200, response.body
+
+
+async def _device_cert(dep: Deployment, pool: asyncpg.Pool, tmp_path: Path) -> tuple[Path, Path]:
+    ca = CertificateAuthority.load(dep.settings.paths, "default")
+    creds = await enrol_device(pool, ca, "rpi-001")
+    await enrol_device(pool, ca, "rpi-002")
+    cert, key = tmp_path / "device.crt", tmp_path / "device.key"
+    cert.write_bytes(creds.cert_pem)
+    key.write_bytes(creds.key_pem)
+    return cert, key
+
+
+async def test_device_certificate_acts_as_that_device(
+    deployment: Deployment, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    cert = await _device_cert(deployment, pool, tmp_path)
+    own = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/GetDevice",
+        {"device_id": "rpi-001"},
+        ca_pem=deployment.ca_pem,
+        client_cert=cert,
+    )
+    assert own.status == 200, own.body
+    other = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/GetDevice",
+        {"device_id": "rpi-002"},
+        ca_pem=deployment.ca_pem,
+        client_cert=cert,
+    )
+    assert other.status == 403
+    listing = await connect_json(
+        deployment.api_endpoint, LIST, {}, ca_pem=deployment.ca_pem, client_cert=cert
+    )
+    assert listing.status == 403  # the device role has no device:list
+
+
+async def test_revoked_device_certificate_is_unauthenticated(
+    deployment: Deployment, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    cert = await _device_cert(deployment, pool, tmp_path)
+    await pool.execute("UPDATE device_certificates SET revoked_at = now()")
+    response = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/GetDevice",
+        {"device_id": "rpi-001"},
+        ca_pem=deployment.ca_pem,
+        client_cert=cert,
+    )
+    assert response.status == 401
+
+
+async def test_a_forged_forwarded_certificate_header_is_ignored(
+    deployment: Deployment, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    cert_path, _ = await _device_cert(deployment, pool, tmp_path)
+    forged = f'Hash=00;Cert="{quote(cert_path.read_text())}";URI=spiffe://default/device/rpi-001'
+    response = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/GetDevice",
+        {"device_id": "rpi-001"},
+        ca_pem=deployment.ca_pem,
+        headers={"x-forwarded-client-cert": forged},
+    )
+    assert response.status == 401  # Envoy stripped it: the caller is anonymous

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import os
 import ssl
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -16,11 +14,11 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pyvoy import PyvoyServer
 
 from control_api.ratelimit import AUTHENTICATED, Limit, RateLimiter, _LocalGcra
+from control_api.server import build_server
 from fleetd.storage.credentials import create_api_key
-from tests.support.deployment import REPO, Deployment, running_deployment
+from tests.support.deployment import Deployment, running_deployment
 from tests.support.http import connect_json
 
 
@@ -123,20 +121,7 @@ async def test_two_api_processes_share_one_limit(
     deployment: Deployment, pool: asyncpg.Pool
 ) -> None:
     """accepted = rate x time + burst, within 1 %, across two processes."""
-    env = deployment.settings.to_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *sys.path])
-    paths = deployment.settings.paths
-    second = PyvoyServer(
-        "control_api.app:app",
-        port=0,
-        tls_key=paths.server_key,
-        tls_cert=paths.server_cert,
-        tls_ca_cert=paths.ca_cert,
-        tls_require_client_certificate=False,
-        tls_enable_http3=False,
-        lifespan=True,
-        env=env,
-    )
+    second = build_server(deployment.settings, port=0, quiet=True)
     await second.start()
     try:
         for port in (deployment.api_port, second.listener_port):  # both fully started

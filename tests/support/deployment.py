@@ -3,8 +3,6 @@ process, on this loop) and the control API (pyvoy, a child process), on free por
 
 from __future__ import annotations
 
-import os
-import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,11 +11,10 @@ from pathlib import Path
 
 from pyvoy import PyvoyServer
 
+from control_api.server import build_server
 from fleetd.config import Settings
 from fleetd.initialize import initialize
 from gateway.server import Gateway, start_gateway
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -65,21 +62,7 @@ async def running_deployment(
     deployment: Deployment | None = None
     try:
         if with_api:
-            env = settings.to_env()
-            env["PYTHONPATH"] = os.pathsep.join([str(REPO), *sys.path])
-            api = PyvoyServer(
-                "control_api.app:app",
-                port=0,
-                tls_key=settings.paths.server_key,
-                tls_cert=settings.paths.server_cert,
-                tls_ca_cert=settings.paths.ca_cert,
-                tls_require_client_certificate=False,
-                tls_enable_http3=False,
-                lifespan=True,
-                env=env,
-                stdout=None,
-                stderr=None,
-            )
+            api = build_server(settings, port=0)
             await api.start()
             settings = replace(settings, api_port=api.listener_port)
         deployment = Deployment(settings, init.admin_api_key, gateway, api)

@@ -8,6 +8,7 @@ import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -18,8 +19,14 @@ class Response:
     body: dict[str, Any]
 
 
-def _post(url: str, body: bytes, headers: dict[str, str], ca_pem: bytes) -> Response:
-    raw = _post_raw(url, body, headers, ca_pem)
+def _post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    ca_pem: bytes,
+    client_cert: tuple[Path, Path] | None,
+) -> Response:
+    raw = _post_raw(url, body, headers, ca_pem, client_cert)
     return Response(raw.status, raw.headers, json.loads(raw.body) if raw.body else {})
 
 
@@ -30,8 +37,16 @@ class RawResponse:
     body: bytes
 
 
-def _post_raw(url: str, body: bytes, headers: dict[str, str], ca_pem: bytes) -> RawResponse:
+def _post_raw(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    ca_pem: bytes,
+    client_cert: tuple[Path, Path] | None = None,
+) -> RawResponse:
     context = ssl.create_default_context(cadata=ca_pem.decode())
+    if client_cert is not None:
+        context.load_cert_chain(certfile=client_cert[0], keyfile=client_cert[1])
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, context=context, timeout=10) as reply:
@@ -53,10 +68,13 @@ async def connect_json(
     ca_pem: bytes,
     api_key: str | None = None,
     headers: dict[str, str] | None = None,
+    client_cert: tuple[Path, Path] | None = None,
 ) -> Response:
     """POST a Connect JSON unary call, e.g. method="fleetd.v1.DeviceService/ListDevices"."""
     all_headers = {"content-type": "application/json", **(headers or {})}
     if api_key is not None:
         all_headers["x-api-key"] = api_key
     body = json.dumps(payload).encode()
-    return await asyncio.to_thread(_post, f"{endpoint}/{method}", body, all_headers, ca_pem)
+    return await asyncio.to_thread(
+        _post, f"{endpoint}/{method}", body, all_headers, ca_pem, client_cert
+    )

@@ -1,0 +1,3 @@
+from control_api.server import main
+
+main()
