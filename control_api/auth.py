@@ -22,7 +22,7 @@ from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
 import core_ext
-from control_api import client_cert, debug, ratelimit
+from control_api import client_cert, debug
 from control_api.errors import api_error, with_info
 from control_api.permissions import (
     METHOD_PERMISSIONS,
@@ -164,7 +164,7 @@ def _client_host(ctx: RequestContext[Any, Any]) -> str:
 
 async def _rate_limit(ctx: RequestContext[Any, Any], principal: Principal, request_id: str) -> None:
     """Apply the caller's limit and put the X-RateLimit-* headers on the response."""
-    limit = ratelimit.limit_for(principal.kind, principal.role)
+    limit = resources().limits.for_caller(principal.kind, principal.role)
     if limit is None:  # admin: unlimited (X-Bypass-Rate-Limit is moot for it)
         ctx.response_headers["x-ratelimit-limit"] = "unlimited"
         return

@@ -1,9 +1,11 @@
 """Rate limits: GCRA in one Redis Lua script, shared by every control API process.
 
-Limits per caller class, as the seed sets them: anonymous 10/s (per client address),
-authenticated 100/s (per key or token subject), device 10/min (per device), admin
-unlimited. A limit allows a burst of ``limit`` requests, then one per emission interval.
-The script uses Redis's clock, so processes on different nodes agree.
+Limits per caller class, by default as the seed sets them: anonymous 10/s (per client
+address), authenticated 100/s (per key, token subject or certificate), device 10/min (per
+device), admin unlimited; ``FLEETD_RATE_ANONYMOUS`` / ``_AUTHENTICATED`` / ``_DEVICE``
+change them (``COUNT/s``, ``/m`` or ``/h``). A limit allows a burst of ``count``
+requests, then one per emission interval. The script uses Redis's clock, so processes on
+different nodes agree.
 
 If Redis is unreachable, each process falls back to an in-memory GCRA with the same
 parameters (so a single process never exceeds the limit; a fleet of them may, by at most
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from fleetd.config import Settings, parse_rate
 from fleetd.storage import redis_keys
 
 log = logging.getLogger(__name__)
@@ -64,20 +67,31 @@ class Limit:
         return self.interval_us * (self.count - 1)
 
 
-ANONYMOUS = Limit(10, 1.0)
-AUTHENTICATED = Limit(100, 1.0)
-DEVICE = Limit(10, 60.0)
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The limits in force (defaults are the seed's; FLEETD_RATE_* change them)."""
 
+    anonymous: Limit
+    authenticated: Limit
+    device: Limit
 
-def limit_for(kind: str, role: str) -> Limit | None:
-    """The caller's limit; None means unlimited (admin)."""
-    if role == "admin":
-        return None
-    if kind == "anonymous":
-        return ANONYMOUS
-    if role == "device":
-        return DEVICE
-    return AUTHENTICATED
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            Limit(*parse_rate(settings.rate_anonymous)),
+            Limit(*parse_rate(settings.rate_authenticated)),
+            Limit(*parse_rate(settings.rate_device)),
+        )
+
+    def for_caller(self, kind: str, role: str) -> Limit | None:
+        """The caller's limit; None means unlimited (admin)."""
+        if role == "admin":
+            return None
+        if kind == "anonymous":
+            return self.anonymous
+        if role == "device":
+            return self.device
+        return self.authenticated
 
 
 @dataclass(frozen=True, slots=True)

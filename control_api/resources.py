@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from control_api.debug import install_query_logger
 from control_api.pagination import PageTokens, load_key
-from control_api.ratelimit import RateLimiter
+from control_api.ratelimit import Limits, RateLimiter
 from fleetd import jwt
 from fleetd.config import Settings
 from fleetd.pki import CertificateAuthority
@@ -34,6 +34,7 @@ class Resources:
     page_tokens: PageTokens
     ca: CertificateAuthority
     rate_limiter: RateLimiter
+    limits: Limits
     api_key_cache: dict[str, tuple[float, object]] = field(default_factory=dict)
     jwt_keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
     jwt_keys_loaded_at: float = float("-inf")
@@ -65,6 +66,7 @@ async def open_resources(settings: Settings) -> Resources:
         pool=pool,
         redis=redis,
         rate_limiter=RateLimiter(redis),
+        limits=Limits.from_settings(settings),
         page_tokens=PageTokens(await load_key(pool)),
         ca=CertificateAuthority.load(settings.paths, settings.fleet),
     )

@@ -107,6 +107,9 @@ class Settings:
     offline_after: float = 90.0
     redis_flush_interval: float = 0.05
     postgres_flush_interval: float = 1.0
+    rate_anonymous: str = "10/s"
+    rate_authenticated: str = "100/s"
+    rate_device: str = "10/m"
 
     @property
     def paths(self) -> Paths:
@@ -133,6 +136,9 @@ class Settings:
             "FLEETD_SERVER_NAMES": ",".join(self.server_names),
             "FLEETD_HEARTBEAT_INTERVAL": repr(self.heartbeat_interval),
             "FLEETD_OFFLINE_AFTER": repr(self.offline_after),
+            "FLEETD_RATE_ANONYMOUS": self.rate_anonymous,
+            "FLEETD_RATE_AUTHENTICATED": self.rate_authenticated,
+            "FLEETD_RATE_DEVICE": self.rate_device,
         }
         if self.database_url:
             env["FLEETD_DATABASE_URL"] = self.database_url
@@ -174,7 +180,30 @@ class Settings:
             offline_after=_float(env, "FLEETD_OFFLINE_AFTER", 90.0, 3.0),
             redis_flush_interval=_float(env, "FLEETD_REDIS_FLUSH_INTERVAL", 0.05, 0.001),
             postgres_flush_interval=_float(env, "FLEETD_POSTGRES_FLUSH_INTERVAL", 1.0, 0.01),
+            rate_anonymous=_rate(env, "FLEETD_RATE_ANONYMOUS", "10/s"),
+            rate_authenticated=_rate(env, "FLEETD_RATE_AUTHENTICATED", "100/s"),
+            rate_device=_rate(env, "FLEETD_RATE_DEVICE", "10/m"),
         )
+
+
+_RATE = re.compile(r"^([1-9][0-9]{0,6})/([smh])$")
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """``"100/s"`` -> (100, 1.0): a count per second, minute or hour."""
+    match = _RATE.match(text.strip())
+    if match is None:
+        raise ConfigError(f"rate {text!r}: expected COUNT/s, COUNT/m or COUNT/h, e.g. 100/s")
+    return int(match[1]), {"s": 1.0, "m": 60.0, "h": 3600.0}[match[2]]
+
+
+def _rate(env: dict[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    try:
+        parse_rate(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    return value
 
 
 def _url_host(host: str) -> str:
