@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf import json_format
 
 import core_ext
-from control_api import convert
+from control_api import convert, health_checks
 from control_api.auth import audit_target, current_principal, require
 from control_api.pagination import InvalidPageToken
 from control_api.resources import resources
@@ -180,10 +180,33 @@ class DeviceServiceImpl(DeviceService):
         principal = current_principal()
         if principal.role == "device" and principal.device_id != request.device_id:
             raise ConnectError(Code.PERMISSION_DENIED, "a device may only view itself")
-        row = await device_store.get_device(resources().pool, request.device_id)
+        res = resources()
+        row = await device_store.get_device(res.pool, request.device_id)
         if row is None or row["offboarded_at"] is not None:
             raise ConnectError(Code.NOT_FOUND, f"device {request.device_id} not found")
-        return device_pb2.GetDeviceResponse(device=convert.device(row))
+        device = convert.device(row)
+        response = device_pb2.GetDeviceResponse(device=device)
+        if request.include_metrics:
+            # Latest stats; the per-minute history arrives with the fleet rollups.
+            response.metrics.device_id = device.id
+            response.metrics.latest.CopyFrom(device.stats)
+        if request.include_health:
+            observed = health_checks.Observed(
+                device_id=device.id,
+                last_seen=row["last_seen"],
+                cpu_usage=row["cpu_usage"],
+                memory_usage=row["memory_usage"],
+                disk_usage=row["disk_usage"],
+                certificate_not_after=await device_store.certificate_expiry(res.pool, device.id),
+            )
+            response.health.CopyFrom(
+                health_checks.evaluate(
+                    observed,
+                    now=dt.datetime.now(dt.UTC),
+                    offline_after=res.settings.offline_after,
+                )
+            )
+        return response
 
     async def update_device(
         self, request: device_pb2.UpdateDeviceRequest, ctx: Ctx

@@ -185,6 +185,16 @@ async def offboard_device(conn: Connection, device_id: str, reason: str) -> dt.d
     return offboarded_at
 
 
+async def certificate_expiry(conn: Queryable, device_id: str) -> dt.datetime | None:
+    """When the device's newest unrevoked certificate expires (None: it has none)."""
+    value: dt.datetime | None = await conn.fetchval(
+        """SELECT max(not_after) FROM device_certificates
+           WHERE device_id = $1 AND revoked_at IS NULL""",
+        device_id,
+    )
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class CertificateStanding:
     """What the gateway needs to know about a presented certificate."""

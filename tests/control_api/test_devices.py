@@ -455,3 +455,19 @@ async def test_x_debug_gives_admins_the_timeline_and_sql(
     )
     assert plain.status == 200
     assert "x-debug" not in plain.headers
+
+
+async def test_get_device_with_metrics_and_health(deployment: Deployment) -> None:
+    await _register(deployment, "rpi-001")
+    response = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/GetDevice",
+        {"device_id": "rpi-001", "include_metrics": True, "include_health": True},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert response.status == 200
+    assert response.body["metrics"]["deviceId"] == "rpi-001"
+    health = response.body["health"]
+    assert health["status"] == "UNREACHABLE"  # registered, never heartbeated
+    assert {c["name"] for c in health["checks"]} >= {"heartbeat", "certificate"}
