@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from connectrpc.code import Code
@@ -19,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf import json_format
 
 import core_ext
-from control_api import convert, health_checks
+from control_api import convert, health_checks, ordering
 from control_api.auth import audit_target, current_principal, require
 from control_api.pagination import InvalidPageToken
 from control_api.resources import resources
@@ -34,7 +36,6 @@ DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_TOKEN_TTL = dt.timedelta(days=30)
-LIST_SCOPE = "devices:by-id"
 
 Ctx = RequestContext[Any, Any]
 
@@ -143,23 +144,30 @@ class DeviceServiceImpl(DeviceService):
             raise ConnectError(
                 Code.UNIMPLEMENTED, "filter is not supported by this server yet; omit it"
             )
-        if request.order_by and request.order_by.strip().lower() not in ("id", "id asc"):
-            raise ConnectError(
-                Code.UNIMPLEMENTED,
-                "order_by other than 'id' is not supported by this server yet",
-            )
         if request.page_size < 0:
             raise _invalid("page_size must not be negative")
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        try:
+            order = ordering.parse(request.order_by)
+        except ordering.InvalidOrderBy as exc:
+            raise _invalid(str(exc)) from None
         res = resources()
-        after: str | None = None
+        # A token is valid only for the query (filter and ordering) that issued it.
+        scope = f"devices|{order.canonical}|{request.filter}"
+        conditions: list[Callable[[int], device_store.SqlCondition]] = []
         if request.page_token:
             try:
-                position = res.page_tokens.decode(LIST_SCOPE, request.page_token)
-            except InvalidPageToken as exc:
+                position = res.page_tokens.decode(scope, request.page_token)
+                after = position.get("after")
+                if not isinstance(after, list):
+                    raise InvalidPageToken("page_token is malformed")
+                order.after_sql(after, 2)  # validate now, not inside the query
+                conditions.append(partial(_after, order, after))
+            except (InvalidPageToken, ordering.InvalidOrderBy) as exc:
                 raise _invalid(str(exc)) from None
-            after = str(position.get("after", ""))
-        rows = await device_store.list_devices_page(res.pool, size + 1, after)
+        rows = await device_store.list_devices(
+            res.pool, limit=size + 1, order_by=order.order_by_sql(), conditions=conditions
+        )
         more = len(rows) > size
         rows = rows[:size]
         response = device_pb2.ListDevicesResponse(
@@ -168,7 +176,7 @@ class DeviceServiceImpl(DeviceService):
         )
         if more:
             response.next_page_token = res.page_tokens.encode(
-                LIST_SCOPE, {"after": rows[-1]["device_id"]}
+                scope, {"after": order.position(rows[-1])}
             )
         return response
 
@@ -320,6 +328,10 @@ class DeviceServiceImpl(DeviceService):
         if token is None or token.fleet != res.settings.fleet:
             raise ConnectError(Code.NOT_FOUND, f"enrollment token {request.token_id} not found")
         return device_pb2.RevokeEnrollmentTokenResponse(token=convert.enrollment_token(token))
+
+
+def _after(order: ordering.Ordering, position: list[Any], first: int) -> tuple[str, list[Any]]:
+    return order.after_sql(position, first)
 
 
 MUTABLE_PATHS = frozenset({"name", "type", "tags", "metadata", "status"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,16 +82,33 @@ async def get_device(conn: Queryable, device_id: str) -> asyncpg.Record | None:
     )
 
 
-async def list_devices_page(
-    conn: Queryable, limit: int, after_device_id: str | None
+SqlCondition = tuple[str, list[object]]
+"""A WHERE fragment using $n placeholders, and its bind values."""
+
+
+async def list_devices(
+    conn: Queryable,
+    *,
+    limit: int,
+    order_by: str,
+    conditions: Sequence[Callable[[int], SqlCondition]] = (),
 ) -> list[asyncpg.Record]:
-    """Devices in device_id order, strictly after the given id (keyset pagination)."""
+    """Active devices matching every condition, in ``order_by`` order.
+
+    ``order_by`` is an ORDER BY list built from whitelisted columns (control_api.ordering);
+    each condition is asked for its SQL given the first free placeholder number, so
+    values are always bind parameters.
+    """
+    clauses = ["offboarded_at IS NULL"]
+    params: list[object] = [limit]
+    for condition in conditions:
+        sql, values = condition(len(params) + 1)
+        clauses.append(f"({sql})")
+        params.extend(values)
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"""SELECT {DEVICE_COLUMNS} FROM devices
-            WHERE offboarded_at IS NULL AND ($1::text IS NULL OR device_id > $1)
-            ORDER BY device_id LIMIT $2""",
-        after_device_id,
-        limit,
+        f"""SELECT {DEVICE_COLUMNS} FROM devices WHERE {" AND ".join(clauses)}
+            ORDER BY {order_by} LIMIT $1""",
+        *params,
     )
     return rows
 

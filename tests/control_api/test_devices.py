@@ -471,3 +471,49 @@ async def test_get_device_with_metrics_and_health(deployment: Deployment) -> Non
     health = response.body["health"]
     assert health["status"] == "UNREACHABLE"  # registered, never heartbeated
     assert {c["name"] for c in health["checks"]} >= {"heartbeat", "certificate"}
+
+
+async def test_order_by_sorts_and_page_tokens_are_tied_to_their_ordering(
+    deployment: Deployment, pool: asyncpg.Pool
+) -> None:
+    for i in range(5):
+        await _register(deployment, f"dev-{i}")
+    await pool.execute(
+        "UPDATE devices SET cpu_usage = (substr(device_id, 5)::int * 10) % 30, "
+        "last_seen = now() - make_interval(secs => substr(device_id, 5)::int)"
+    )
+    listed = await connect_json(
+        deployment.api_endpoint,
+        LIST,
+        {"page_size": 2, "order_by": "cpu_usage DESC, last_seen DESC"},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert listed.status == 200, listed.body
+    assert [d["id"] for d in listed.body["devices"]] == ["dev-2", "dev-1"]
+    token = listed.body["nextPageToken"]
+    rest = await connect_json(
+        deployment.api_endpoint,
+        LIST,
+        {"page_size": 10, "order_by": "cpu_usage DESC, last_seen DESC", "page_token": token},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert [d["id"] for d in rest.body["devices"]] == ["dev-4", "dev-0", "dev-3"]
+    other = await connect_json(
+        deployment.api_endpoint,
+        LIST,
+        {"page_size": 10, "order_by": "name ASC", "page_token": token},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert other.status == 400
+    bad = await connect_json(
+        deployment.api_endpoint,
+        LIST,
+        {"order_by": "secret DESC"},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert bad.status == 400
+    assert "unknown field" in bad.body["message"]

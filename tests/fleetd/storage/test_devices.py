@@ -13,7 +13,7 @@ from fleetd.storage.devices import (
     count_devices,
     get_device,
     insert_device,
-    list_devices_page,
+    list_devices,
     merge_heartbeats,
     refresh_registration,
 )
@@ -30,19 +30,19 @@ async def test_duplicate_device_id_is_refused(pool: asyncpg.Pool) -> None:
             await insert_device(conn, _device("rpi-001"))
 
 
-async def test_keyset_pages_cover_every_device_once(pool: asyncpg.Pool) -> None:
+async def test_listing_orders_limits_and_applies_conditions(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         for i in range(25):
             await insert_device(conn, _device(f"dev-{i:03d}"))
-    seen: list[str] = []
-    after: str | None = None
-    while True:
-        page = await list_devices_page(pool, 10, after)
-        if not page:
-            break
-        seen.extend(r["device_id"] for r in page)
-        after = page[-1]["device_id"]
-    assert seen == [f"dev-{i:03d}" for i in range(25)]
+    page = await list_devices(pool, limit=10, order_by="device_id DESC")
+    assert [r["device_id"] for r in page] == [f"dev-{i:03d}" for i in range(24, 14, -1)]
+    after = await list_devices(
+        pool,
+        limit=100,
+        order_by="device_id",
+        conditions=[lambda first: (f"device_id > ${first}", ["dev-019"])],
+    )
+    assert [r["device_id"] for r in after] == [f"dev-{i:03d}" for i in range(20, 25)]
     assert await count_devices(pool) == 25
 
 
