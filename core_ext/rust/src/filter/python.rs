@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pyo3::buffer::{Element, PyBuffer};
+use pyo3::buffer::{Element, PyUntypedBuffer};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -175,11 +175,16 @@ fn buffer<T: Element + Copy>(
     what: &str,
 ) -> PyResult<Vec<T>> {
     let fail = || PyTypeError::new_err(format!("{what} must be an array('{typecode}')"));
-    let buf = PyBuffer::<T>::get(value).map_err(|_| fail())?;
-    if buf.dimensions() != 1 {
+    let raw = PyUntypedBuffer::get(value).map_err(|_| fail())?;
+    if raw.dimensions() != 1 || raw.format().to_bytes() != typecode.as_bytes() {
         return Err(fail());
     }
-    buf.to_vec(py)
+    if raw.item_count() == 0 {
+        // An empty array.array points at a 1-byte-aligned static buffer, which the typed
+        // view refuses as misaligned; there is nothing to copy anyway.
+        return Ok(Vec::new());
+    }
+    raw.into_typed::<T>().map_err(|_| fail())?.to_vec(py)
 }
 
 fn dictionary(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
