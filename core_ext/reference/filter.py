@@ -1069,10 +1069,13 @@ class Filter:
         the empty filter gives ``TRUE``.
 
         Raises:
-            ValueError: ``first_param`` is less than 1.
+            ValueError: ``first_param`` is not from 1 to 65535.
+            TypeError: ``first_param`` is not an int.
         """
-        if first_param < 1:
-            raise ValueError("first_param must be at least 1")
+        if not isinstance(first_param, int):
+            raise TypeError(f"first_param must be int, not {type(first_param).__name__}")
+        if not 1 <= first_param <= 65535:
+            raise ValueError("first_param must be from 1 to 65535 (PostgreSQL's limit)")
         writer = _SqlWriter(first_param)
         sql = writer.write(self._root)
         return sql, writer.params

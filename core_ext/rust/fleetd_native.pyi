@@ -192,7 +192,8 @@ class Filter:
         the empty filter gives ``TRUE``.
 
         Raises:
-            ValueError: ``first_param`` is less than 1.
+            ValueError: ``first_param`` is not from 1 to 65535.
+            TypeError: ``first_param`` is not an int.
         """
     def evaluate(self, snapshot: FleetSnapshot) -> array[int]:
         """The indexes of the snapshot rows that match, ascending, as ``array('I')``.

@@ -425,8 +425,11 @@ def test_sql_numbers_placeholders_from_first_param(core: ModuleType) -> None:
         "AND (cpu_usage IS NOT NULL AND cpu_usage > $5::float8))",
         ["raspberry-pi", "online", 80.0],
     )
-    with pytest.raises(ValueError, match="first_param"):
-        f.to_sql(0)
+    for bad in (0, -1, 65536, 2**80):
+        with pytest.raises(ValueError, match="first_param must be from 1 to 65535"):
+            f.to_sql(bad)
+    with pytest.raises(TypeError):
+        f.to_sql(2.0)
 
 
 def test_sql_bind_values_have_the_types_asyncpg_expects(core: ModuleType) -> None:

@@ -118,13 +118,14 @@ impl Filter {
     fn to_sql<'py>(
         &self,
         py: Python<'py>,
-        first_param: i64,
+        first_param: i128,
     ) -> PyResult<(String, Bound<'py, PyList>)> {
-        if first_param < 1 {
-            return Err(PyValueError::new_err("first_param must be at least 1"));
-        }
         let first = usize::try_from(first_param)
-            .map_err(|_| PyValueError::new_err("first_param is too large"))?;
+            .ok()
+            .filter(|p| (1..=65535).contains(p))
+            .ok_or_else(|| {
+                PyValueError::new_err("first_param must be from 1 to 65535 (PostgreSQL's limit)")
+            })?;
         let (text, params) = sql::render(&self.root, first);
         let list = PyList::empty(py);
         for p in params {
