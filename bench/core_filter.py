@@ -110,7 +110,7 @@ def database() -> Iterator[str]:
             asyncio.run(drop_database(servers, url))
 
 
-async def load(conn: asyncpg.Connection, fleet: Fleet) -> str:
+async def load(conn: asyncpg.Connection, fleet: Fleet) -> None:
     await conn.copy_records_to_table(
         "devices",
         records=fleet.rows(),
@@ -128,7 +128,6 @@ async def load(conn: asyncpg.Connection, fleet: Fleet) -> str:
     )
     await conn.execute(INDEX)
     await conn.execute("VACUUM ANALYZE devices")
-    return INDEX
 
 
 def main() -> None:
@@ -158,20 +157,22 @@ def main() -> None:
     print(f"{len(expected)} matching devices; compiled == reference", flush=True)
 
     ms = 1e3
-    times = interleaved(
+    vs_ref = interleaved(
         {"compiled": lambda: f_c.evaluate(snap_c), "reference": lambda: f_r.evaluate(snap_r)},
         repeat=3,
     )
-    ratio_ref = times["reference"] / times["compiled"]
+    ratio_ref = vs_ref["reference"] / vs_ref["compiled"]
+    # The headline figure: the longer interleaved session (with SQL) when there is one.
+    compiled_time = vs_ref["compiled"]
 
-    sql_time: float | None = None
+    vs_sql: dict[str, float] | None = None
     if not args.no_postgres:
         with database() as url:
             loop = asyncio.new_event_loop()
             try:
                 conn = loop.run_until_complete(asyncpg.connect(url))
                 started = time.perf_counter()
-                index = loop.run_until_complete(load(conn, fleet))
+                loop.run_until_complete(load(conn, fleet))
                 print(f"PostgreSQL loaded in {time.perf_counter() - started:.1f} s", flush=True)
                 sql, params = f_c.to_sql()
                 query = f"SELECT device_id FROM devices WHERE {sql}"
@@ -180,47 +181,49 @@ def main() -> None:
                 found = loop.run_until_complete(conn.fetch(query, *params))
                 assert sorted(int(r[0][4:]) for r in found) == list(expected), "SQL differs"
                 print("SQL rows == compiled rows", flush=True)
-                pair = interleaved(
+                vs_sql = interleaved(
                     {
                         "compiled": lambda: f_c.evaluate(snap_c),
                         "sql": lambda: loop.run_until_complete(conn.fetch(query, *params)),
                     },
                     repeat=21,
                 )
-                sql_time = pair["sql"]
-                times["compiled"] = min(times["compiled"], pair["compiled"])
+                compiled_time = vs_sql["compiled"]
                 loop.run_until_complete(conn.close())
             finally:
                 loop.close()
 
-    compiled_ms = times["compiled"] * ms
+    compiled_ms = compiled_time * ms
     report.add(
         f"evaluate `{EXPRESSION}` on {fleet.size:,} devices (compiled)",
         f"{compiled_ms:.2f} ms ({len(expected):,} matches)",
         "<= 5 ms",
         compiled_ms <= 5.0,
-        seconds=times["compiled"],
+        seconds=compiled_time,
         matches=len(expected),
         devices=fleet.size,
     )
     report.add(
-        "compiled vs reference evaluate",
-        f"{ratio_ref:.0f}x faster (reference {times['reference'] * ms:.0f} ms)",
+        "compiled vs reference evaluate (interleaved, 3 rounds)",
+        f"{ratio_ref:.0f}x faster ({vs_ref['compiled'] * ms:.2f} ms vs "
+        f"{vs_ref['reference'] * ms:.0f} ms)",
         ">= 100x",
         ratio_ref >= 100,
-        reference_seconds=times["reference"],
-        compiled_seconds=times["compiled"],
+        reference_seconds=vs_ref["reference"],
+        compiled_seconds=vs_ref["compiled"],
     )
-    if sql_time is not None:
-        ratio_sql = sql_time / times["compiled"]
+    if vs_sql is not None:
+        ratio_sql = vs_sql["sql"] / vs_sql["compiled"]
         report.add(
-            "compiled vs the same filter as SQL in PostgreSQL (all matches fetched by asyncpg)",
-            f"{ratio_sql:.0f}x faster (PostgreSQL {sql_time * ms:.1f} ms)",
+            "compiled vs the same filter as SQL in PostgreSQL, all matches fetched by asyncpg "
+            "(interleaved, 21 rounds)",
+            f"{ratio_sql:.0f}x faster ({vs_sql['compiled'] * ms:.2f} ms vs "
+            f"{vs_sql['sql'] * ms:.1f} ms)",
             ">= 20x",
             ratio_sql >= 20,
-            sql_seconds=sql_time,
-            compiled_seconds=times["compiled"],
-            index=index,
+            sql_seconds=vs_sql["sql"],
+            compiled_seconds=vs_sql["compiled"],
+            index=INDEX,
         )
 
     compile_c = best_of(lambda: compiled.compile_filter(EXPRESSION, now=now), number=20_000)
