@@ -4,6 +4,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
 .PHONY: demo serve bootstrap build test test-pure lint fmt proto proto-check bench-core clean
+.PHONY: fuzz-filter
 
 demo: bootstrap          ## set up everything, then run a deployment with simulated devices
 	$(BIN)/fleetd demo
@@ -43,6 +44,10 @@ bench-core: bootstrap    ## the core_ext benchmarks: ratios side by side, JSON, 
 	$(PY) -m bench.core_filter
 	$(PY) -m bench.core_batcher
 	$(PY) -m bench.core_checksum
+
+fuzz-filter: bootstrap   ## fuzz the filter parser, compiled vs reference (RUNS=500000, seed 1)
+	scratch=$$(mktemp -d) && $(PY) core_ext/fuzz/filter_fuzz.py -seed=1 -runs=$${RUNS:-500000} \
+		-max_len=5000 -dict=core_ext/fuzz/filter.dict "$$scratch" core_ext/fuzz/corpus/filter
 
 proto:                   ## regenerate Python code from proto/
 	$(PY) scripts/gen_proto.py

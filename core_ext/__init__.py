@@ -15,24 +15,53 @@ from typing import TYPE_CHECKING, Literal
 IMPLEMENTATION: Literal["compiled", "reference"]
 
 if TYPE_CHECKING or os.environ.get("FLEETD_PURE_PYTHON") == "1":
-    from core_ext.reference import DeviceIdentity, HeartbeatBatcher, IdentityError, extract_identity
+    from core_ext.reference import (
+        MAX_FILTER_DEPTH,
+        MAX_FILTER_LENGTH,
+        MAX_FILTER_TERMS,
+        MAX_FILTER_VALUES,
+        DeviceIdentity,
+        Filter,
+        FilterError,
+        FleetSnapshot,
+        HeartbeatBatcher,
+        IdentityError,
+        compile_filter,
+        extract_identity,
+    )
 
     IMPLEMENTATION = "reference"
 else:
     try:
         from core_ext.compiled import (
+            MAX_FILTER_DEPTH,
+            MAX_FILTER_LENGTH,
+            MAX_FILTER_TERMS,
+            MAX_FILTER_VALUES,
             DeviceIdentity,
+            Filter,
+            FilterError,
+            FleetSnapshot,
             HeartbeatBatcher,
             IdentityError,
+            compile_filter,
             extract_identity,
         )
 
         IMPLEMENTATION = "compiled"
     except ImportError:  # not built (a source checkout before `make build`)
         from core_ext.reference import (
+            MAX_FILTER_DEPTH,
+            MAX_FILTER_LENGTH,
+            MAX_FILTER_TERMS,
+            MAX_FILTER_VALUES,
             DeviceIdentity,
+            Filter,
+            FilterError,
+            FleetSnapshot,
             HeartbeatBatcher,
             IdentityError,
+            compile_filter,
             extract_identity,
         )
 
@@ -44,4 +73,14 @@ __all__ = [
     "HeartbeatBatcher",
     "IdentityError",
     "extract_identity",
+]
+__all__ += [
+    "MAX_FILTER_DEPTH",
+    "MAX_FILTER_LENGTH",
+    "MAX_FILTER_TERMS",
+    "MAX_FILTER_VALUES",
+    "Filter",
+    "FilterError",
+    "FleetSnapshot",
+    "compile_filter",
 ]

@@ -26,7 +26,8 @@ PY="$VENV/bin/python"
 # A fingerprint of everything that affects the build; skip the work when unchanged.
 stamp="$VENV/.fleetd-bootstrap"
 fingerprint=$(cat setup.cfg setup.py pyproject.toml core_ext/rust/Cargo.toml core_ext/rust/Cargo.lock \
-    core_ext/rust/pyproject.toml core_ext/rust/src/*.rs core_ext/*.pyx 2>/dev/null | sha256sum | cut -d' ' -f1)
+    core_ext/rust/pyproject.toml $(find core_ext/rust/src -name '*.rs' | sort) core_ext/*.pyx \
+    2>/dev/null | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ] \
     && "$PY" -c "import fleetd_native, core_ext._batcher" 2>/dev/null; then
     exit 0

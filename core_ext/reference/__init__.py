@@ -1,6 +1,26 @@
 """Pure-Python reference implementations: they define what the compiled ones must do."""
 
 from core_ext.reference.batcher import HeartbeatBatcher
+from core_ext.reference.filter import (
+    MAX_FILTER_DEPTH,
+    MAX_FILTER_LENGTH,
+    MAX_FILTER_TERMS,
+    MAX_FILTER_VALUES,
+    Filter,
+    FilterError,
+    FleetSnapshot,
+    compile_filter,
+)
 from core_ext.reference.identity import DeviceIdentity, IdentityError, extract_identity
 
 __all__ = ["DeviceIdentity", "HeartbeatBatcher", "IdentityError", "extract_identity"]
+__all__ += [
+    "MAX_FILTER_DEPTH",
+    "MAX_FILTER_LENGTH",
+    "MAX_FILTER_TERMS",
+    "MAX_FILTER_VALUES",
+    "Filter",
+    "FilterError",
+    "FleetSnapshot",
+    "compile_filter",
+]

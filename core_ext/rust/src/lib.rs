@@ -3,6 +3,7 @@
 //! The Python-facing API is described in `fleetd_native.pyi`; the pure-Python reference in
 //! `core_ext/reference` defines the semantics this crate must match.
 
+pub mod filter;
 pub mod identity;
 
 use pyo3::prelude::*;
@@ -17,5 +18,6 @@ fn fleetd_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_function(wrap_pyfunction!(identity::extract_identity, m)?)?;
     m.add("MAX_CERTIFICATE_SIZE", identity::MAX_CERTIFICATE_SIZE)?;
+    filter::register(m)?;
     Ok(())
 }
