@@ -140,10 +140,6 @@ class DeviceServiceImpl(DeviceService):
     async def list_devices(
         self, request: device_pb2.ListDevicesRequest, ctx: Ctx
     ) -> device_pb2.ListDevicesResponse:
-        if request.filter:
-            raise ConnectError(
-                Code.UNIMPLEMENTED, "filter is not supported by this server yet; omit it"
-            )
         if request.page_size < 0:
             raise _invalid("page_size must not be negative")
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -151,10 +147,16 @@ class DeviceServiceImpl(DeviceService):
             order = ordering.parse(request.order_by)
         except ordering.InvalidOrderBy as exc:
             raise _invalid(str(exc)) from None
+        try:
+            device_filter = core_ext.compile_filter(request.filter)
+        except core_ext.FilterError as exc:
+            raise _invalid(f"filter: {exc} (at character {exc.position})") from None
         res = resources()
         # A token is valid only for the query (filter and ordering) that issued it.
         scope = f"devices|{order.canonical}|{request.filter}"
         conditions: list[Callable[[int], device_store.SqlCondition]] = []
+        if request.filter.strip():
+            conditions.append(device_filter.to_sql)
         if request.page_token:
             try:
                 position = res.page_tokens.decode(scope, request.page_token)
@@ -172,7 +174,9 @@ class DeviceServiceImpl(DeviceService):
         rows = rows[:size]
         response = device_pb2.ListDevicesResponse(
             devices=[convert.device(r) for r in rows],
-            total_count=await device_store.count_devices(res.pool),
+            total_count=await device_store.count_devices(
+                res.pool, device_filter.to_sql if request.filter.strip() else None
+            ),
         )
         if more:
             response.next_page_token = res.page_tokens.encode(

@@ -113,8 +113,14 @@ async def list_devices(
     return rows
 
 
-async def count_devices(conn: Queryable) -> int:
-    count: int = await conn.fetchval("SELECT count(*) FROM devices WHERE offboarded_at IS NULL")
+async def count_devices(
+    conn: Queryable, condition: Callable[[int], SqlCondition] | None = None
+) -> int:
+    """How many active devices (matching ``condition``, as in list_devices)."""
+    where, params = ("TRUE", []) if condition is None else condition(1)
+    count: int = await conn.fetchval(
+        f"SELECT count(*) FROM devices WHERE offboarded_at IS NULL AND ({where})", *params
+    )
     return count
 
 

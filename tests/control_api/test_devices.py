@@ -517,3 +517,42 @@ async def test_order_by_sorts_and_page_tokens_are_tied_to_their_ordering(
     )
     assert bad.status == 400
     assert "unknown field" in bad.body["message"]
+
+
+async def test_filter_selects_devices_and_bad_filters_name_the_position(
+    deployment: Deployment, pool: asyncpg.Pool
+) -> None:
+    for i in range(4):
+        await _register(deployment, f"dev-{i}")
+    await pool.execute(
+        "UPDATE devices SET device_type = CASE WHEN device_id IN ('dev-0', 'dev-1') "
+        "THEN 'raspberry-pi' ELSE 'esp32' END, status = 'online', cpu_usage = 85 "
+        "WHERE device_id <> 'dev-3'"
+    )
+    listed = await connect_json(
+        deployment.api_endpoint,
+        LIST,
+        {"page_size": 20, "filter": "type:raspberry-pi AND status:online AND cpu_usage:>80"},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert listed.status == 200, listed.body
+    assert [d["id"] for d in listed.body["devices"]] == ["dev-0", "dev-1"]
+    assert listed.body["totalCount"] == 2
+    negated = await connect_json(
+        deployment.api_endpoint,
+        LIST,
+        {"filter": "NOT status:online"},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert [d["id"] for d in negated.body["devices"]] == ["dev-3"]
+    bad = await connect_json(
+        deployment.api_endpoint,
+        LIST,
+        {"filter": "status:online AND colour:red"},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert bad.status == 400
+    assert "character 18" in bad.body["message"]
