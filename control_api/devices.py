@@ -23,6 +23,7 @@ from google.protobuf import json_format
 import core_ext
 from control_api import convert, health_checks, ordering
 from control_api.auth import audit_target, current_principal, require
+from control_api.heartbeat import heartbeat as record_heartbeat
 from control_api.pagination import InvalidPageToken
 from control_api.resources import resources
 from fleetd.pki import EnrollmentError
@@ -254,6 +255,11 @@ class DeviceServiceImpl(DeviceService):
         return device_pb2.DeleteDeviceResponse(
             success=True, deleted_at=convert.timestamp(deleted_at)
         )
+
+    async def heartbeat(
+        self, request: device_pb2.HeartbeatRequest, ctx: Ctx
+    ) -> device_pb2.HeartbeatResponse:
+        return await record_heartbeat(resources(), current_principal(), request)
 
     async def create_enrollment_token(
         self, request: device_pb2.CreateEnrollmentTokenRequest, ctx: Ctx

@@ -172,3 +172,52 @@ async def test_mutating_calls_are_audited_with_who_what_and_outcome(
     ]
     assert rows[1]["request_id"] == denied.headers["x-request-id"]
     assert rows[0]["role"] == "admin"
+
+
+async def test_seed_heartbeat_example_with_the_device_api_key(
+    deployment: Deployment, pool: asyncpg.Pool
+) -> None:
+    registered = await _call(
+        deployment,
+        "fleetd.v1.DeviceService/RegisterDevice",
+        {  # the seed's RegisterDevice example, verbatim
+            "device_id": "rpi-001",
+            "device_name": "Raspberry Pi 001",
+            "device_type": "raspberry-pi",
+            "version": "1.0.0",
+            "system_info": {"os": "Linux", "arch": "arm64", "cpu_cores": 4, "memory_mb": 4096},
+        },
+    )
+    assert registered.status == 200, registered.body
+    device_key = registered.body["apiKey"]
+    beat = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/Heartbeat",
+        {  # the seed's Heartbeat example, verbatim
+            "device_id": "rpi-001",
+            "status": {
+                "state": "ONLINE",
+                "uptime_seconds": 3600,
+                "last_boot": "2024-01-01T12:00:00Z",
+            },
+            "stats": {"cpu_percent": 25.5, "memory_used_mb": 1024, "disk_used_gb": 10.5},
+        },
+        ca_pem=deployment.ca_pem,
+        api_key=device_key,
+    )
+    assert beat.status == 200, beat.body
+    assert beat.body["acknowledged"] is True
+    row = await pool.fetchrow("SELECT status, cpu_usage, memory_usage, uptime_seconds FROM devices")
+    assert row is not None
+    assert row["status"] == "online"
+    assert row["cpu_usage"] == pytest.approx(25.5)
+    assert row["memory_usage"] == pytest.approx(25.0)  # 1024 of the registered 4096 MiB
+    assert row["uptime_seconds"] == 3600
+    impersonation = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/Heartbeat",
+        {"device_id": "rpi-002", "stats": {"cpu_percent": 1}},
+        ca_pem=deployment.ca_pem,
+        api_key=device_key,
+    )
+    assert impersonation.status == 403
