@@ -10,6 +10,7 @@ import copy
 import datetime as dt
 import math
 import pickle
+import random
 import sys
 from typing import Any, TypeAlias
 
@@ -986,9 +987,69 @@ def test_both_modules_export_the_same_constants() -> None:
         assert getattr(compiled_module, name) == getattr(reference_module, name), name
 
 
+# --- many devices (the compiled twin's hash table: growth, tombstones, equal keys) --------
+
+
+def test_equal_device_ids_that_are_different_objects_are_one_device(batcher: Batcher) -> None:
+    first = "".join(["dev", "-", "1"])
+    second = "".join(["dev-", "1"])
+    assert first == second and first is not second
+    beat(batcher, first, seen_at=1.0)
+    beat(batcher, second, seen_at=2.0)
+    assert len(batcher) == 1
+    assert [(r[0], r[1], r[7]) for r in drain_records(batcher)] == [("dev-1", 2.0, 2)]
+    beat(batcher, first)
+    batcher.forget("".join(["dev", "-1"]))
+    assert len(batcher) == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_compiled_and_reference_agree_on_a_large_churning_fleet(seed: int) -> None:
+    rng = random.Random(seed)
+    devices = [f"device-{i}" for i in range(3000)]
+    compiled, reference = CompiledBatcher(), ReferenceBatcher()
+    for batcher in (compiled, reference):
+        batcher.group_id("a", "1")
+        batcher.group_id("b", "2")
+    for step in range(40_000):
+        roll = rng.random()
+        device_id = "".join(rng.choice(devices))  # a new str object every time
+        for batcher in (compiled, reference):
+            if roll < 0.15:
+                batcher.forget(device_id)
+            else:
+                batcher.add(device_id, step % 2, float(step % 977), step % 3, 1.0, 2.0, 3.0, 4)
+        if roll > 0.9995:
+            assert compiled.drain() == reference.drain()
+        if roll < 0.0005:
+            assert compiled.drain_copy_records() == reference.drain_copy_records()
+        assert len(compiled) == len(reference)
+    assert compiled.drain() == reference.drain()
+    assert compiled.drain_copy_records() == reference.drain_copy_records()
+
+
+def test_a_window_of_many_devices_drains_in_arrival_order(batcher: Batcher) -> None:
+    devices = [f"d{i}" for i in range(20_000)]
+    for device_id in reversed(devices):
+        beat(batcher, device_id)
+    for device_id in devices[::2]:
+        beat(batcher, device_id, seen_at=2.0)
+    assert len(batcher) == len(devices)
+    flush = batcher.drain()
+    assert flush.devices == len(devices)
+    assert [r[0] for r in records(flush)] == devices[::-1]
+    assert len(batcher) == 0
+    beat(batcher, "d7")
+    assert drained_ids(batcher) == ["d7"]
+
+
 # --- differential -------------------------------------------------------------------------
 
 DEVICE_IDS = ["a", "b", "c", "d", "e"]
+# Enough more to grow the compiled twin's table (64 slots, at most half full) in one window.
+_device_id = st.one_of(
+    st.sampled_from(DEVICE_IDS), st.sampled_from([f"more-{i}" for i in range(48)])
+)
 GROUPS = [("rpi", "1.0"), ("rpi", "1.1"), ("x86", "")]
 
 _finite = st.floats(allow_nan=False, allow_infinity=False)
@@ -999,7 +1060,7 @@ _seen_at = st.one_of(
 )
 _valid_add = st.fixed_dictionaries(
     {
-        "device_id": st.sampled_from(DEVICE_IDS),
+        "device_id": _device_id,
         "group": st.integers(0, len(GROUPS) - 1),
         "seen_at": _seen_at,
         "state": st.one_of(st.integers(0, 3), st.integers(0, 2**31 - 1)),
@@ -1034,11 +1095,9 @@ _operations = st.lists(
         st.tuples(st.just("drain"), st.just({})),
         st.tuples(st.just("drain_copy_records"), st.just({})),
         st.tuples(st.just("oldest_pending_age"), st.fixed_dictionaries({"now": _finite})),
-        st.tuples(
-            st.just("forget"), st.fixed_dictionaries({"device_id": st.sampled_from(DEVICE_IDS)})
-        ),
+        st.tuples(st.just("forget"), st.fixed_dictionaries({"device_id": _device_id})),
     ),
-    max_size=80,
+    max_size=150,
 )
 
 
