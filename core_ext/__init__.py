@@ -12,6 +12,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Literal
 
+# Shared by both batchers (one class, so results compare equal): no implementation choice.
+from core_ext.heartbeat_types import CopyRecord, Flush, Rollup, StateTransition
+
 IMPLEMENTATION: Literal["compiled", "reference"]
 
 if TYPE_CHECKING or os.environ.get("FLEETD_PURE_PYTHON") == "1":
@@ -69,9 +72,13 @@ else:
 
 __all__ = [
     "IMPLEMENTATION",
+    "CopyRecord",
     "DeviceIdentity",
+    "Flush",
     "HeartbeatBatcher",
     "IdentityError",
+    "Rollup",
+    "StateTransition",
     "extract_identity",
 ]
 __all__ += [

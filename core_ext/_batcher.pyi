@@ -1,20 +1,22 @@
-"""Heartbeat coalescing buffer: the compiled twin of ``core_ext.reference.batcher``.
+"""Heartbeat batcher: the compiled twin of ``core_ext.reference.batcher``.
 
 The reference module defines the semantics and states the invariants; this one behaves
-identically. Argument conversion: ``device_id`` must be exactly ``str``; ``seen_at`` and the
-percentages accept any real number (``__float__`` or ``__index__``, never ``str``) and are
-stored as ``float``; ``state`` and ``uptime_seconds`` accept any integer (``__index__``,
-never ``float``) and are stored as ``int``.
+identically and returns the same types (``core_ext.heartbeat_types``). Argument
+conversion: ``device_id`` and the strings given to the constructor and ``group_id`` must
+be exactly ``str``; ``seen_at`` and the percentages accept any real number (``__float__``
+or ``__index__``, never ``str``) and are stored as ``float``; ``group``, ``state`` and
+``uptime_seconds`` accept any integer (``__index__``, never ``float``) and are stored as
+``int``.
 """
 
-from typing import Final, NoReturn, TypeAlias, final
+from typing import Final, NoReturn, final
 
-HeartbeatRecord: TypeAlias = tuple[str, float, int, float, float, float, int, int]
-"""``(device_id, seen_at, state, cpu_percent, memory_percent, disk_percent,
-uptime_seconds, count)``"""
-
-StateTransition: TypeAlias = tuple[str, int, int]
-"""``(device_id, previous_state, new_state)``; ``previous_state`` is -1 for a first drain."""
+from core_ext.heartbeat_types import METRICS as METRICS
+from core_ext.heartbeat_types import CopyRecord as CopyRecord
+from core_ext.heartbeat_types import Flush as Flush
+from core_ext.heartbeat_types import RedisCommand as RedisCommand
+from core_ext.heartbeat_types import Rollup as Rollup
+from core_ext.heartbeat_types import StateTransition as StateTransition
 
 NEVER_DRAINED: Final = -1
 """The ``previous_state`` reported for a device this batcher has no drained state for."""
@@ -25,26 +27,62 @@ MAX_STATE: Final = 2147483647
 MAX_UPTIME_SECONDS: Final = 9223372036854775807
 """``uptime_seconds`` is int64-ranged and non-negative."""
 
+MIN_SEEN_AT: Final = -62135596800.0
+"""The least ``seen_at`` accepted: 0001-01-01T00:00:00Z, datetime's first second."""
+
+MAX_SEEN_AT: Final = 253402300799.0
+"""The greatest ``seen_at`` accepted: 9999-12-31T23:59:59Z, datetime's last whole second."""
+
+MAX_GROUPS: Final = 65536
+"""``group_id`` refuses to intern more device groups than this."""
+
+MAX_STATS_TTL: Final = 2147483647
+"""The greatest ``stats_ttl`` (seconds) accepted."""
+
 @final
 class HeartbeatBatcher:
-    """Coalesces heartbeats per device until drained, and detects state transitions.
+    """Coalesces heartbeats per device and turns them into ready-to-send flushes.
 
     ``add`` keeps, per device, the heartbeat with the greatest ``seen_at`` (the later call
-    on a tie) and counts the heartbeats coalesced. ``drain`` returns one record per pending
-    device in first-arrival order, plus a transition for every drained device whose state
-    differs from the one last drained for it (previous state -1 if never drained).
+    on a tie), counts the heartbeats coalesced and folds each into its group's rollup.
+    ``drain`` returns a ``Flush``: the Redis commands for the pending devices in
+    first-arrival order, the state transitions and the rollups; the drained records move on
+    to the COPY window, which ``drain_copy_records`` empties into rows for PostgreSQL.
     """
 
-    def __init__(self, max_pending: int = 65536) -> None:
+    def __init__(
+        self,
+        max_pending: int = 65536,
+        *,
+        last_seen_key: str = "last_seen",
+        stats_key_prefix: str = "stats:",
+        stats_key_suffix: str = "",
+        stats_ttl: int = 86400,
+        rollup_interval: int = 60,
+    ) -> None:
         """Create an empty batcher; ``add`` signals a flush at ``max_pending`` devices.
 
-        Raises ValueError unless ``1 <= max_pending <= sys.maxsize`` (TypeError if it is
-        not an integer).
+        ``last_seen_key`` names the ZSET the ZADD writes; a device's stats hash is
+        ``stats_key_prefix + device_id + stats_key_suffix``, expiring ``stats_ttl`` seconds
+        after its last flush. Rollup buckets are ``rollup_interval`` seconds long.
+
+        Raises TypeError if a key part is not a ``str`` or a number is not an integer;
+        ValueError unless ``1 <= max_pending <= sys.maxsize``, ``1 <= stats_ttl <=
+        MAX_STATS_TTL`` and ``rollup_interval`` is a positive divisor of 86400.
+        """
+
+    def group_id(self, device_type: str, version: str) -> int:
+        """The id of the device group ``(device_type, version)``, interned on first use.
+
+        Ids are 0, 1, 2... in first-call order and stay valid for the batcher's life. Raises
+        TypeError if either is not a ``str``; ValueError when the group is new and
+        ``MAX_GROUPS`` groups exist already.
         """
 
     def add(
         self,
         device_id: str,
+        group: int,
         seen_at: float,
         state: int,
         cpu_percent: float,
@@ -54,16 +92,18 @@ class HeartbeatBatcher:
     ) -> bool:
         """Coalesce one heartbeat; return True when the caller should drain now.
 
-        The result is ``len(self) >= self.max_pending`` after the call. Nothing is ever
-        dropped or blocked on. Raises TypeError if ``device_id`` is not a ``str``, a value
-        field is not a real number or ``state``/``uptime_seconds`` is not an integer;
-        ValueError if ``device_id`` is empty, ``seen_at`` or a percentage is NaN or
+        ``group`` is the device's ``group_id``. The result is ``len(self) >=
+        self.max_pending`` after the call. Nothing is ever dropped or blocked on. Raises
+        TypeError if ``device_id`` is not a ``str``, a value field is not a real number or
+        ``group``/``state``/``uptime_seconds`` is not an integer; ValueError if
+        ``device_id`` is empty, ``group`` is not an id ``group_id`` returned, ``seen_at`` is
+        not a finite Unix time in ``[MIN_SEEN_AT, MAX_SEEN_AT]``, a percentage is NaN or
         infinite, ``state`` is outside ``[0, 2**31 - 1]`` or ``uptime_seconds`` is outside
         ``[0, 2**63 - 1]``. A refused heartbeat changes nothing.
         """
 
     def __len__(self) -> int:
-        """The number of distinct devices pending since the last drain."""
+        """The number of distinct devices pending in the flush window."""
 
     @property
     def added(self) -> int:
@@ -73,22 +113,39 @@ class HeartbeatBatcher:
     def max_pending(self) -> int:
         """The pending-device count at which ``add`` starts returning True."""
 
-    def drain(self) -> tuple[list[HeartbeatRecord], list[StateTransition]]:
-        """Empty the buffer; return ``(records, transitions)`` in first-arrival order.
+    @property
+    def rollup_interval(self) -> int:
+        """The length of a rollup bucket, in seconds."""
 
-        ``records`` holds ``(device_id, seen_at, state, cpu_percent, memory_percent,
-        disk_percent, uptime_seconds, count)`` per pending device. ``transitions`` holds
-        ``(device_id, previous_state, new_state)`` for each drained device whose state
-        differs from the state last drained for it (-1 if never drained); the drained state
-        becomes the remembered one.
+    def oldest_pending_age(self, now: float) -> float:
+        """``now`` minus the least ``seen_at`` accepted since the last drain; 0.0 if none."""
+
+    def drain(self) -> Flush:
+        """Empty the flush window into a ``Flush``; the records move to the COPY window.
+
+        ``redis_commands``: one ZADD, then an HSET and an EXPIRE per drained device, in
+        first-arrival order. ``transitions``: ``(device_id, previous_state, new_state)`` for
+        each drained device whose state differs from the one last drained for it (-1 if
+        never drained); the drained state becomes the remembered one. ``rollups``: per
+        (bucket, group) seen since the last drain, one ``(bucket_start, device_type,
+        version, metric, count, sum, min, max)`` row per metric.
+        """
+
+    def drain_copy_records(self) -> list[CopyRecord]:
+        """Empty the COPY window: one record per device drained since the last call.
+
+        ``(device_id, seen_at, cpu_percent, memory_percent, disk_percent,
+        uptime_seconds)`` per device, ``seen_at`` a UTC datetime, from the device's last
+        drained record, in order of first arrival since the last call.
         """
 
     def __reduce__(self) -> NoReturn:
         """Refused (TypeError): a batcher is process-local buffer state, not a value."""
 
     def forget(self, device_id: str) -> None:
-        """Drop the remembered state of ``device_id`` and its pending entry, if any.
+        """Drop the remembered state of ``device_id`` and its entries in both windows.
 
-        Its next drain reports a transition from -1. Forgetting an unknown device is a
-        no-op. Raises TypeError if ``device_id`` is not a ``str``.
+        Its next drain reports a transition from -1. Rollups keep its heartbeats.
+        Forgetting an unknown device is a no-op. Raises TypeError if ``device_id`` is not
+        a ``str``.
         """

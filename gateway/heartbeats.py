@@ -1,40 +1,56 @@
 """The heartbeat pipeline: compiled batcher in, Redis every few tens of ms, PostgreSQL ~1/s.
 
-Per heartbeat the gateway does one ``HeartbeatBatcher.add``. A flusher drains the batcher
-into one Redis pipeline per flush (liveness ZSET + latest-stats hashes), and folds the
-drained records into a per-device map that is written to PostgreSQL about once a second
-with COPY and one merging UPDATE. Nothing per heartbeat touches PostgreSQL.
+Per heartbeat the gateway does one ``HeartbeatBatcher.add``; everything else is the
+batcher's (compiled) work, done per flush:
 
-Heartbeats are liveness, not transactions: a crash can lose the last flush interval of
-them (the device's next heartbeat restores it). A clean shutdown flushes everything.
-A failed PostgreSQL write is retried on the next tick with the records kept (coalesced,
-so the retry buffer is bounded by the fleet size); a failed Redis write is dropped after
-logging, since PostgreSQL still receives the same data.
+* every ``redis_interval`` (or at once when ``max_pending`` devices are pending) the Redis
+  loop drains the batcher's flush window into a ``Flush``, whose ``redis_commands`` (one
+  ZADD to the fleet's last-seen ZSET, then HSET + EXPIRE of each device's stats hash) are
+  fed to one pipeline as they are, and whose transitions and per-group rollups go to the
+  ``on_flush`` hook;
+* every ``postgres_interval`` the PostgreSQL loop takes the batcher's COPY window: one
+  ready record per device drained since (coalesced by the batcher, ``seen_at`` already a
+  UTC datetime), written with COPY and one merging UPDATE (``merge_heartbeats``).
+
+Nothing per heartbeat touches PostgreSQL. Heartbeats are liveness, not transactions: a
+crash can lose the last flush interval of them (the device's next heartbeat restores it).
+A clean shutdown flushes everything. A failed PostgreSQL write is retried on the next tick
+with its records kept (merged with the newer ones per device, so the retry buffer is
+bounded by the fleet size); a failed Redis write is dropped after logging, since
+PostgreSQL still receives the same data.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 
 import asyncpg
 import redis.asyncio as aioredis
 
-from core_ext import HeartbeatBatcher
+from core_ext import CopyRecord, Flush, HeartbeatBatcher
 from fleetd.storage import redis_keys
-from fleetd.storage.devices import HeartbeatRow, merge_heartbeats
+from fleetd.storage.devices import merge_heartbeats
 
 log = logging.getLogger(__name__)
 
 STATS_TTL_SECONDS = 24 * 3600
-Record = tuple[str, float, int, float, float, float, int, int]
+ROLLUP_INTERVAL_SECONDS = 60
+UNKNOWN_GROUP = ("", "")
+"""The group of devices without a type and version, and of any beyond the batcher's
+``MAX_GROUPS`` distinct groups."""
 
 
 class HeartbeatPipeline:
-    """Owns the batcher and the two flush loops of one gateway process."""
+    """Owns the batcher and the two flush loops of one gateway process.
+
+    ``on_flush`` (settable at any time), if not None, receives every ``Flush`` that carries
+    heartbeats, for its transitions and per-minute group rollups, on the event loop: it
+    must not block. Persisting rollups is a later issue; the rows are ready for COPY.
+    """
 
     def __init__(
         self,
@@ -45,22 +61,40 @@ class HeartbeatPipeline:
         redis_interval: float = 0.05,
         postgres_interval: float = 1.0,
         max_pending: int = 65536,
+        on_flush: Callable[[Flush], None] | None = None,
     ) -> None:
         self.fleet = fleet
         self._redis = redis
         self._pool = pool
         self._redis_interval = redis_interval
         self._postgres_interval = postgres_interval
-        self._batcher = HeartbeatBatcher(max_pending)
-        self._for_postgres: dict[str, Record] = {}
+        self.on_flush = on_flush
+        self._batcher = HeartbeatBatcher(
+            max_pending,
+            last_seen_key=redis_keys.last_seen(fleet),
+            stats_key_prefix=redis_keys.DEVICE_STATS_PREFIX,
+            stats_key_suffix=redis_keys.DEVICE_STATS_SUFFIX,
+            stats_ttl=STATS_TTL_SECONDS,
+            rollup_interval=ROLLUP_INTERVAL_SECONDS,
+        )
+        self._unknown_group = self._batcher.group_id(*UNKNOWN_GROUP)
+        self._retry: list[CopyRecord] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.flushed_to_redis = 0
         self.flushed_to_postgres = 0
 
+    def group_id(self, device_type: str, version: str) -> int:
+        """The batcher's id for a device group, for ``add``; look it up once per device."""
+        try:
+            return self._batcher.group_id(device_type, version)
+        except ValueError:  # more distinct groups than the batcher keeps
+            return self._unknown_group
+
     def add(
         self,
         device_id: str,
+        group: int,
         state: int,
         cpu_percent: float,
         memory_percent: float,
@@ -69,6 +103,7 @@ class HeartbeatPipeline:
     ) -> None:
         full = self._batcher.add(
             device_id,
+            group,
             time.time(),
             state,
             cpu_percent,
@@ -93,7 +128,7 @@ class HeartbeatPipeline:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        await self.flush_redis()
+        await self.flush_redis()  # moves the last records into the COPY window
         await self.flush_postgres()
 
     async def _redis_loop(self) -> None:
@@ -109,56 +144,57 @@ class HeartbeatPipeline:
             await self.flush_postgres()
 
     async def flush_redis(self) -> int:
-        """Drain the batcher into one Redis pipeline; queue the records for PostgreSQL."""
-        records, _transitions = self._batcher.drain()
-        if not records:
+        """Drain the batcher into one Redis pipeline; return the number of devices written.
+
+        The drained records wait in the batcher's COPY window for ``flush_postgres``.
+        """
+        flush = self._batcher.drain()
+        if self.on_flush is not None and flush.heartbeats:
+            try:
+                self.on_flush(flush)
+            except Exception:  # a broken hook must not stop the heartbeat pipeline
+                log.exception("heartbeat on_flush hook failed")
+        if not flush.redis_commands:
             return 0
-        pending = self._for_postgres
-        for record in records:
-            pending[record[0]] = record
         pipe = self._redis.pipeline(transaction=False)
-        pipe.zadd(redis_keys.last_seen(self.fleet), {r[0]: r[1] for r in records})
-        for device_id, seen_at, state, cpu, mem, disk, uptime, count in records:
-            key = redis_keys.device_stats(device_id)
-            pipe.hset(
-                key,
-                mapping={
-                    "seen_at": seen_at,
-                    "state": state,
-                    "cpu": cpu,
-                    "mem": mem,
-                    "disk": disk,
-                    "uptime": uptime,
-                    "count": count,
-                },
-            )
-            pipe.expire(key, STATS_TTL_SECONDS)
+        for command in flush.redis_commands:
+            pipe.execute_command(*command)
         try:
             await pipe.execute()
         except (aioredis.RedisError, OSError) as exc:
-            log.warning("redis flush of %d heartbeats failed: %s", len(records), exc)
+            log.warning("redis flush of %d devices failed: %s", flush.devices, exc)
             return 0
-        self.flushed_to_redis += len(records)
-        return len(records)
+        self.flushed_to_redis += flush.devices
+        return flush.devices
 
     async def flush_postgres(self) -> int:
-        """Write the coalesced records to PostgreSQL; keep them for a retry on failure."""
-        if not self._for_postgres:
+        """Write the COPY window to PostgreSQL; keep the records for a retry on failure."""
+        rows = self._batcher.drain_copy_records()
+        if self._retry:
+            rows = _latest_per_device(self._retry, rows)
+            self._retry = []
+        if not rows:
             return 0
-        batch, self._for_postgres = self._for_postgres, {}
-        rows: list[HeartbeatRow] = [
-            (r[0], dt.datetime.fromtimestamp(r[1], dt.UTC), r[3], r[4], r[5], r[6])
-            for r in batch.values()
-        ]
         try:
             async with self._pool.acquire() as conn:
                 await merge_heartbeats(conn, rows)
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
             log.warning("postgres flush of %d devices failed, will retry: %s", len(rows), exc)
-            for device_id, record in batch.items():
-                newer = self._for_postgres.get(device_id)
-                if newer is None or newer[1] < record[1]:
-                    self._for_postgres[device_id] = record
+            self._retry = rows
             return 0
         self.flushed_to_postgres += len(rows)
         return len(rows)
+
+
+def _latest_per_device(older: list[CopyRecord], newer: list[CopyRecord]) -> list[CopyRecord]:
+    """One record per device from both batches: the later ``seen_at``, ``newer`` on a tie.
+
+    Only a retry after a failed write gets here, so this per-record Python is off the
+    steady-state path.
+    """
+    merged = {record[0]: record for record in older}
+    for record in newer:
+        kept = merged.get(record[0])
+        if kept is None or record[1] >= kept[1]:
+            merged[record[0]] = record
+    return list(merged.values())

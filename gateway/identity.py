@@ -4,7 +4,9 @@ The TLS handshake has already verified the chain against the fleet CA. Here the
 certificate is parsed by core_ext (cached per certificate, so the per-RPC cost is a dict
 lookup), its fleet checked, and its standing (issued by us, not revoked, device not
 offboarded) looked up in PostgreSQL, cached for a few seconds. Nothing in a request body
-is ever used to identify a device.
+is ever used to identify a device. The standing also carries the device's group (device
+type and version), turned into the heartbeat batcher's group id once per lookup, so a
+heartbeat costs no string work for its rollup group.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import core_ext
 from fleetd.storage.devices import CertificateStanding
 
 StandingLookup = Callable[[str, str], Awaitable[CertificateStanding | None]]
+GroupOf = Callable[[str, str], int]
+"""``(device_type, version) -> group id`` (``HeartbeatPipeline.group_id``)."""
 
 
 class Refused(Exception):
@@ -29,6 +33,8 @@ class CallerDevice:
     fleet: str
     serial: str
     offboarded: bool
+    group: int
+    """The heartbeat batcher's id for the device's (device_type, version)."""
 
 
 class DeviceAuthenticator:
@@ -38,16 +44,20 @@ class DeviceAuthenticator:
         self,
         fleet: str,
         lookup_standing: StandingLookup,
+        group_of: GroupOf,
         *,
         standing_ttl: float = 5.0,
         max_cached: int = 200_000,
     ) -> None:
         self._fleet = fleet
         self._lookup = lookup_standing
+        self._group_of = group_of
         self._ttl = standing_ttl
         self._max_cached = max_cached
         self._identities: dict[bytes, core_ext.DeviceIdentity] = {}
-        self._standing: dict[str, tuple[float, CertificateStanding | None]] = {}
+        # serial -> (expiry, standing, group id); the group changes when the device
+        # re-registers as another type, seen here within standing_ttl.
+        self._standing: dict[str, tuple[float, CertificateStanding | None, int]] = {}
 
     def identity(self, pem: bytes) -> core_ext.DeviceIdentity:
         identity = self._identities.get(pem)
@@ -70,18 +80,21 @@ class DeviceAuthenticator:
         now = time.monotonic()
         cached = self._standing.get(identity.serial)
         if cached is not None and cached[0] > now:
-            standing = cached[1]
+            _, standing, group = cached
         else:
             standing = await self._lookup(identity.serial, identity.fingerprint)
+            group = -1
+            if standing is not None:
+                group = self._group_of(standing.device_type, standing.version)
             if len(self._standing) >= self._max_cached:
                 self._standing.clear()
-            self._standing[identity.serial] = (now + self._ttl, standing)
+            self._standing[identity.serial] = (now + self._ttl, standing, group)
         if standing is None or standing.device_id != identity.device_id:
             raise Refused("certificate was not issued to a registered device")
         if standing.revoked:
             raise Refused("certificate has been revoked")
         return CallerDevice(
-            identity.device_id, identity.fleet, identity.serial, standing.offboarded
+            identity.device_id, identity.fleet, identity.serial, standing.offboarded, group
         )
 
     def forget(self, serial: str) -> None:

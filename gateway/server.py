@@ -78,7 +78,7 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
     async def standing(serial: str, fingerprint: str) -> CertificateStanding | None:
         return await certificate_standing(pool, serial, fingerprint)
 
-    authenticator = DeviceAuthenticator(settings.fleet, standing)
+    authenticator = DeviceAuthenticator(settings.fleet, standing, pipeline.group_id)
     server = grpc.aio.server(
         options=[
             ("grpc.so_reuseport", 1),

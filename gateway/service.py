@@ -118,7 +118,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             uptime = validation.non_negative("stats.uptime_seconds", stats.uptime_seconds)
         except validation.InvalidRequest as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        self._pipeline.add(caller.device_id, ONLINE, cpu, mem, disk, uptime)
+        self._pipeline.add(caller.device_id, caller.group, ONLINE, cpu, mem, disk, uptime)
         response = agent_pb2.HeartbeatResponse(
             next_heartbeat_interval=self._next_interval(), server_time=now
         )

@@ -220,11 +220,16 @@ async def certificate_expiry(conn: Queryable, device_id: str) -> dt.datetime | N
 
 @dataclass(frozen=True, slots=True)
 class CertificateStanding:
-    """What the gateway needs to know about a presented certificate."""
+    """What the gateway needs to know about a presented certificate.
+
+    ``device_type`` and ``version`` are the device's group for the heartbeat rollups.
+    """
 
     device_id: str
     revoked: bool
     offboarded: bool
+    device_type: str
+    version: str
 
 
 async def certificate_standing(
@@ -233,7 +238,7 @@ async def certificate_standing(
     """None when fleetd never issued this certificate (or the device is gone)."""
     row = await conn.fetchrow(
         """SELECT c.device_id, c.revoked_at IS NOT NULL AS revoked,
-                  d.offboarded_at IS NOT NULL AS offboarded
+                  d.offboarded_at IS NOT NULL AS offboarded, d.device_type, d.version
            FROM device_certificates c JOIN devices d USING (device_id)
            WHERE c.serial = $1 AND c.fingerprint = $2""",
         serial,
@@ -241,7 +246,9 @@ async def certificate_standing(
     )
     if row is None:
         return None
-    return CertificateStanding(row["device_id"], row["revoked"], row["offboarded"])
+    return CertificateStanding(
+        row["device_id"], row["revoked"], row["offboarded"], row["device_type"], row["version"]
+    )
 
 
 async def refresh_registration(

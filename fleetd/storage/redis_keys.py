@@ -15,11 +15,17 @@ def last_seen(fleet: str) -> str:
     return f"{PREFIX}:{{{fleet}}}:last_seen"
 
 
+DEVICE_STATS_PREFIX = f"{PREFIX}:dev:{{"
+DEVICE_STATS_SUFFIX = "}:stats"
+"""``device_stats(d) == DEVICE_STATS_PREFIX + d + DEVICE_STATS_SUFFIX``: the heartbeat
+batcher builds these keys itself (in C) from the two parts."""
+
+
 def device_stats(device_id: str) -> str:
     """HASH: the latest heartbeat's stats (seen_at, state, cpu, mem, disk, uptime, count)."""
-    return f"{PREFIX}:dev:{{{device_id}}}:stats"
+    return f"{DEVICE_STATS_PREFIX}{device_id}{DEVICE_STATS_SUFFIX}"
 
 
 def rate_limit(subject: str) -> str:
-    """STRING: a GCRA bucket's theoretical arrival time (ms); expires when the bucket is full."""
+    """STRING: a GCRA bucket's theoretical arrival time (µs); expires when the bucket is full."""
     return f"{PREFIX}:rl:{{{subject}}}"

@@ -10,9 +10,11 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 
+from core_ext import Flush
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
 from fleetd.pki import CertificateAuthority
 from fleetd.storage import redis_keys
+from fleetd.v1.device_pb2 import ONLINE
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.devices import DeviceCredentials, device_channel, enrol_device
 
@@ -72,6 +74,23 @@ async def test_heartbeat_reaches_redis_and_postgres(
     assert score is not None
     stats = await redis.hgetall(redis_keys.device_stats("rpi-001"))
     assert float(stats[b"cpu"]) == pytest.approx(12.5)
+
+
+async def test_heartbeat_is_rolled_up_under_the_devices_type_and_version(
+    deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool
+) -> None:
+    flushes: list[Flush] = []
+    deployment.gateway.pipeline.on_flush = flushes.append
+    creds = await enrol_device(pool, ca, "rpi-001")  # raspberry-pi, version 1.0
+    await _stub(deployment, creds).Heartbeat(_heartbeat(cpu=42.0), timeout=5)
+    for _ in range(100):
+        if flushes:
+            break
+        await asyncio.sleep(0.02)
+    [flush] = flushes
+    cpu = [r for r in flush.rollups if r[3] == "cpu_percent"]
+    assert [r[1:] for r in cpu] == [("raspberry-pi", "1.0", "cpu_percent", 1, 42.0, 42.0, 42.0)]
+    assert flush.transitions == [("rpi-001", -1, ONLINE)]
 
 
 async def test_client_without_certificate_cannot_reach_the_gateway(

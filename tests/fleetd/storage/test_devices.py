@@ -54,6 +54,7 @@ async def test_certificate_standing_reports_revocation_and_offboarding(pool: asy
     standing = await certificate_standing(pool, "abc", "f" * 64)
     assert standing is not None
     assert (standing.device_id, standing.revoked, standing.offboarded) == ("rpi-001", False, False)
+    assert (standing.device_type, standing.version) == ("raspberry-pi", "1.0.0")
     assert await certificate_standing(pool, "abc", "e" * 64) is None
     await pool.execute("UPDATE device_certificates SET revoked_at = now()")
     await pool.execute("UPDATE devices SET offboarded_at = now()")
