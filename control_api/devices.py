@@ -45,6 +45,13 @@ def _invalid(message: str) -> ConnectError:
     return ConnectError(Code.INVALID_ARGUMENT, message)
 
 
+def _page_size(requested: int) -> int:
+    """The seed's page_size: 0 means the default, more than 100 is capped at 100."""
+    if requested < 0:
+        raise _invalid("page_size must not be negative")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
 def _validate_new_device(request: device_pb2.RegisterDeviceRequest) -> str:
     device_id = request.device_id or f"dev-{secrets.token_hex(6)}"
     if not DEVICE_ID.match(device_id):
@@ -141,9 +148,7 @@ class DeviceServiceImpl(DeviceService):
     async def list_devices(
         self, request: device_pb2.ListDevicesRequest, ctx: Ctx
     ) -> device_pb2.ListDevicesResponse:
-        if request.page_size < 0:
-            raise _invalid("page_size must not be negative")
-        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        size = _page_size(request.page_size)
         try:
             order = ordering.parse(request.order_by)
         except ordering.InvalidOrderBy as exc:
@@ -294,9 +299,7 @@ class DeviceServiceImpl(DeviceService):
     async def list_enrollment_tokens(
         self, request: device_pb2.ListEnrollmentTokensRequest, ctx: Ctx
     ) -> device_pb2.ListEnrollmentTokensResponse:
-        if request.page_size < 0:
-            raise _invalid("page_size must not be negative")
-        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        size = _page_size(request.page_size)
         res = resources()
         scope = f"tokens:{int(request.include_inactive)}"
         after: tuple[dt.datetime, str] | None = None
