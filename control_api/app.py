@@ -19,6 +19,7 @@ from control_api.devices import DeviceServiceImpl
 from control_api.fieldmask_compat import FieldMaskCompat
 from control_api.reflection import reflection_apps
 from control_api.resources import close_resources, open_resources
+from control_api.status_codes import SeedStatusCodes
 from fleetd.config import Settings
 from fleetd.v1 import analytics_pb2, binary_pb2, device_pb2, update_pb2
 from fleetd.v1.analytics_connect import AnalyticsService, AnalyticsServiceASGIApplication
@@ -59,7 +60,7 @@ async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
     await send_text(send, 200, '{"status": "ok"}\n', "application/json")
 
 
-def create_app(settings: Settings | None = None) -> FieldMaskCompat:
+def create_app(settings: Settings | None = None) -> SeedStatusCodes:
     settings = settings or Settings.from_env()
     auth = AuthInterceptor()
     services: list[ConnectASGIApplication[Any]] = [
@@ -100,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FieldMaskCompat:
         startup=[startup],
         shutdown=[shutdown],
     )
-    return FieldMaskCompat(router)
+    return SeedStatusCodes(FieldMaskCompat(router))
 
 
 app = create_app()

@@ -12,6 +12,7 @@ import pytest
 
 from fleetd import jwt
 from fleetd.pki import CertificateAuthority
+from fleetd.storage.credentials import create_api_key, revoke_api_key
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.devices import enrol_device
 from tests.support.http import connect_json
@@ -172,3 +173,23 @@ async def test_a_forged_forwarded_certificate_header_is_ignored(
         headers={"x-forwarded-client-cert": forged},
     )
     assert response.status == 401  # Envoy stripped it: the caller is anonymous
+
+
+async def test_revoked_api_key_is_refused_within_five_seconds(
+    deployment: Deployment, pool: asyncpg.Pool
+) -> None:
+    key = await create_api_key(pool, "operator", "soon revoked")
+
+    async def status() -> int:
+        response = await connect_json(
+            deployment.api_endpoint, LIST, {}, ca_pem=deployment.ca_pem, api_key=key.token
+        )
+        return response.status
+
+    assert await status() == 200
+    assert await revoke_api_key(pool, key.id)
+    revoked_at = asyncio.get_running_loop().time()
+    while await status() == 200:
+        assert asyncio.get_running_loop().time() - revoked_at < 5.0, "still accepted after 5 s"
+        await asyncio.sleep(0.25)
+    assert await status() == 401
