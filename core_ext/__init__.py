@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Literal
 IMPLEMENTATION: Literal["compiled", "reference"]
 
 if TYPE_CHECKING or os.environ.get("FLEETD_PURE_PYTHON") == "1":
-    from core_ext.reference import DeviceIdentity, HeartbeatBatcher, IdentityError, extract_identity
+    from core_ext.reference import (
+        DeviceIdentity,
+        HeartbeatBatcher,
+        IdentityCache,
+        IdentityError,
+        extract_identity,
+    )
 
     IMPLEMENTATION = "reference"
 else:
@@ -23,6 +29,7 @@ else:
         from core_ext.compiled import (
             DeviceIdentity,
             HeartbeatBatcher,
+            IdentityCache,
             IdentityError,
             extract_identity,
         )
@@ -32,6 +39,7 @@ else:
         from core_ext.reference import (
             DeviceIdentity,
             HeartbeatBatcher,
+            IdentityCache,
             IdentityError,
             extract_identity,
         )
@@ -42,6 +50,7 @@ __all__ = [
     "IMPLEMENTATION",
     "DeviceIdentity",
     "HeartbeatBatcher",
+    "IdentityCache",
     "IdentityError",
     "extract_identity",
 ]

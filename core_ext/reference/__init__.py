@@ -2,5 +2,12 @@
 
 from core_ext.reference.batcher import HeartbeatBatcher
 from core_ext.reference.identity import DeviceIdentity, IdentityError, extract_identity
+from core_ext.reference.identity_cache import IdentityCache
 
-__all__ = ["DeviceIdentity", "HeartbeatBatcher", "IdentityError", "extract_identity"]
+__all__ = [
+    "DeviceIdentity",
+    "HeartbeatBatcher",
+    "IdentityCache",
+    "IdentityError",
+    "extract_identity",
+]

@@ -1,12 +1,19 @@
 """fleetd's compiled hot path (Rust): X.509 device certificate identity extraction.
 
-The pure-Python reference ``core_ext.reference.identity`` defines the semantics; this module
-must behave identically on every input, refusals included.
+The pure-Python references in ``core_ext.reference`` (``identity``, ``identity_cache``)
+define the semantics; this module must behave identically on every input, refusals included.
 """
 
 from typing import Final, final
 
-__all__ = ["MAX_CERTIFICATE_SIZE", "DeviceIdentity", "IdentityError", "extract_identity"]
+__all__ = [
+    "MAX_CACHE_CAPACITY",
+    "MAX_CERTIFICATE_SIZE",
+    "DeviceIdentity",
+    "IdentityCache",
+    "IdentityError",
+    "extract_identity",
+]
 
 MAX_CERTIFICATE_SIZE: Final[int]
 """Inputs longer than this many bytes (16384) are refused before any parsing."""
@@ -84,3 +91,49 @@ def extract_identity(data: bytes) -> DeviceIdentity:
         IdentityError: when the certificate is refused (see its message prefixes).
         TypeError: when ``data`` is not ``bytes``.
     """
+
+MAX_CACHE_CAPACITY: Final[int]
+"""The largest ``IdentityCache`` capacity accepted (16777216)."""
+
+@final
+class IdentityCache:
+    """At most ``capacity`` certificate → ``DeviceIdentity`` entries, for the per-RPC path.
+
+    Keyed by the certificate's exact bytes (PEM and DER of one certificate are two entries).
+    Eviction is CLOCK (second chance): a hit marks its entry; when the cache is full the hand
+    sweeps the slots in insertion order, clearing marks, and replaces the first unmarked
+    entry; new entries start unmarked. Refusals are never cached: a refused certificate is
+    parsed again on every call, so junk cannot evict the devices really talking. Revocation
+    is the caller's check, on every call, against the fleet's revoked set. Thread-safe; the
+    GIL is released while a certificate is parsed.
+
+    Raises:
+        ValueError: when ``capacity`` is not between 1 and ``MAX_CACHE_CAPACITY``.
+        TypeError: when ``capacity`` is not an integer.
+    """
+
+    def __new__(cls, capacity: int) -> IdentityCache: ...
+    def get(self, data: bytes) -> DeviceIdentity:
+        """The identity ``data`` establishes, from the cache or extracted and cached.
+
+        A hit returns the same ``DeviceIdentity`` object each time.
+
+        Raises:
+            IdentityError: when the certificate is refused (see ``extract_identity``).
+            TypeError: when ``data`` is not ``bytes``.
+        """
+    def clear(self) -> None:
+        """Drop every entry; the counters keep their values."""
+    def __len__(self) -> int: ...
+    @property
+    def capacity(self) -> int:
+        """The most entries the cache holds."""
+    @property
+    def hits(self) -> int:
+        """Lookups answered from the cache."""
+    @property
+    def misses(self) -> int:
+        """Lookups that parsed the certificate (refusals included)."""
+    @property
+    def evictions(self) -> int:
+        """Entries dropped to make room for new ones (``clear()`` does not count)."""

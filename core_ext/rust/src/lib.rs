@@ -4,6 +4,7 @@
 //! `core_ext/reference` defines the semantics this crate must match.
 
 pub mod identity;
+pub mod identity_cache;
 
 use pyo3::prelude::*;
 
@@ -17,5 +18,7 @@ fn fleetd_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_function(wrap_pyfunction!(identity::extract_identity, m)?)?;
     m.add("MAX_CERTIFICATE_SIZE", identity::MAX_CERTIFICATE_SIZE)?;
+    m.add_class::<identity_cache::IdentityCache>()?;
+    m.add("MAX_CACHE_CAPACITY", identity_cache::MAX_CACHE_CAPACITY)?;
     Ok(())
 }
