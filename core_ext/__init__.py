@@ -16,41 +16,57 @@ IMPLEMENTATION: Literal["compiled", "reference"]
 
 if TYPE_CHECKING or os.environ.get("FLEETD_PURE_PYTHON") == "1":
     from core_ext.reference import (
+        ChunkHasher,
         DeviceIdentity,
         HeartbeatBatcher,
         IdentityCache,
         IdentityError,
+        Manifest,
         extract_identity,
+        hash_file,
+        verify_chunk,
     )
 
     IMPLEMENTATION = "reference"
 else:
     try:
         from core_ext.compiled import (
+            ChunkHasher,
             DeviceIdentity,
             HeartbeatBatcher,
             IdentityCache,
             IdentityError,
+            Manifest,
             extract_identity,
+            hash_file,
+            verify_chunk,
         )
 
         IMPLEMENTATION = "compiled"
     except ImportError:  # not built (a source checkout before `make build`)
         from core_ext.reference import (
+            ChunkHasher,
             DeviceIdentity,
             HeartbeatBatcher,
             IdentityCache,
             IdentityError,
+            Manifest,
             extract_identity,
+            hash_file,
+            verify_chunk,
         )
 
         IMPLEMENTATION = "reference"
 
 __all__ = [
     "IMPLEMENTATION",
+    "ChunkHasher",
     "DeviceIdentity",
     "HeartbeatBatcher",
     "IdentityCache",
     "IdentityError",
+    "Manifest",
     "extract_identity",
+    "hash_file",
+    "verify_chunk",
 ]

@@ -45,7 +45,7 @@ class IdentityCache:
 
     Args:
         capacity: the number of entries kept, 1 to 16777216. Memory is bounded by about
-            ``capacity`` × (certificate size + 300 bytes); nothing is allocated up front.
+            ``capacity`` * (certificate size + 300 bytes); nothing is allocated up front.
 
     Raises:
         ValueError: when ``capacity`` is out of range.
