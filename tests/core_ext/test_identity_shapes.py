@@ -159,6 +159,22 @@ def _build_shapes(ca: certs.FleetCA) -> dict[str, bytes]:
                 ),
             ),
         ),
+        "san-with-non-ascii-names": with_extensions(
+            der,
+            aki,
+            basic,
+            eku,
+            extension(
+                "2.5.29.17",
+                tlv(
+                    0x30,
+                    tlv(0x82, "gerät.example".encode())
+                    + tlv(0x81, "ops@bücher.example".encode())
+                    + tlv(0x86, "https://bücher.example/ü".encode())
+                    + tlv(0x86, spiffe),
+                ),
+            ),
+        ),
         "eku-with-several-purposes": with_extensions(
             der,
             aki,
@@ -223,6 +239,7 @@ SHAPES = (
     "printable-and-ia5-names",
     "utf8-non-ascii-organization",
     "san-with-dns-email-and-ip",
+    "san-with-non-ascii-names",
     "eku-with-several-purposes",
     "bmp-string-common-name",
     "multi-valued-rdn",
@@ -283,6 +300,150 @@ def test_path_length_constraint(
     der = with_extensions(device.der, constraints, *standard_extensions(device).values())
     with pytest.raises(core.IdentityError, match=f"^{prefix}"):
         core.extract_identity(der)
+
+
+@pytest.mark.parametrize("tag", [0x81, 0x82, 0x86])
+def test_san_string_that_is_not_utf8_is_malformed(
+    core: ModuleType, ca: certs.FleetCA, tag: int
+) -> None:
+    device = certs.make_device_cert(ca, DEVICE)
+    own = standard_extensions(device)
+    spiffe = certs.spiffe_uri(FLEET, DEVICE).encode()
+    san = extension("2.5.29.17", tlv(0x30, tlv(0x86, spiffe) + tlv(tag, b"d\xff.example")))
+    der = with_extensions(device.der, own["2.5.29.35"], own["2.5.29.19"], own["2.5.29.37"], san)
+    with pytest.raises(core.IdentityError, match=f"^{MALFORMED_CERTIFICATE}"):
+        core.extract_identity(der)
+
+
+ALGORITHMS = {
+    "ecdsa-with-SHA256": "1.2.840.10045.4.3.2",
+    "sha256WithRSAEncryption": "1.2.840.113549.1.1.11",
+    "RSASSA-PSS": "1.2.840.113549.1.1.10",
+    "Ed25519": "1.3.101.112",
+    "rsaEncryption": "1.2.840.113549.1.1.1",
+    "id-ecPublicKey": "1.2.840.10045.2.1",
+    "id-dsa": "1.2.840.10040.4.1",
+    "dhpublicnumber": "1.2.840.10046.2.1",
+    "AES-128-CBC": "2.16.840.1.101.3.4.1.2",
+    "unknown": "1.2.3.4",
+}
+PARAMETERS = {
+    "absent": b"",
+    "null": tlv(0x05, b""),
+    "integer": tlv(0x02, b"\x00"),
+    "empty-sequence": tlv(0x30, b""),
+    "three-integers": tlv(0x30, tlv(0x02, b"\x01") * 3),
+    "pss-salt-32": tlv(0x30, tlv(0xA2, tlv(0x02, b"\x20"))),
+    "pss-salt-default": tlv(0x30, tlv(0xA2, tlv(0x02, b"\x14"))),
+    "named-curve": certs.encode_oid("1.2.840.10045.3.1.7"),
+    "octet-string-16": tlv(0x04, bytes(16)),
+    "tag-zero": b"\x00\x02ab",
+    "high-tag-number": b"\x1f\x81\x00\x00",
+}
+
+
+def _outer_signature_algorithm(der: bytes, algorithm: bytes) -> bytes:
+    tbs_and_rest = der[4:] if der[1] == 0x82 else der[2:]
+    tbs_length = 4 + int.from_bytes(tbs_and_rest[2:4], "big")
+    tbs, rest = tbs_and_rest[:tbs_length], tbs_and_rest[tbs_length:]
+    old_length = 2 + rest[1]
+    return tlv(0x30, tbs + algorithm + rest[old_length:])
+
+
+def outcome(core: ModuleType, der: bytes) -> str:
+    try:
+        core.extract_identity(der)
+    except core.IdentityError as error:
+        return str(error).split(":")[0]
+    return "accepted"
+
+
+@pytest.mark.parametrize("position", ["tbs-signature", "outer-signature", "subject-key"])
+def test_algorithm_parameters_are_read_per_algorithm_as_the_reference_does(
+    ca: certs.FleetCA, position: str
+) -> None:
+    """Every (algorithm, parameters) pair: both implementations give the same answer."""
+    device = certs.make_device_cert(ca, DEVICE)
+    public_key = device.cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    key_bits = public_key[4 + public_key[3] :]
+    seen = set()
+    for oid in ALGORITHMS.values():
+        for parameters in PARAMETERS.values():
+            algorithm = tlv(0x30, certs.encode_oid(oid) + parameters)
+            if position == "tbs-signature":
+                der = certs.replace_tbs_field(device.der, certs.TbsField.SIGNATURE, algorithm)
+            elif position == "outer-signature":
+                der = _outer_signature_algorithm(device.der, algorithm)
+            else:
+                der = certs.replace_spki(device.der, tlv(0x30, algorithm + key_bits))
+            compiled = outcome(core_ext.compiled, der)
+            assert compiled == outcome(core_ext.reference, der), (oid, parameters.hex())
+            seen.add(compiled)
+    assert "accepted" in seen or position == "subject-key"
+    assert MALFORMED_CERTIFICATE in seen
+
+
+SPIFFE = certs.spiffe_uri(FLEET, DEVICE).encode()
+URI = tlv(0x86, b"http://crl.acme.example/ca.crl")
+
+# (extension OID, value) -> expected outcome on both implementations: certificates whose
+# extensions the reference's parser decodes strictly (found by the differential fuzzer).
+EXTENSION_CASES = {
+    "empty-eku": ("2.5.29.37", tlv(0x30, b""), MALFORMED_CERTIFICATE),
+    "empty-san": ("2.5.29.17", tlv(0x30, b""), "missing or malformed device identity"),
+    "empty-ian": ("2.5.29.18", tlv(0x30, b""), "accepted"),
+    "ian-not-utf8": ("2.5.29.18", tlv(0x30, tlv(0x86, b"http://\xff\xfe")), MALFORMED_CERTIFICATE),
+    "ian-uri": ("2.5.29.18", tlv(0x30, URI), "accepted"),
+    "name-constraints-with-aki-content": (
+        "2.5.29.30",
+        tlv(0x30, tlv(0x80, bytes(20))),
+        MALFORMED_CERTIFICATE,
+    ),
+    "name-constraints-empty": ("2.5.29.30", tlv(0x30, b""), MALFORMED_CERTIFICATE),
+    "name-constraints-permitted-dns": (
+        "2.5.29.30",
+        tlv(0x30, tlv(0xA0, tlv(0x30, tlv(0x82, b"acme.example")))),
+        "accepted",
+    ),
+    "policy-constraints-empty": ("2.5.29.36", tlv(0x30, b""), MALFORMED_CERTIFICATE),
+    "policy-constraints": ("2.5.29.36", tlv(0x30, tlv(0x80, b"\x00")), "accepted"),
+    "inhibit-any-policy-negative": ("2.5.29.54", tlv(0x02, b"\xff"), MALFORMED_CERTIFICATE),
+    "inhibit-any-policy": ("2.5.29.54", tlv(0x02, b"\x00"), "accepted"),
+    "private-key-usage-period-empty": ("2.5.29.16", tlv(0x30, b""), MALFORMED_CERTIFICATE),
+    "private-key-usage-period": (
+        "2.5.29.16",
+        tlv(0x30, tlv(0x80, b"20250101000000Z")),
+        "accepted",
+    ),
+    "crl-distribution-point": (
+        "2.5.29.31",
+        tlv(0x30, tlv(0x30, tlv(0xA0, tlv(0xA0, URI)))),
+        "accepted",
+    ),
+    "crl-distribution-point-reasons-only": (
+        "2.5.29.31",
+        tlv(0x30, tlv(0x30, tlv(0x81, b"\x07\x80"))),
+        MALFORMED_CERTIFICATE,
+    ),
+    "freshest-crl-empty": ("2.5.29.46", tlv(0x30, b""), "accepted"),
+}
+
+
+@pytest.mark.parametrize("case", list(EXTENSION_CASES))
+def test_extensions_the_reference_decodes_strictly(
+    core: ModuleType, ca: certs.FleetCA, case: str
+) -> None:
+    oid, value, expected_outcome = EXTENSION_CASES[case]
+    device = certs.make_device_cert(ca, DEVICE)
+    own = standard_extensions(device)
+    if oid in own:  # replace the certificate's own extension of that type
+        own[oid] = extension(oid, value)
+        der = with_extensions(device.der, *own.values())
+    else:
+        der = with_extensions(device.der, *own.values(), extension(oid, value))
+    assert outcome(core, der) == expected_outcome
 
 
 def test_generalized_time_dates_are_converted_exactly(core: ModuleType, ca: certs.FleetCA) -> None:

@@ -29,6 +29,7 @@ use x509_parser::oid_registry::{
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo};
 
+mod algorithms;
 mod fast;
 
 /// Inputs longer than this many bytes are refused before any parsing.
@@ -381,6 +382,7 @@ fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, Rejection> {
             ParsedExtension::SubjectAlternativeName(san) => {
                 check_general_names(&san.general_names)?
             }
+            ParsedExtension::IssuerAlternativeName(ian) => check_general_names(&ian.general_names)?,
             _ => {}
         }
     }
@@ -404,6 +406,7 @@ fn is_ca(cert: &X509Certificate<'_>) -> bool {
 const PARSED_EXTENSIONS: &[(&[u8], &str)] = &[
     (&[0x55, 0x1d, 0x0e], "2.5.29.14"), // subjectKeyIdentifier
     (&[0x55, 0x1d, 0x0f], "2.5.29.15"), // keyUsage
+    (&[0x55, 0x1d, 0x10], "2.5.29.16"), // privateKeyUsagePeriod
     (&[0x55, 0x1d, 0x11], "2.5.29.17"), // subjectAltName
     (&[0x55, 0x1d, 0x12], "2.5.29.18"), // issuerAltName
     (&[0x55, 0x1d, 0x13], "2.5.29.19"), // basicConstraints
@@ -438,18 +441,14 @@ fn parsed_extension_name(oid: &[u8]) -> Option<&'static str> {
         .map(|&(_, name)| name)
 }
 
-/// Names the reference's parser cannot represent make the certificate malformed.
+/// Names the reference's parser cannot represent make the certificate malformed. (Like the
+/// reference, rfc822Name, dNSName and URI entries may hold any UTF-8, not only IA5.)
 fn check_general_names(names: &[GeneralName<'_>]) -> Result<(), Rejection> {
     for name in names {
         match name {
             GeneralName::Invalid(..) => return malformed("invalid subjectAltName entry"),
             GeneralName::X400Address(..) | GeneralName::EDIPartyName(..) => {
                 return malformed("unsupported subjectAltName entry type");
-            }
-            GeneralName::RFC822Name(s) | GeneralName::DNSName(s) | GeneralName::URI(s)
-                if !s.is_ascii() =>
-            {
-                return malformed("subjectAltName entry is not IA5String");
             }
             _ => {}
         }
@@ -795,7 +794,42 @@ mod strict {
         if tag & 0x1f == 0x1f {
             return None;
         }
-        let (&first, rest) = rest.split_first()?;
+        let (content, after) = read_length(rest)?;
+        let raw = input.get(..input.len() - after.len())?;
+        Some((Tlv { tag, content, raw }, after))
+    }
+
+    /// Skip one element of any tag (high tag numbers included) with a definite minimal
+    /// length, without looking inside it; return what follows.
+    pub fn skip_element(input: &[u8]) -> Option<&[u8]> {
+        let (&first, mut rest) = input.split_first()?;
+        if first & 0x1f == 0x1f {
+            // High tag number: base-128, minimal, at least 31, at most four octets.
+            let mut number: u32 = 0;
+            for i in 0..4 {
+                let (&octet, after) = rest.split_first()?;
+                rest = after;
+                if i == 0 && octet == 0x80 {
+                    return None;
+                }
+                number = (number << 7) | u32::from(octet & 0x7f);
+                if octet & 0x80 == 0 {
+                    if number < 31 {
+                        return None;
+                    }
+                    let (_, after) = read_length(rest)?;
+                    return Some(after);
+                }
+            }
+            return None;
+        }
+        let (_, after) = read(input)?;
+        Some(after)
+    }
+
+    /// A definite, minimal length and the content it delimits; return what follows.
+    fn read_length(input: &[u8]) -> Option<(&[u8], &[u8])> {
+        let (&first, rest) = input.split_first()?;
         let (length, rest) = if first < 0x80 {
             (usize::from(first), rest)
         } else {
@@ -815,9 +849,7 @@ mod strict {
             }
             (length, rest)
         };
-        let (content, after) = rest.split_at_checked(length)?;
-        let raw = input.get(..input.len() - after.len())?;
-        Some((Tlv { tag, content, raw }, after))
+        rest.split_at_checked(length)
     }
 
     /// The TLVs that exactly fill `content`.
@@ -902,16 +934,8 @@ mod strict {
         content.is_empty().then_some(out)
     }
 
-    /// `SEQUENCE { algorithm OBJECT IDENTIFIER, parameters ANY OPTIONAL }`
     fn algorithm_identifier_ok(tlv: &Tlv<'_>) -> bool {
-        tlv.tag == 0x30
-            && match children(tlv.content).as_deref() {
-                Some([oid]) => oid.tag == 0x06 && oid_is_der(oid.content),
-                Some([oid, parameters]) => {
-                    oid.tag == 0x06 && oid_is_der(oid.content) && is_der(parameters, 0)
-                }
-                _ => false,
-            }
+        super::algorithms::algorithm_identifier_ok(tlv)
     }
 
     /// `SEQUENCE OF SET OF SEQUENCE { type OBJECT IDENTIFIER, value ANY }`
@@ -1058,8 +1082,12 @@ mod strict {
                     }
             }
             // SEQUENCE SIZE (1..MAX) OF KeyPurposeId
-            "2.5.29.37" => tlv.tag == 0x30 && elements().iter().all(|e| e.tag == 0x06),
-            // SEQUENCE OF GeneralName (x400Address and ediPartyName are refused elsewhere)
+            "2.5.29.37" => {
+                let purposes = elements();
+                tlv.tag == 0x30 && !purposes.is_empty() && purposes.iter().all(|e| e.tag == 0x06)
+            }
+            // SEQUENCE OF GeneralName (x400Address and ediPartyName are refused elsewhere;
+            // the reference reads an empty list)
             "2.5.29.17" | "2.5.29.18" => {
                 tlv.tag == 0x30
                     && elements().iter().all(|name| match name.tag {
@@ -1082,7 +1110,147 @@ mod strict {
                         [] | [0x80] | [0xa1, 0x82] | [0x80, 0xa1, 0x82]
                     )
             }
+            // SEQUENCE { permittedSubtrees [0], excludedSubtrees [1] }, at least one, each a
+            // non-empty list of GeneralSubtree
+            "2.5.29.30" => {
+                let tags: Vec<u8> = elements().iter().map(|e| e.tag).collect();
+                tlv.tag == 0x30
+                    && matches!(tags.as_slice(), [0xa0] | [0xa1] | [0xa0, 0xa1])
+                    && elements().iter().all(|subtrees| {
+                        children(subtrees.content).is_some_and(|list| {
+                            !list.is_empty() && list.iter().all(general_subtree_ok)
+                        })
+                    })
+            }
+            // SEQUENCE { requireExplicitPolicy [0], inhibitPolicyMapping [1] }, at least one
+            "2.5.29.36" => {
+                let fields = elements();
+                tlv.tag == 0x30
+                    && matches!(
+                        fields.iter().map(|e| e.tag).collect::<Vec<_>>().as_slice(),
+                        [0x80] | [0x81] | [0x80, 0x81]
+                    )
+                    && fields.iter().all(|f| unsigned_fits(f.content, 8))
+            }
+            // PrivateKeyUsagePeriod ::= SEQUENCE { notBefore [0] GeneralizedTime OPTIONAL,
+            // notAfter [1] GeneralizedTime OPTIONAL }, at least one
+            "2.5.29.16" => {
+                let fields = elements();
+                let generalized = |t: &Tlv<'_>| {
+                    time_ok(&Tlv {
+                        tag: 0x18,
+                        content: t.content,
+                        raw: t.raw,
+                    })
+                };
+                tlv.tag == 0x30
+                    && matches!(
+                        fields.iter().map(|e| e.tag).collect::<Vec<_>>().as_slice(),
+                        [0x80] | [0x81] | [0x80, 0x81]
+                    )
+                    && fields.iter().all(generalized)
+            }
+            // CRLDistributionPoints ::= SEQUENCE OF DistributionPoint (the reference reads an
+            // empty list)
+            "2.5.29.31" | "2.5.29.46" => {
+                tlv.tag == 0x30 && elements().iter().all(distribution_point_ok)
+            }
+            // SkipCerts ::= INTEGER (0..MAX)
+            "2.5.29.54" => tlv.tag == 0x02 && unsigned_fits(tlv.content, 8),
             _ => true,
+        }
+    }
+
+    /// `GeneralSubtree ::= SEQUENCE { base GeneralName, minimum [0] DEFAULT 0,
+    /// maximum [1] OPTIONAL }`; an iPAddress base is an address and a mask (8 or 32 bytes).
+    fn general_subtree_ok(subtree: &Tlv<'_>) -> bool {
+        let Some(parts) = (subtree.tag == 0x30)
+            .then(|| children(subtree.content))
+            .flatten()
+        else {
+            return false;
+        };
+        let Some((base, bounds)) = parts.split_first() else {
+            return false;
+        };
+        let base_ok = match base.tag {
+            0xa0 | 0xa4 | 0x81 | 0x82 | 0x86 | 0x88 => true,
+            0x87 => matches!(base.content.len(), 8 | 32),
+            _ => false,
+        };
+        let bounds_ok = match bounds {
+            [] => true,
+            [b] if b.tag == 0x80 => unsigned_fits(b.content, 8) && b.content != [0],
+            [b] => b.tag == 0x81 && unsigned_fits(b.content, 8),
+            [min, max] => {
+                min.tag == 0x80
+                    && unsigned_fits(min.content, 8)
+                    && min.content != [0]
+                    && max.tag == 0x81
+                    && unsigned_fits(max.content, 8)
+            }
+            _ => false,
+        };
+        base_ok && bounds_ok
+    }
+
+    /// `DistributionPoint ::= SEQUENCE { distributionPoint [0] EXPLICIT CHOICE { fullName [0]
+    /// GeneralNames, nameRelativeToCRLIssuer [1] RDN }, reasons [1] BIT STRING, cRLIssuer [2]
+    /// GeneralNames }`, all optional but not reasons alone.
+    fn distribution_point_ok(point: &Tlv<'_>) -> bool {
+        let Some(fields) = (point.tag == 0x30)
+            .then(|| children(point.content))
+            .flatten()
+        else {
+            return false;
+        };
+        let names_ok = |names: &[u8]| {
+            children(names).is_some_and(|list| {
+                !list.is_empty()
+                    && list.iter().all(|name| match name.tag {
+                        0xa0 | 0xa4 | 0x81 | 0x82 | 0x86 | 0x88 => true,
+                        0x87 => matches!(name.content.len(), 4 | 16),
+                        _ => false,
+                    })
+            })
+        };
+        let mut last = 0;
+        let mut named = false;
+        let shape_ok = fields.iter().all(|field| {
+            let in_order = field.tag > last;
+            last = field.tag;
+            in_order
+                && match field.tag {
+                    0xa0 => {
+                        named = true;
+                        match children_array::<1>(field).as_ref().map(|[choice]| choice) {
+                            Some(choice) if choice.tag == 0xa0 => names_ok(choice.content),
+                            Some(choice) if choice.tag == 0xa1 => {
+                                children(choice.content).is_some_and(|atvs| !atvs.is_empty())
+                            }
+                            _ => false,
+                        }
+                    }
+                    0x81 => bit_string_ok(field.content),
+                    0xa2 => {
+                        named = true;
+                        names_ok(field.content)
+                    }
+                    _ => false,
+                }
+        });
+        shape_ok && named
+    }
+
+    /// INTEGER content octets: minimal, non-negative, at most `bytes` of magnitude.
+    fn unsigned_fits(content: &[u8], bytes: usize) -> bool {
+        match content {
+            [] => false,
+            [first, ..] if first & 0x80 != 0 => false,
+            [0] => true,
+            [0, next, ..] if next & 0x80 == 0 => false,
+            [0, magnitude @ ..] => magnitude.len() <= bytes,
+            magnitude => magnitude.len() <= bytes,
         }
     }
 
@@ -1152,7 +1320,7 @@ mod strict {
         }
     }
 
-    fn oid_is_der(content: &[u8]) -> bool {
+    pub fn oid_is_der(content: &[u8]) -> bool {
         // Non-empty, each sub-identifier minimal (no leading 0x80) and terminated.
         !content.is_empty()
             && content.last().is_some_and(|b| b & 0x80 == 0)

@@ -201,10 +201,11 @@ fn device_extensions<'a>(field: &Tlv<'a>) -> Option<&'a [u8]> {
         match bit {
             // subjectKeyIdentifier, keyUsage: their form is all the full path checks.
             1 | 2 => {}
-            // GeneralNames: the string forms the full path reads as ASCII, and IP addresses.
+            // GeneralNames: the string forms (UTF-8, as the full path reads them) and IP
+            // addresses.
             4 => {
                 let plain = elements.all(|name| match name.tag {
-                    0x81 | 0x82 | 0x86 => name.content.is_ascii(),
+                    0x81 | 0x82 | 0x86 => std::str::from_utf8(name.content).is_ok(),
                     0x87 => true,
                     _ => false,
                 });
