@@ -394,6 +394,20 @@ EXTENSION_CASES = {
     "empty-eku": ("2.5.29.37", tlv(0x30, b""), MALFORMED_CERTIFICATE),
     "empty-san": ("2.5.29.17", tlv(0x30, b""), "missing or malformed device identity"),
     "empty-ian": ("2.5.29.18", tlv(0x30, b""), "accepted"),
+    "san-registered-id-not-an-oid": (
+        "2.5.29.17",
+        tlv(0x30, tlv(0x86, SPIFFE) + tlv(0x88, b"\x80\x01")),
+        MALFORMED_CERTIFICATE,
+    ),
+    "san-other-name": (
+        "2.5.29.17",
+        tlv(
+            0x30,
+            tlv(0x86, SPIFFE)
+            + tlv(0xA0, certs.encode_oid("1.3.6.1.4.1.311.20.2.3") + tlv(0xA0, tlv(0x0C, b"u@a"))),
+        ),
+        "accepted",
+    ),
     "ian-not-utf8": ("2.5.29.18", tlv(0x30, tlv(0x86, b"http://\xff\xfe")), MALFORMED_CERTIFICATE),
     "ian-uri": ("2.5.29.18", tlv(0x30, URI), "accepted"),
     "name-constraints-with-aki-content": (

@@ -1090,12 +1090,9 @@ mod strict {
             // the reference reads an empty list)
             "2.5.29.17" | "2.5.29.18" => {
                 tlv.tag == 0x30
-                    && elements().iter().all(|name| match name.tag {
-                        0xa0 | 0xa4 => true,
-                        0x81 | 0x82 | 0x86 | 0x88 => true,
-                        0x87 => matches!(name.content.len(), 4 | 16),
-                        _ => false,
-                    })
+                    && elements()
+                        .iter()
+                        .all(|name| general_name_ok(name, &[4, 16]))
             }
             // OCTET STRING
             "2.5.29.14" => tlv.tag == 0x04,
@@ -1173,11 +1170,7 @@ mod strict {
         let Some((base, bounds)) = parts.split_first() else {
             return false;
         };
-        let base_ok = match base.tag {
-            0xa0 | 0xa4 | 0x81 | 0x82 | 0x86 | 0x88 => true,
-            0x87 => matches!(base.content.len(), 8 | 32),
-            _ => false,
-        };
+        let base_ok = general_name_ok(base, &[8, 32]);
         let bounds_ok = match bounds {
             [] => true,
             [b] if b.tag == 0x80 => unsigned_fits(b.content, 8) && b.content != [0],
@@ -1206,12 +1199,7 @@ mod strict {
         };
         let names_ok = |names: &[u8]| {
             children(names).is_some_and(|list| {
-                !list.is_empty()
-                    && list.iter().all(|name| match name.tag {
-                        0xa0 | 0xa4 | 0x81 | 0x82 | 0x86 | 0x88 => true,
-                        0x87 => matches!(name.content.len(), 4 | 16),
-                        _ => false,
-                    })
+                !list.is_empty() && list.iter().all(|name| general_name_ok(name, &[4, 16]))
             })
         };
         let mut last = 0;
@@ -1240,6 +1228,25 @@ mod strict {
                 }
         });
         shape_ok && named
+    }
+
+    /// A GeneralName of a type the reference reads (x400Address and ediPartyName are
+    /// refused elsewhere): otherName `{ type-id OID, value [0] EXPLICIT ANY }`, a string
+    /// form, directoryName, an iPAddress of one of `ip_lengths`, registeredID (an OID).
+    fn general_name_ok(name: &Tlv<'_>, ip_lengths: &[usize]) -> bool {
+        match name.tag {
+            0xa0 => matches!(
+                children(name.content).as_deref(),
+                Some([oid, value]) if oid.tag == 0x06
+                    && oid_is_der(oid.content)
+                    && value.tag == 0xa0
+                    && children(value.content).is_some_and(|inner| inner.len() == 1)
+            ),
+            0xa4 | 0x81 | 0x82 | 0x86 => true,
+            0x87 => ip_lengths.contains(&name.content.len()),
+            0x88 => oid_is_der(name.content),
+            _ => false,
+        }
     }
 
     /// INTEGER content octets: minimal, non-negative, at most `bytes` of magnitude.
