@@ -7,7 +7,8 @@
 //! - `ChunkHasher.update` on one thread runs both through the two-lane kernel (`sha256.rs`).
 //! - `ChunkHasher.update` of a large buffer, with a second core available, hashes the chunks
 //!   on a helper thread while the calling thread computes the whole-file digest.
-//! - `hash_file` with `threads` > 1 reads and hashes chunks on `threads - 1` workers and feeds
+//! - `hash_file` with `threads` > 1 reads and hashes chunks on `threads - 1` workers (two
+//!   chunks at a time, two independent messages through the two-lane kernel) and feeds
 //!   them, in order, to the whole-file digest on the calling thread. The chunk digests scale
 //!   with the workers; the whole-file digest is one sequential stream, so the total never
 //!   beats one core's SHA-256 speed: more than two threads only help when reading is slow.
@@ -32,7 +33,7 @@ use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 
-use sha256::{update_pair, Stream};
+use sha256::{digest_two, update_pair, Stream};
 
 /// The chunk size when none is given: 1 MiB.
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
@@ -494,10 +495,10 @@ struct Done {
     data: Vec<u8>,
 }
 
-/// Workers claim chunks in order, read and hash them; this thread feeds them, in order, to
-/// the whole-file digest. At most two buffers per worker exist at any time: a worker takes
-/// a free buffer *before* claiming a chunk, so the chunk the whole-file digest waits for is
-/// always held by a worker that can finish it.
+/// Workers claim chunks in order, two at a time, read and hash them; this thread feeds them,
+/// in order, to the whole-file digest. At most four buffers per worker exist: a worker takes
+/// two free buffers *before* claiming chunks, so the chunk the whole-file digest waits for
+/// is always held by a worker that can finish it.
 fn hash_parallel(
     file: &File,
     size: u64,
@@ -511,7 +512,7 @@ fn hash_parallel(
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
-    for _ in 0..2 * workers {
+    for _ in 0..4 * workers {
         // Buffers grow on first use, so a small file never allocates them all.
         free_tx.send(Vec::new()).map_err(io::Error::other)?;
     }
@@ -576,6 +577,9 @@ fn hash_parallel(
     })
 }
 
+/// A worker: take two free buffers, claim two chunks, read them and hash both at once
+/// through the two-lane kernel (two independent messages), hand them over; until none is
+/// left or the whole-file thread stops.
 fn read_and_hash(
     file: &File,
     size: u64,
@@ -585,26 +589,56 @@ fn read_and_hash(
     free: &Mutex<mpsc::Receiver<Vec<u8>>>,
     done: &mpsc::Sender<io::Result<Done>>,
 ) {
-    while !stop.load(Ordering::Relaxed) {
-        let buffer = free.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(mut data) = buffer else {
-            return;
-        };
-        let index = next.fetch_add(1, Ordering::Relaxed);
+    let read = |index: usize, mut data: Vec<u8>| -> Option<io::Result<(usize, Vec<u8>)>> {
         let offset = index as u64 * chunk_size as u64;
         if offset >= size {
-            return;
+            return None;
         }
         let len = usize::try_from(size - offset).map_or(chunk_size, |r| r.min(chunk_size));
         data.resize(len, 0);
-        let result = file.read_exact_at(&mut data, offset).map(|()| Done {
-            index,
-            digest: digest_of(&data),
-            data,
-        });
-        let failed = result.is_err();
-        if done.send(result).is_err() || failed {
+        Some(
+            file.read_exact_at(&mut data, offset)
+                .map(|()| (index, data)),
+        )
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let buffers = {
+            let free = free.lock().unwrap_or_else(PoisonError::into_inner);
+            free.recv().and_then(|first| Ok((first, free.recv()?)))
+        };
+        let Ok((first, second)) = buffers else {
             return;
+        };
+        let index = next.fetch_add(2, Ordering::Relaxed);
+        let results = match (read(index, first), read(index + 1, second)) {
+            (None, _) => return,
+            (Some(Err(error)), _) | (_, Some(Err(error))) => vec![Err(error)],
+            (Some(Ok((i, data))), None) => vec![Ok(Done {
+                index: i,
+                digest: digest_of(&data),
+                data,
+            })],
+            (Some(Ok((i, x))), Some(Ok((j, y)))) => {
+                let (dx, dy) = digest_two(&x, &y);
+                vec![
+                    Ok(Done {
+                        index: i,
+                        digest: dx,
+                        data: x,
+                    }),
+                    Ok(Done {
+                        index: j,
+                        digest: dy,
+                        data: y,
+                    }),
+                ]
+            }
+        };
+        for result in results {
+            let failed = result.is_err();
+            if done.send(result).is_err() || failed {
+                return;
+            }
         }
     }
 }
