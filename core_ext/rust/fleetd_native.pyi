@@ -189,7 +189,7 @@ class ChunkHasher:
 
     Both digests advance together: on one thread through a two-lane SHA-256 kernel (the
     message schedule shared, two states; SHA-NI where present), or, for updates of 1 MiB
-    or more with ``threads`` >= 2, the whole-file digest on a pool thread while the calling
+    or more with ``threads`` >= 2, the whole-file digest on a helper thread while the calling
     thread hashes the chunks. The GIL is released for updates of 16 KiB or more. Not for
     concurrent use by several threads.
 

@@ -123,6 +123,24 @@ def test_large_writes_on_one_or_two_threads(
     assert fields(manifest) == expected(big, chunk_size)
 
 
+def test_concurrent_streams_each_get_their_own_manifest(core: ModuleType) -> None:
+    """Streams on several Python threads at once (they share the one helper thread)."""
+    inputs = [pseudo_random(5 * MiB + 77 * i, seed=i) for i in range(4)]
+    results: dict[int, object] = {}
+
+    def run(i: int) -> None:
+        pieces = [inputs[i][j : j + 2 * MiB] for j in range(0, len(inputs[i]), 2 * MiB)]
+        results[i] = manifest_of(core, pieces, MiB, threads=2)
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(len(inputs))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for i, data in enumerate(inputs):
+        assert fields(results[i]) == expected(data, MiB)
+
+
 @pytest.mark.parametrize(
     "wrap",
     [

@@ -16,6 +16,7 @@
 //! The GIL is released for every large input. The pure-Python reference
 //! `core_ext/reference/checksum.py` defines the semantics.
 
+mod helper;
 mod sha256;
 
 use std::collections::BTreeMap;
@@ -46,7 +47,7 @@ const DETACH_MIN: usize = 16 << 10;
 /// Updates at least this long may hash chunks and the whole file on two threads (handing
 /// work to another thread costs tens of microseconds; this much data takes hundreds).
 const SPLIT_MIN: usize = 1 << 20;
-/// How much a split update hashes before deciding whether a pool thread took the other half.
+/// How much a split update hashes before deciding whether the helper took the other half.
 const SPLIT_PROBE: usize = 256 << 10;
 
 fn check_chunk_size(chunk_size: usize) -> PyResult<usize> {
@@ -127,40 +128,25 @@ impl Chunker {
     }
 
     /// Absorb `data` on two threads when a second core is free: the whole-file digest is
-    /// offered to the pool while this side hashes the first `SPLIT_PROBE` bytes' chunks. If
-    /// no pool thread has taken it by then, this side takes it back and goes on with both
-    /// digests through the two-lane kernel, so a busy machine costs no more than one thread.
+    /// offered to the helper thread while this side hashes the first `SPLIT_PROBE` bytes'
+    /// chunks. If the helper has not taken it by then, this side withdraws it and goes on
+    /// with both digests through the two-lane kernel, so a busy machine costs no more than
+    /// one thread.
     fn update_split(&mut self, data: &[u8]) {
-        let Self {
-            whole,
-            chunk,
-            chunk_size,
-            chunks,
-        } = self;
-        let chunk_size = *chunk_size;
-        let taken = AtomicBool::new(false);
-        let whole = Mutex::new(whole);
-        rayon::join(
-            || {
-                let (head, tail) = data.split_at(SPLIT_PROBE.min(data.len()));
-                update_chunks(chunk, chunks, chunk_size, head);
-                if taken.swap(true, Ordering::AcqRel) {
-                    update_chunks(chunk, chunks, chunk_size, tail);
-                } else {
-                    let mut whole = whole.lock().unwrap_or_else(PoisonError::into_inner);
-                    whole.update(head);
-                    update_both(&mut whole, chunk, chunks, chunk_size, tail);
-                }
-            },
-            || {
-                if !taken.swap(true, Ordering::AcqRel) {
-                    whole
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .update(data);
-                }
-            },
-        );
+        let Some(mut offer) = helper::offer(&mut self.whole, data) else {
+            self.update(data);
+            return;
+        };
+        let (head, tail) = data.split_at(SPLIT_PROBE.min(data.len()));
+        update_chunks(&mut self.chunk, &mut self.chunks, self.chunk_size, head);
+        if offer.withdraw() {
+            drop(offer);
+            self.whole.update(head);
+            self.update(tail);
+        } else {
+            update_chunks(&mut self.chunk, &mut self.chunks, self.chunk_size, tail);
+            drop(offer); // waits for the helper's whole-file digest
+        }
     }
 
     fn digests(&self) -> Digests {
@@ -640,5 +626,42 @@ fn read_and_hash(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn data(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    /// Split updates from several threads at once, racing for the one helper: every stream
+    /// still gets exactly its own digests, whoever computed them.
+    #[test]
+    fn split_updates_race_for_the_helper_safely() {
+        thread::scope(|scope| {
+            for seed in 0..4u8 {
+                scope.spawn(move || {
+                    let input = data(3 << 20 | 12_345, seed);
+                    for _ in 0..20 {
+                        let mut chunker = Chunker::new(64 << 10);
+                        for piece in input.chunks(SPLIT_MIN + 4096) {
+                            chunker.update_split(piece);
+                        }
+                        let digests = chunker.digests();
+                        assert_eq!(digests.sha256, <[u8; 32]>::from(Sha256::digest(&input)));
+                        assert_eq!(digests.chunks.len(), input.len().div_ceil(64 << 10));
+                        for (chunk, digest) in input.chunks(64 << 10).zip(&digests.chunks) {
+                            assert_eq!(*digest, <[u8; 32]>::from(Sha256::digest(chunk)));
+                        }
+                    }
+                });
+            }
+        });
     }
 }
