@@ -229,9 +229,10 @@ def hash_file(
     A regular file is hashed up to the size it had when opened; anything else (a pipe, a
     device) is read to its end on one thread. With ``threads`` > 1, ``threads - 1`` workers
     read and hash chunks (two at a time) while the calling thread computes the whole-file
-    digest over them in order (at most four chunk buffers per worker in memory). The whole-file digest is one
-    sequential stream: however many threads, a file is hashed no faster than one core's
-    SHA-256. Default ``threads``: the cores the process may use (affinity and cgroup quota).
+    digest over them in order (at most four chunk buffers per worker in memory). The
+    whole-file digest is one sequential stream: however many threads, a file is hashed no
+    faster than one core's SHA-256. Default ``threads``: the cores the process may use
+    (affinity and cgroup quota).
 
     Raises:
         OSError: when the file cannot be read, or became shorter while it was hashed.
