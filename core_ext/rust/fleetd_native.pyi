@@ -1,24 +1,39 @@
-"""fleetd's compiled hot path (Rust): X.509 device certificate identity extraction, device
-filter expressions.
+"""fleetd's compiled hot path (Rust): X.509 device certificate identity extraction, its
+per-RPC cache, device filter expressions, and chunk checksumming.
 
-The pure-Python references ``core_ext.reference.identity`` and ``core_ext.reference.filter``
-define the semantics; this module must behave identically on every input, refusals included.
+The pure-Python references in ``core_ext.reference`` (``identity``, ``identity_cache``,
+``filter``, ``checksum``) define the semantics; this module must behave identically on every
+input, refusals included.
 """
 
+import os
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from typing import ClassVar, Final, final
 
-__all__ = ["MAX_CERTIFICATE_SIZE", "DeviceIdentity", "IdentityError", "extract_identity"]
-__all__ += [
+from typing_extensions import Buffer
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "MAX_CACHE_CAPACITY",
+    "MAX_CERTIFICATE_SIZE",
+    "MAX_CHUNK_SIZE",
     "MAX_FILTER_DEPTH",
     "MAX_FILTER_LENGTH",
     "MAX_FILTER_TERMS",
     "MAX_FILTER_VALUES",
+    "ChunkHasher",
+    "DeviceIdentity",
     "Filter",
     "FilterError",
     "FleetSnapshot",
+    "IdentityCache",
+    "IdentityError",
+    "Manifest",
     "compile_filter",
+    "extract_identity",
+    "hash_file",
+    "verify_chunk",
 ]
 
 MAX_CERTIFICATE_SIZE: Final[int]
@@ -96,6 +111,149 @@ def extract_identity(data: bytes) -> DeviceIdentity:
     Raises:
         IdentityError: when the certificate is refused (see its message prefixes).
         TypeError: when ``data`` is not ``bytes``.
+    """
+
+MAX_CACHE_CAPACITY: Final[int]
+"""The largest ``IdentityCache`` capacity accepted (16777216)."""
+
+@final
+class IdentityCache:
+    """At most ``capacity`` certificate → ``DeviceIdentity`` entries, for the per-RPC path.
+
+    Keyed by the certificate's exact bytes (PEM and DER of one certificate are two entries).
+    Eviction is CLOCK (second chance): a hit marks its entry; when the cache is full the hand
+    sweeps the slots in insertion order, clearing marks, and replaces the first unmarked
+    entry; new entries start unmarked. Refusals are never cached: a refused certificate is
+    parsed again on every call, so junk cannot evict the devices really talking. Revocation
+    is the caller's check, on every call, against the fleet's revoked set. Thread-safe; the
+    GIL is released while a certificate is parsed.
+
+    Raises:
+        ValueError: when ``capacity`` is not between 1 and ``MAX_CACHE_CAPACITY``.
+        TypeError: when ``capacity`` is not an integer.
+    """
+
+    def __new__(cls, capacity: int) -> IdentityCache: ...
+    def get(self, data: bytes) -> DeviceIdentity:
+        """The identity ``data`` establishes, from the cache or extracted and cached.
+
+        A hit returns the same ``DeviceIdentity`` object each time.
+
+        Raises:
+            IdentityError: when the certificate is refused (see ``extract_identity``).
+            TypeError: when ``data`` is not ``bytes``.
+        """
+    def clear(self) -> None:
+        """Drop every entry; the counters keep their values."""
+    def __len__(self) -> int: ...
+    @property
+    def capacity(self) -> int:
+        """The most entries the cache holds."""
+    @property
+    def hits(self) -> int:
+        """Lookups answered from the cache."""
+    @property
+    def misses(self) -> int:
+        """Lookups that parsed the certificate (refusals included)."""
+    @property
+    def evictions(self) -> int:
+        """Entries dropped to make room for new ones (``clear()`` does not count)."""
+
+DEFAULT_CHUNK_SIZE: Final[int]
+"""The chunk size when none is given: 1 MiB."""
+
+MAX_CHUNK_SIZE: Final[int]
+"""The largest chunk size accepted: 1 GiB."""
+
+@final
+class Manifest:
+    """The digests of one file or stream: whole-file SHA-256 and one SHA-256 per chunk.
+
+    ``chunks[i]`` covers bytes ``[i * chunk_size, (i + 1) * chunk_size)``; the last chunk may
+    be shorter; empty input has no chunks. Digests are lowercase hex. Immutable; equality
+    and hash cover every field.
+    """
+
+    def __new__(
+        cls, sha256: str, size: int, chunk_size: int, chunks: Sequence[str]
+    ) -> Manifest: ...
+    @property
+    def sha256(self) -> str:
+        """Lowercase hex SHA-256 of all the bytes."""
+    @property
+    def size(self) -> int:
+        """The number of bytes."""
+    @property
+    def chunk_size(self) -> int:
+        """The chunk size the manifest was made with."""
+    @property
+    def chunks(self) -> tuple[str, ...]:
+        """Lowercase hex SHA-256 of each chunk, in order."""
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class ChunkHasher:
+    """Streaming SHA-256 over chunks: feed writes of any size, then ``finish()``.
+
+    Both digests advance together: on one thread through a two-lane SHA-256 kernel (the
+    message schedule shared, two states; SHA-NI where present), or, for updates of 1 MiB
+    or more with ``threads`` >= 2, the whole-file digest on a helper thread while the calling
+    thread hashes the chunks. The GIL is released for updates of 16 KiB or more. Not for
+    concurrent use by several threads.
+
+    Args:
+        chunk_size: bytes per chunk, a multiple of 64 from 64 to 1 GiB (default 1 MiB).
+        threads: 1, or 2 and more (a stream never uses more than two); default 2 when the
+            process may use two cores.
+
+    Raises:
+        ValueError: when ``chunk_size`` or ``threads`` is out of range.
+    """
+
+    def __new__(cls, chunk_size: int = ..., *, threads: int | None = None) -> ChunkHasher: ...
+    def update(self, data: Buffer) -> None:
+        """Absorb ``data`` (bytes, bytearray, memoryview or any C-contiguous buffer).
+
+        A mutable buffer must not change during the call.
+
+        Raises:
+            TypeError: when ``data`` is not a buffer (``str`` included).
+            BufferError: when the buffer is not C-contiguous.
+        """
+    def finish(self) -> Manifest:
+        """The manifest of everything absorbed so far; the hasher may go on."""
+    @property
+    def chunk_size(self) -> int:
+        """Bytes per chunk."""
+    @property
+    def size(self) -> int:
+        """Bytes absorbed so far."""
+
+def hash_file(
+    path: str | os.PathLike[str], chunk_size: int = ..., threads: int | None = None
+) -> Manifest:
+    """The manifest of the file at ``path``, with the GIL released.
+
+    A regular file is hashed up to the size it had when opened; anything else (a pipe, a
+    device) is read to its end on one thread. With ``threads`` > 1, ``threads - 1`` workers
+    read and hash chunks (two at a time) while the calling thread computes the whole-file
+    digest over them in order (at most four chunk buffers per worker in memory). The
+    whole-file digest is one sequential stream: however many threads, a file is hashed no
+    faster than one core's SHA-256. Default ``threads``: the cores the process may use
+    (affinity and cgroup quota).
+
+    Raises:
+        OSError: when the file cannot be read, or became shorter while it was hashed.
+        ValueError: when ``chunk_size`` or ``threads`` is out of range.
+    """
+
+def verify_chunk(data: Buffer, expected: str) -> bool:
+    """Whether ``data`` hashes to ``expected`` (a SHA-256 digest, 64 hex digits, any case).
+
+    Raises:
+        ValueError: when ``expected`` is not 64 hexadecimal digits.
+        TypeError: when ``data`` is not a buffer or ``expected`` not a ``str``.
     """
 
 # ----------------------------------------------------------------------------- filters

@@ -29,6 +29,9 @@ use x509_parser::oid_registry::{
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo};
 
+mod algorithms;
+mod fast;
+
 /// Inputs longer than this many bytes are refused before any parsing.
 pub const MAX_CERTIFICATE_SIZE: usize = 16384;
 
@@ -183,12 +186,13 @@ pub fn extract(data: &[u8]) -> Result<DeviceIdentity, Rejection> {
         return reject(Refusal::Empty, "");
     }
     let der = decode_input(data)?;
+    if let Some(identity) = fast::extract(&der) {
+        return Ok(identity);
+    }
     let cert = parse_certificate(&der)?;
 
-    if let Ok(Some(basic)) = cert.basic_constraints() {
-        if basic.value.ca {
-            return reject(Refusal::CaCertificate, "basicConstraints has cA=TRUE");
-        }
+    if is_ca(&cert) {
+        return reject(Refusal::CaCertificate, "basicConstraints has cA=TRUE");
     }
 
     match cert.extended_key_usage() {
@@ -228,17 +232,26 @@ pub fn extract(data: &[u8]) -> Result<DeviceIdentity, Rejection> {
 
 // --- input framing -----------------------------------------------------------------------
 
-/// The whitespace PEM may carry: the same set as Python's `bytes.split()`.
-const WHITESPACE: &[u8] = b" \t\n\r\x0b\x0c";
 const PEM_BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
 const PEM_END: &[u8] = b"-----END CERTIFICATE-----";
 
+/// The whitespace PEM may carry: the same set as Python's `bytes.split()`
+/// (space, `\t`, `\n`, `\x0b`, `\x0c`, `\r`).
 fn is_whitespace(byte: u8) -> bool {
-    WHITESPACE.contains(&byte)
+    matches!(byte, b' ' | b'\t'..=b'\r')
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// The first occurrence of `needle` (which starts with `-`) in `haystack`: a scan for `-`,
+/// then a comparison at each dash, so a PEM body is read once.
+fn find_dashed(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    loop {
+        let dash = from + haystack.get(from..)?.iter().position(|&b| b == b'-')?;
+        if haystack.get(dash..)?.starts_with(needle) {
+            return Some(dash);
+        }
+        from = dash + 1;
+    }
 }
 
 /// Return the DER of the certificate: `data` itself, or the first PEM block's content.
@@ -261,16 +274,20 @@ fn decode_input(data: &[u8]) -> Result<Cow<'_, [u8]>, Rejection> {
             "the first block is not a CERTIFICATE",
         );
     };
-    let Some(end) = find(rest, PEM_END) else {
-        return reject(Refusal::MalformedPem, "no END CERTIFICATE line");
+    let body = match pem_body(rest) {
+        Some(body) => body,
+        None => {
+            let Some(end) = find_dashed(rest, PEM_END) else {
+                return reject(Refusal::MalformedPem, "no END CERTIFICATE line");
+            };
+            let armoured = rest.get(..end).unwrap_or_default();
+            armoured
+                .iter()
+                .copied()
+                .filter(|&b| !is_whitespace(b))
+                .collect()
+        }
     };
-    let body: Vec<u8> = rest
-        .get(..end)
-        .unwrap_or_default()
-        .iter()
-        .copied()
-        .filter(|&b| !is_whitespace(b))
-        .collect();
     if body.is_empty() {
         return reject(Refusal::MalformedPem, "empty CERTIFICATE block");
     }
@@ -279,6 +296,38 @@ fn decode_input(data: &[u8]) -> Result<Cow<'_, [u8]>, Rejection> {
         Ok(der) => Ok(Cow::Owned(der)),
         Err(_) => reject(Refusal::MalformedPem, "invalid base64"),
     }
+}
+
+/// The common case of a PEM body, in one pass: the bytes before the first `-`, whitespace
+/// removed, when that `-` starts the END line. `None` sends the caller to the exact path.
+fn pem_body(rest: &[u8]) -> Option<Vec<u8>> {
+    const BLOCK: usize = 16;
+    let mut body = Vec::with_capacity(rest.len());
+    let mut blocks = rest.chunks(BLOCK);
+    let mut offset = 0;
+    for block in &mut blocks {
+        // Most 16-byte blocks of a PEM line hold neither whitespace nor a dash: copy whole.
+        // (`fold`, not `all`: no early exit, so the check compiles to vector compares.)
+        let plain = block.len() == BLOCK
+            && block
+                .iter()
+                .fold(true, |plain, &b| plain & (b > b' ') & (b != b'-'));
+        if plain {
+            body.extend_from_slice(block);
+            offset += BLOCK;
+            continue;
+        }
+        for (i, &b) in block.iter().enumerate() {
+            if b == b'-' {
+                return rest.get(offset + i..)?.starts_with(PEM_END).then_some(body);
+            }
+            if !is_whitespace(b) {
+                body.push(b);
+            }
+        }
+        offset += block.len();
+    }
+    None
 }
 
 // --- certificate structure -----------------------------------------------------------------
@@ -304,69 +353,102 @@ fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, Rejection> {
     check_serial(cert.raw_serial())?;
     check_key_algorithm_identifier(&cert.public_key().algorithm)?;
     check_subject(&cert)?;
-    if cert.extensions_map().is_err() {
+    let extensions = cert.extensions();
+    let duplicate = extensions.iter().enumerate().any(|(i, extension)| {
+        extensions
+            .get(..i)
+            .unwrap_or_default()
+            .iter()
+            .any(|earlier| earlier.oid == extension.oid)
+    });
+    if duplicate {
         return malformed("duplicate extension");
     }
-    for extension in cert.extensions() {
-        let oid = extension.oid.to_id_string();
-        if !PARSED_EXTENSIONS.contains(&oid.as_str()) {
+    for extension in extensions {
+        let Some(oid) = parsed_extension_name(extension.oid.as_bytes()) else {
             continue;
-        }
+        };
         if !strict::single_element_is_der(extension.value)
-            || !strict::extension_value_ok(&oid, extension.value)
+            || !strict::extension_value_ok(oid, extension.value)
         {
             return malformed(format!("extension {oid} is not valid DER"));
         }
         match extension.parsed_extension() {
+            // x509-parser caps pathLenConstraint at u32; the shape check above is exact.
+            ParsedExtension::ParseError { .. } if oid == "2.5.29.19" => {}
             ParsedExtension::ParseError { error } => {
                 return malformed(format!("extension {oid}: {error}"));
             }
             ParsedExtension::SubjectAlternativeName(san) => {
                 check_general_names(&san.general_names)?
             }
+            ParsedExtension::IssuerAlternativeName(ian) => check_general_names(&ian.general_names)?,
             _ => {}
         }
     }
     Ok(cert)
 }
 
+/// Whether basicConstraints says cA=TRUE (its shape was checked by `parse_certificate`).
+fn is_ca(cert: &X509Certificate<'_>) -> bool {
+    const BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
+    cert.extensions()
+        .iter()
+        .find(|extension| extension.oid.as_bytes() == BASIC_CONSTRAINTS)
+        .and_then(|extension| strict::read(extension.value))
+        .and_then(|(sequence, _)| strict::read(sequence.content))
+        .is_some_and(|(ca, _)| ca.tag == 0x01 && ca.content == [0xff])
+}
+
 /// The extensions the reference's parser decodes (and so refuses when malformed); others are
-/// kept as opaque bytes by both implementations.
-const PARSED_EXTENSIONS: &[&str] = &[
-    "2.5.29.14",               // subjectKeyIdentifier
-    "2.5.29.15",               // keyUsage
-    "2.5.29.17",               // subjectAltName
-    "2.5.29.18",               // issuerAltName
-    "2.5.29.19",               // basicConstraints
-    "2.5.29.30",               // nameConstraints
-    "2.5.29.31",               // cRLDistributionPoints
-    "2.5.29.32",               // certificatePolicies
-    "2.5.29.35",               // authorityKeyIdentifier
-    "2.5.29.36",               // policyConstraints
-    "2.5.29.37",               // extKeyUsage
-    "2.5.29.46",               // freshestCRL
-    "2.5.29.54",               // inhibitAnyPolicy
-    "1.3.6.1.5.5.7.1.1",       // authorityInfoAccess
-    "1.3.6.1.5.5.7.1.11",      // subjectInfoAccess
-    "1.3.6.1.5.5.7.1.24",      // TLS feature
-    "1.3.6.1.5.5.7.48.1.5",    // OCSP no check
-    "1.3.6.1.4.1.311.21.7",    // Microsoft certificate template
-    "1.3.36.8.3.3",            // admissions
-    "1.3.6.1.4.1.11129.2.4.2", // signed certificate timestamps
+/// kept as opaque bytes by both implementations. Each OID as its DER content octets, then in
+/// dotted form.
+const PARSED_EXTENSIONS: &[(&[u8], &str)] = &[
+    (&[0x55, 0x1d, 0x0e], "2.5.29.14"), // subjectKeyIdentifier
+    (&[0x55, 0x1d, 0x0f], "2.5.29.15"), // keyUsage
+    (&[0x55, 0x1d, 0x10], "2.5.29.16"), // privateKeyUsagePeriod
+    (&[0x55, 0x1d, 0x11], "2.5.29.17"), // subjectAltName
+    (&[0x55, 0x1d, 0x12], "2.5.29.18"), // issuerAltName
+    (&[0x55, 0x1d, 0x13], "2.5.29.19"), // basicConstraints
+    (&[0x55, 0x1d, 0x1e], "2.5.29.30"), // nameConstraints
+    (&[0x55, 0x1d, 0x1f], "2.5.29.31"), // cRLDistributionPoints
+    (&[0x55, 0x1d, 0x20], "2.5.29.32"), // certificatePolicies
+    (&[0x55, 0x1d, 0x23], "2.5.29.35"), // authorityKeyIdentifier
+    (&[0x55, 0x1d, 0x24], "2.5.29.36"), // policyConstraints
+    (&[0x55, 0x1d, 0x25], "2.5.29.37"), // extKeyUsage
+    (&[0x55, 0x1d, 0x2e], "2.5.29.46"), // freshestCRL
+    (&[0x55, 0x1d, 0x36], "2.5.29.54"), // inhibitAnyPolicy
+    (&[0x2b, 6, 1, 5, 5, 7, 1, 1], "1.3.6.1.5.5.7.1.1"), // authorityInfoAccess
+    (&[0x2b, 6, 1, 5, 5, 7, 1, 11], "1.3.6.1.5.5.7.1.11"), // subjectInfoAccess
+    (&[0x2b, 6, 1, 5, 5, 7, 1, 24], "1.3.6.1.5.5.7.1.24"), // TLS feature
+    (&[0x2b, 6, 1, 5, 5, 7, 48, 1, 5], "1.3.6.1.5.5.7.48.1.5"), // OCSP no check
+    (
+        &[0x2b, 6, 1, 4, 1, 0x82, 0x37, 21, 7],
+        "1.3.6.1.4.1.311.21.7",
+    ), // MS template
+    (&[0x2b, 36, 8, 3, 3], "1.3.36.8.3.3"), // admissions
+    (
+        &[0x2b, 6, 1, 4, 1, 0xd6, 0x79, 2, 4, 2],
+        "1.3.6.1.4.1.11129.2.4.2",
+    ), // SCTs
 ];
 
-/// Names the reference's parser cannot represent make the certificate malformed.
+/// The dotted name of an extension the reference's parser decodes, from its OID's content.
+fn parsed_extension_name(oid: &[u8]) -> Option<&'static str> {
+    PARSED_EXTENSIONS
+        .iter()
+        .find(|(encoded, _)| *encoded == oid)
+        .map(|&(_, name)| name)
+}
+
+/// Names the reference's parser cannot represent make the certificate malformed. (Like the
+/// reference, rfc822Name, dNSName and URI entries may hold any UTF-8, not only IA5.)
 fn check_general_names(names: &[GeneralName<'_>]) -> Result<(), Rejection> {
     for name in names {
         match name {
             GeneralName::Invalid(..) => return malformed("invalid subjectAltName entry"),
             GeneralName::X400Address(..) | GeneralName::EDIPartyName(..) => {
                 return malformed("unsupported subjectAltName entry type");
-            }
-            GeneralName::RFC822Name(s) | GeneralName::DNSName(s) | GeneralName::URI(s)
-                if !s.is_ascii() =>
-            {
-                return malformed("subjectAltName entry is not IA5String");
             }
             _ => {}
         }
@@ -376,14 +458,14 @@ fn check_general_names(names: &[GeneralName<'_>]) -> Result<(), Rejection> {
 
 /// Every subject attribute must be a string type the reference decodes, and decode.
 fn check_subject(cert: &X509Certificate<'_>) -> Result<(), Rejection> {
-    const X500_UNIQUE_IDENTIFIER: &str = "2.5.4.45";
+    const X500_UNIQUE_IDENTIFIER: &[u8] = &[0x55, 0x04, 0x2d]; // 2.5.4.45
     for attribute in cert.subject().iter_attributes() {
         let value = attribute.attr_value();
         if value.class() != Class::Universal {
             return malformed("subject attribute is not a string");
         }
         let ok = match value.tag() {
-            Tag::BitString => attribute.attr_type().to_id_string() == X500_UNIQUE_IDENTIFIER,
+            Tag::BitString => attribute.attr_type().as_bytes() == X500_UNIQUE_IDENTIFIER,
             Tag::BmpString | Tag::UniversalString => attribute_text(value).is_some(),
             Tag::OctetString
             | Tag::Utf8String
@@ -450,20 +532,29 @@ const SPIFFE_SCHEME: &str = "spiffe://";
 /// A URI whose scheme is `spiffe` (in any case) counts as an identity claim and must be
 /// exactly `spiffe://<fleet>/device/<device_id>`; other URIs are ignored.
 fn device_uri<'a>(cert: &X509Certificate<'a>) -> Result<(&'a str, &'a str), Rejection> {
-    let mut claims: Vec<&'a str> = Vec::new();
+    let mut uris: Vec<&'a str> = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
             if let GeneralName::URI(uri) = name {
-                let is_spiffe = uri
-                    .as_bytes()
-                    .get(..SPIFFE_SCHEME.len())
-                    .is_some_and(|scheme| scheme.eq_ignore_ascii_case(SPIFFE_SCHEME.as_bytes()));
-                if is_spiffe {
-                    claims.push(uri);
-                }
+                uris.push(uri);
             }
         }
     }
+    device_uri_among(uris)
+}
+
+/// Return (fleet, device_id) from the one spiffe URI among `uris`, or refuse.
+fn device_uri_among<'a>(
+    uris: impl IntoIterator<Item = &'a str>,
+) -> Result<(&'a str, &'a str), Rejection> {
+    let claims: Vec<&'a str> = uris
+        .into_iter()
+        .filter(|uri| {
+            uri.as_bytes()
+                .get(..SPIFFE_SCHEME.len())
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case(SPIFFE_SCHEME.as_bytes()))
+        })
+        .collect();
     let uri = match claims.as_slice() {
         [] => return reject(Refusal::BadIdentity, "no spiffe:// URI SAN"),
         [uri] => *uri,
@@ -639,7 +730,7 @@ fn rsa_modulus_bits(key: &[u8]) -> Option<usize> {
     let (sequence, []) = strict::read(key)? else {
         return None;
     };
-    let [n, e] = strict::children(sequence.content)?.try_into().ok()?;
+    let [n, e] = strict::children_n(sequence.content)?;
     let n = unsigned_integer(&n)?;
     let e = unsigned_integer(&e)?;
     let three: &[u8] = &[3];
@@ -684,11 +775,18 @@ mod strict {
     /// Nesting deeper than this is refused (certificates nest about 8 levels deep).
     const MAX_DEPTH: usize = 32;
 
+    #[derive(Clone, Copy)]
     pub struct Tlv<'a> {
         pub tag: u8,
         pub content: &'a [u8],
         pub raw: &'a [u8],
     }
+
+    const NO_TLV: Tlv<'static> = Tlv {
+        tag: 0,
+        content: &[],
+        raw: &[],
+    };
 
     /// Read one TLV: low tag number form, definite minimal length.
     pub fn read(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
@@ -696,7 +794,42 @@ mod strict {
         if tag & 0x1f == 0x1f {
             return None;
         }
-        let (&first, rest) = rest.split_first()?;
+        let (content, after) = read_length(rest)?;
+        let raw = input.get(..input.len() - after.len())?;
+        Some((Tlv { tag, content, raw }, after))
+    }
+
+    /// Skip one element of any tag (high tag numbers included) with a definite minimal
+    /// length, without looking inside it; return what follows.
+    pub fn skip_element(input: &[u8]) -> Option<&[u8]> {
+        let (&first, mut rest) = input.split_first()?;
+        if first & 0x1f == 0x1f {
+            // High tag number: base-128, minimal, at least 31, at most four octets.
+            let mut number: u32 = 0;
+            for i in 0..4 {
+                let (&octet, after) = rest.split_first()?;
+                rest = after;
+                if i == 0 && octet == 0x80 {
+                    return None;
+                }
+                number = (number << 7) | u32::from(octet & 0x7f);
+                if octet & 0x80 == 0 {
+                    if number < 31 {
+                        return None;
+                    }
+                    let (_, after) = read_length(rest)?;
+                    return Some(after);
+                }
+            }
+            return None;
+        }
+        let (_, after) = read(input)?;
+        Some(after)
+    }
+
+    /// A definite, minimal length and the content it delimits; return what follows.
+    fn read_length(input: &[u8]) -> Option<(&[u8], &[u8])> {
+        let (&first, rest) = input.split_first()?;
         let (length, rest) = if first < 0x80 {
             (usize::from(first), rest)
         } else {
@@ -716,9 +849,7 @@ mod strict {
             }
             (length, rest)
         };
-        let (content, after) = rest.split_at_checked(length)?;
-        let raw = input.get(..input.len() - after.len())?;
-        Some((Tlv { tag, content, raw }, after))
+        rest.split_at_checked(length)
     }
 
     /// The TLVs that exactly fill `content`.
@@ -789,19 +920,22 @@ mod strict {
     }
 
     fn children_array<'a, const N: usize>(tlv: &Tlv<'a>) -> Option<[Tlv<'a>; N]> {
-        children(tlv.content)?.try_into().ok()
+        children_n(tlv.content)
     }
 
-    /// `SEQUENCE { algorithm OBJECT IDENTIFIER, parameters ANY OPTIONAL }`
+    /// Exactly `N` TLVs that fill `content`.
+    pub fn children_n<const N: usize>(mut content: &[u8]) -> Option<[Tlv<'_>; N]> {
+        let mut out = [NO_TLV; N];
+        for slot in &mut out {
+            let (tlv, rest) = read(content)?;
+            *slot = tlv;
+            content = rest;
+        }
+        content.is_empty().then_some(out)
+    }
+
     fn algorithm_identifier_ok(tlv: &Tlv<'_>) -> bool {
-        tlv.tag == 0x30
-            && match children(tlv.content).as_deref() {
-                Some([oid]) => oid.tag == 0x06 && oid_is_der(oid.content),
-                Some([oid, parameters]) => {
-                    oid.tag == 0x06 && oid_is_der(oid.content) && is_der(parameters, 0)
-                }
-                _ => false,
-            }
+        super::algorithms::algorithm_identifier_ok(tlv)
     }
 
     /// `SEQUENCE OF SET OF SEQUENCE { type OBJECT IDENTIFIER, value ANY }`
@@ -927,37 +1061,38 @@ mod strict {
         let elements = || children(tlv.content).unwrap_or_default();
         match oid {
             // SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLenConstraint INTEGER OPTIONAL }
+            // SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLenConstraint INTEGER (0..MAX) OPTIONAL }
+            // The reference reads pathLenConstraint as a u64 and refuses it without cA.
             "2.5.29.19" => {
+                let is_true = |t: &Tlv<'_>| t.tag == 0x01 && t.content == [0xff];
+                let is_u64 = |t: &Tlv<'_>| {
+                    t.tag == 0x02
+                        && match t.content {
+                            [first, ..] if first & 0x80 != 0 => false,
+                            [0, magnitude @ ..] => magnitude.len() <= 8,
+                            content => content.len() <= 8,
+                        }
+                };
                 tlv.tag == 0x30
-                    && matches!(
-                        elements().as_slice(),
-                        [] | [Tlv { tag: 0x02, .. }]
-                            | [Tlv {
-                                tag: 0x01,
-                                content: [0xff],
-                                ..
-                            }]
-                            | [
-                                Tlv {
-                                    tag: 0x01,
-                                    content: [0xff],
-                                    ..
-                                },
-                                Tlv { tag: 0x02, .. }
-                            ]
-                    )
+                    && match elements().as_slice() {
+                        [] => true,
+                        [ca] => is_true(ca),
+                        [ca, path_len] => is_true(ca) && is_u64(path_len),
+                        _ => false,
+                    }
             }
             // SEQUENCE SIZE (1..MAX) OF KeyPurposeId
-            "2.5.29.37" => tlv.tag == 0x30 && elements().iter().all(|e| e.tag == 0x06),
-            // SEQUENCE OF GeneralName (x400Address and ediPartyName are refused elsewhere)
+            "2.5.29.37" => {
+                let purposes = elements();
+                tlv.tag == 0x30 && !purposes.is_empty() && purposes.iter().all(|e| e.tag == 0x06)
+            }
+            // SEQUENCE OF GeneralName (x400Address and ediPartyName are refused elsewhere;
+            // the reference reads an empty list)
             "2.5.29.17" | "2.5.29.18" => {
                 tlv.tag == 0x30
-                    && elements().iter().all(|name| match name.tag {
-                        0xa0 | 0xa4 => true,
-                        0x81 | 0x82 | 0x86 | 0x88 => true,
-                        0x87 => matches!(name.content.len(), 4 | 16),
-                        _ => false,
-                    })
+                    && elements()
+                        .iter()
+                        .all(|name| general_name_ok(name, &[4, 16]))
             }
             // OCTET STRING
             "2.5.29.14" => tlv.tag == 0x04,
@@ -972,7 +1107,157 @@ mod strict {
                         [] | [0x80] | [0xa1, 0x82] | [0x80, 0xa1, 0x82]
                     )
             }
+            // SEQUENCE { permittedSubtrees [0], excludedSubtrees [1] }, at least one, each a
+            // non-empty list of GeneralSubtree
+            "2.5.29.30" => {
+                let tags: Vec<u8> = elements().iter().map(|e| e.tag).collect();
+                tlv.tag == 0x30
+                    && matches!(tags.as_slice(), [0xa0] | [0xa1] | [0xa0, 0xa1])
+                    && elements().iter().all(|subtrees| {
+                        children(subtrees.content).is_some_and(|list| {
+                            !list.is_empty() && list.iter().all(general_subtree_ok)
+                        })
+                    })
+            }
+            // SEQUENCE { requireExplicitPolicy [0], inhibitPolicyMapping [1] }, at least one
+            "2.5.29.36" => {
+                let fields = elements();
+                tlv.tag == 0x30
+                    && matches!(
+                        fields.iter().map(|e| e.tag).collect::<Vec<_>>().as_slice(),
+                        [0x80] | [0x81] | [0x80, 0x81]
+                    )
+                    && fields.iter().all(|f| unsigned_fits(f.content, 8))
+            }
+            // PrivateKeyUsagePeriod ::= SEQUENCE { notBefore [0] GeneralizedTime OPTIONAL,
+            // notAfter [1] GeneralizedTime OPTIONAL }, at least one
+            "2.5.29.16" => {
+                let fields = elements();
+                let generalized = |t: &Tlv<'_>| {
+                    time_ok(&Tlv {
+                        tag: 0x18,
+                        content: t.content,
+                        raw: t.raw,
+                    })
+                };
+                tlv.tag == 0x30
+                    && matches!(
+                        fields.iter().map(|e| e.tag).collect::<Vec<_>>().as_slice(),
+                        [0x80] | [0x81] | [0x80, 0x81]
+                    )
+                    && fields.iter().all(generalized)
+            }
+            // CRLDistributionPoints ::= SEQUENCE OF DistributionPoint (the reference reads an
+            // empty list)
+            "2.5.29.31" | "2.5.29.46" => {
+                tlv.tag == 0x30 && elements().iter().all(distribution_point_ok)
+            }
+            // SkipCerts ::= INTEGER (0..MAX)
+            "2.5.29.54" => tlv.tag == 0x02 && unsigned_fits(tlv.content, 8),
             _ => true,
+        }
+    }
+
+    /// `GeneralSubtree ::= SEQUENCE { base GeneralName, minimum [0] DEFAULT 0,
+    /// maximum [1] OPTIONAL }`; an iPAddress base is an address and a mask (8 or 32 bytes).
+    fn general_subtree_ok(subtree: &Tlv<'_>) -> bool {
+        let Some(parts) = (subtree.tag == 0x30)
+            .then(|| children(subtree.content))
+            .flatten()
+        else {
+            return false;
+        };
+        let Some((base, bounds)) = parts.split_first() else {
+            return false;
+        };
+        let base_ok = general_name_ok(base, &[8, 32]);
+        let bounds_ok = match bounds {
+            [] => true,
+            [b] if b.tag == 0x80 => unsigned_fits(b.content, 8) && b.content != [0],
+            [b] => b.tag == 0x81 && unsigned_fits(b.content, 8),
+            [min, max] => {
+                min.tag == 0x80
+                    && unsigned_fits(min.content, 8)
+                    && min.content != [0]
+                    && max.tag == 0x81
+                    && unsigned_fits(max.content, 8)
+            }
+            _ => false,
+        };
+        base_ok && bounds_ok
+    }
+
+    /// `DistributionPoint ::= SEQUENCE { distributionPoint [0] EXPLICIT CHOICE { fullName [0]
+    /// GeneralNames, nameRelativeToCRLIssuer [1] RDN }, reasons [1] BIT STRING, cRLIssuer [2]
+    /// GeneralNames }`, all optional but not reasons alone.
+    fn distribution_point_ok(point: &Tlv<'_>) -> bool {
+        let Some(fields) = (point.tag == 0x30)
+            .then(|| children(point.content))
+            .flatten()
+        else {
+            return false;
+        };
+        let names_ok = |names: &[u8]| {
+            children(names).is_some_and(|list| {
+                !list.is_empty() && list.iter().all(|name| general_name_ok(name, &[4, 16]))
+            })
+        };
+        let mut last = 0;
+        let mut named = false;
+        let shape_ok = fields.iter().all(|field| {
+            let in_order = field.tag > last;
+            last = field.tag;
+            in_order
+                && match field.tag {
+                    0xa0 => {
+                        named = true;
+                        match children_array::<1>(field).as_ref().map(|[choice]| choice) {
+                            Some(choice) if choice.tag == 0xa0 => names_ok(choice.content),
+                            Some(choice) if choice.tag == 0xa1 => {
+                                children(choice.content).is_some_and(|atvs| !atvs.is_empty())
+                            }
+                            _ => false,
+                        }
+                    }
+                    0x81 => bit_string_ok(field.content),
+                    0xa2 => {
+                        named = true;
+                        names_ok(field.content)
+                    }
+                    _ => false,
+                }
+        });
+        shape_ok && named
+    }
+
+    /// A GeneralName of a type the reference reads (x400Address and ediPartyName are
+    /// refused elsewhere): otherName `{ type-id OID, value [0] EXPLICIT ANY }`, a string
+    /// form, directoryName, an iPAddress of one of `ip_lengths`, registeredID (an OID).
+    fn general_name_ok(name: &Tlv<'_>, ip_lengths: &[usize]) -> bool {
+        match name.tag {
+            0xa0 => matches!(
+                children(name.content).as_deref(),
+                Some([oid, value]) if oid.tag == 0x06
+                    && oid_is_der(oid.content)
+                    && value.tag == 0xa0
+                    && children(value.content).is_some_and(|inner| inner.len() == 1)
+            ),
+            0xa4 | 0x81 | 0x82 | 0x86 => true,
+            0x87 => ip_lengths.contains(&name.content.len()),
+            0x88 => oid_is_der(name.content),
+            _ => false,
+        }
+    }
+
+    /// INTEGER content octets: minimal, non-negative, at most `bytes` of magnitude.
+    fn unsigned_fits(content: &[u8], bytes: usize) -> bool {
+        match content {
+            [] => false,
+            [first, ..] if first & 0x80 != 0 => false,
+            [0] => true,
+            [0, next, ..] if next & 0x80 == 0 => false,
+            [0, magnitude @ ..] => magnitude.len() <= bytes,
+            magnitude => magnitude.len() <= bytes,
         }
     }
 
@@ -1042,7 +1327,7 @@ mod strict {
         }
     }
 
-    fn oid_is_der(content: &[u8]) -> bool {
+    pub fn oid_is_der(content: &[u8]) -> bool {
         // Non-empty, each sub-identifier minimal (no leading 0x80) and terminated.
         !content.is_empty()
             && content.last().is_some_and(|b| b & 0x80 == 0)
@@ -1102,6 +1387,18 @@ mod tests {
         for bad in ["", "_a", ".a", "a/b", "a b", &"a".repeat(129)] {
             assert!(!is_device_id(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn parsed_extension_oids_match_their_names() {
+        for &(encoded, name) in PARSED_EXTENSIONS {
+            let oid = Oid::new(Cow::Borrowed(encoded));
+            assert_eq!(oid.to_id_string(), name);
+        }
+        assert_eq!(
+            Oid::new(Cow::Borrowed(&[0x55, 0x04, 0x2d])).to_id_string(),
+            "2.5.4.45"
+        );
     }
 
     #[test]

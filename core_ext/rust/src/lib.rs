@@ -4,7 +4,9 @@
 //! `core_ext/reference` defines the semantics this crate must match.
 
 pub mod filter;
+pub mod checksum;
 pub mod identity;
+pub mod identity_cache;
 
 use pyo3::prelude::*;
 
@@ -19,5 +21,13 @@ fn fleetd_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(identity::extract_identity, m)?)?;
     m.add("MAX_CERTIFICATE_SIZE", identity::MAX_CERTIFICATE_SIZE)?;
     filter::register(m)?;
+    m.add_class::<identity_cache::IdentityCache>()?;
+    m.add("MAX_CACHE_CAPACITY", identity_cache::MAX_CACHE_CAPACITY)?;
+    m.add_class::<checksum::ChunkHasher>()?;
+    m.add_class::<checksum::Manifest>()?;
+    m.add_function(wrap_pyfunction!(checksum::hash_file, m)?)?;
+    m.add_function(wrap_pyfunction!(checksum::verify_chunk, m)?)?;
+    m.add("DEFAULT_CHUNK_SIZE", checksum::DEFAULT_CHUNK_SIZE)?;
+    m.add("MAX_CHUNK_SIZE", checksum::MAX_CHUNK_SIZE)?;
     Ok(())
 }

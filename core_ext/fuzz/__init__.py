@@ -1,0 +1,1 @@
+"""Fuzzing harnesses for the compiled core (atheris); see docs/core_ext.md."""
