@@ -30,7 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import atheris  # type: ignore[import-untyped]
+import atheris
 
 SLOW_SECONDS = 0.1
 CACHE_CAPACITY = 64

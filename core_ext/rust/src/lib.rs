@@ -3,8 +3,8 @@
 //! The Python-facing API is described in `fleetd_native.pyi`; the pure-Python reference in
 //! `core_ext/reference` defines the semantics this crate must match.
 
-pub mod filter;
 pub mod checksum;
+pub mod filter;
 pub mod identity;
 pub mod identity_cache;
 
