@@ -132,9 +132,12 @@ class HeartbeatPipeline:
         await self.flush_postgres()
 
     async def _redis_loop(self) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that arrives as its timeout fires, and the loop would then never stop.
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._redis_interval)
+                async with asyncio.timeout(self._redis_interval):
+                    await self._wake.wait()
             self._wake.clear()
             await self.flush_redis()
 

@@ -45,11 +45,21 @@ class Gateway:
     health: health_aio.HealthServicer
 
     async def stop(self, grace: float = 10.0) -> None:
+        """Drain within about 3 x ``grace``: calls, then pending heartbeats, then storage."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
-        await self.pipeline.close()
+        try:
+            async with asyncio.timeout(grace):
+                await self.pipeline.close()
+        except TimeoutError:
+            log.error("pending heartbeats were not flushed within %.1fs", grace)
         await self.redis.aclose()
-        await self.pool.close()
+        try:
+            async with asyncio.timeout(grace):
+                await self.pool.close()
+        except TimeoutError:
+            log.error("PostgreSQL connections did not close within %.1fs; terminating", grace)
+            self.pool.terminate()
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials:
