@@ -29,3 +29,21 @@ def device_stats(device_id: str) -> str:
 def rate_limit(subject: str) -> str:
     """STRING: a GCRA bucket's theoretical arrival time (µs); expires when the bucket is full."""
     return f"{PREFIX}:rl:{{{subject}}}"
+
+
+def events(fleet: str) -> str:
+    """STREAM: fleet events (``device.online``, ``device.offline``, ...), fields ``type``,
+    ``device_id``, ``at`` (Unix seconds) and event-specific ones; capped (MAXLEN ~)."""
+    return f"{PREFIX}:{{{fleet}}}:events"
+
+
+def sweeper_lease(fleet: str) -> str:
+    """STRING: the holder of the fleet's offline-sweeper lease (SET NX PX, renewed)."""
+    return f"{PREFIX}:{{{fleet}}}:sweeper"
+
+
+def desired_state(device_id: str) -> str:
+    """HASH: the device's desired state as the gateway serves it: ``rev`` (the revision)
+    and ``body`` (serialized ``DesiredStateCache``); filled from PostgreSQL on a miss,
+    replaced by whoever bumps the revision, never overwritten by an older revision."""
+    return f"{PREFIX}:dev:{{{device_id}}}:desired"
