@@ -88,6 +88,7 @@ class HeartbeatPipeline:
         self._retry: list[CopyRecord] = []
         self._rollups: dict[RollupKey, list[float]] = {}
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.flushed_to_redis = 0
         self.flushed_to_postgres = 0
@@ -129,9 +130,9 @@ class HeartbeatPipeline:
         ]
 
     async def close(self) -> None:
-        """Stop the loops and flush whatever is pending to both stores."""
-        for task in self._tasks:
-            task.cancel()
+        """Stop the loops, letting a flush in progress finish, then flush everything."""
+        self._stopping.set()
+        self._wake.set()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -142,7 +143,7 @@ class HeartbeatPipeline:
     async def _redis_loop(self) -> None:
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
         # that arrives as its timeout fires, and the loop would then never stop.
-        while True:
+        while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._redis_interval):
                     await self._wake.wait()
@@ -150,8 +151,10 @@ class HeartbeatPipeline:
             await self.flush_redis()
 
     async def _postgres_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._postgres_interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._postgres_interval):
+                    await self._stopping.wait()
             await self.flush_postgres()
 
     async def flush_redis(self) -> int:
@@ -202,12 +205,20 @@ class HeartbeatPipeline:
                     await merge_rollups(conn, rollups)
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as exc:
             log.warning("postgres flush of %d devices failed, will retry: %s", len(rows), exc)
-            self._retry = rows
-            for key, value in rollups.items():  # merge back with any newer ones
-                combine_one(self._rollups, key, value)
+            self._keep_for_retry(rows, rollups)
             return 0
+        except asyncio.CancelledError:  # cancelled mid-write: keep the data for whoever goes on
+            self._keep_for_retry(rows, rollups)
+            raise
         self.flushed_to_postgres += len(rows)
         return len(rows)
+
+    def _keep_for_retry(
+        self, rows: list[CopyRecord], rollups: dict[RollupKey, list[float]]
+    ) -> None:
+        self._retry = _latest_per_device(self._retry, rows) if self._retry else rows
+        for key, value in rollups.items():  # merged with any newer ones
+            combine_one(self._rollups, key, value)
 
 
 def _latest_per_device(older: list[CopyRecord], newer: list[CopyRecord]) -> list[CopyRecord]:
