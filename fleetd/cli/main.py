@@ -122,6 +122,32 @@ def serve(
 
 
 @app.command()
+def gateway(
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Gateway worker processes.")] = 1,
+    data_dir: DataDir = "",
+    verbose: bool = False,
+) -> None:
+    """Run only the device gateway: N processes sharing the port (SO_REUSEPORT).
+
+    For dedicated gateway nodes: point FLEETD_DATABASE_URL and FLEETD_REDIS_URL at the
+    shared stores; gateways on any number of nodes need no other coordination."""
+    from fleetd.initialize import initialize
+    from fleetd.storage.embedded import storage_urls
+    from fleetd.supervisor import Supervisor
+
+    _logging(verbose)
+    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    with storage_urls(settings) as s:
+        asyncio.run(initialize(s))
+        sup = Supervisor(s)
+        sup.start_servers(workers, api=False)
+        console.print(f"gateway      {s.gateway_endpoint} (mTLS, device API), {workers} workers")
+        console.print("Ctrl-C or SIGTERM drains and stops.")
+        status = sup.wait()
+    raise typer.Exit(status)
+
+
+@app.command()
 def demo(
     devices: Annotated[int, typer.Option(min=1, max=500, help="Simulated devices.")] = 3,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Gateway workers.")] = 1,
