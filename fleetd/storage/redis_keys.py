@@ -47,3 +47,8 @@ def desired_state(device_id: str) -> str:
     and ``body`` (serialized ``DesiredStateCache``); filled from PostgreSQL on a miss,
     replaced by whoever bumps the revision, never overwritten by an older revision."""
     return f"{PREFIX}:dev:{{{device_id}}}:desired"
+
+
+DESIRED_CHANGED_CHANNEL = f"{PREFIX}:desired-changed"
+"""PUB/SUB channel: space-separated ids of devices whose desired state just changed;
+gateways push the new state down the devices' open heartbeat streams."""
