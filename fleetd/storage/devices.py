@@ -184,10 +184,58 @@ async def update_device(
     )
 
 
-async def offboard_device(conn: Connection, device_id: str, reason: str) -> dt.datetime | None:
+IN_PROGRESS_STATES = ("pending", "downloading", "verifying", "applying")
+"""Assignment states of a deployment still under way on the device ("an active deployment")."""
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptedAssignment:
+    """An assignment that was under way when its device was deleted."""
+
+    assignment_id: str
+    deployment_id: str
+    name: str
+    version: str
+    state: str
+    """The state it was in (before a forced delete cancelled it)."""
+
+
+class ActiveDeployment(Exception):
+    """The device is in an active deployment; deleting it needs ``force``."""
+
+    def __init__(self, device_id: str, assignments: list[InterruptedAssignment]) -> None:
+        self.device_id = device_id
+        self.assignments = assignments
+        described = ", ".join(
+            f"{a.name} {a.version} {a.state}"
+            + (f" (deployment {a.deployment_id})" if a.deployment_id else "")
+            for a in assignments
+        )
+        super().__init__(f"device {device_id} is in an active deployment: {described}")
+
+
+@dataclass(frozen=True, slots=True)
+class Offboarded:
+    at: dt.datetime
+    cancelled: list[InterruptedAssignment]
+    """Assignments a forced delete cancelled (empty without ``force``)."""
+
+
+async def offboard_device(
+    conn: Connection, device_id: str, reason: str, *, force: bool = False
+) -> Offboarded | None:
     """Remove a device from the fleet: mark it offboarded, revoke its certificates and API
     keys. The row stays (audit, and so the gateway can tell the agent to wipe itself).
-    Returns when it was offboarded, or None if there is no such active device."""
+
+    Run it in a transaction. A device with an assignment still under way
+    (``IN_PROGRESS_STATES``, active) raises :class:`ActiveDeployment` unless ``force``, which
+    cancels those assignments (state ``cancelled``, inactive) in the same transaction.
+    The device row is updated (and so locked) before the assignments are read: a writer
+    that adds an assignment bumps the device's revision in its own transaction
+    (``desired.bump_revisions``), which waits for this one and then skips the device.
+
+    Returns None if there is no such active device.
+    """
     offboarded_at: dt.datetime | None = await conn.fetchval(
         """UPDATE devices SET offboarded_at = now(), status = 'offboarded', updated_at = now()
            WHERE device_id = $1 AND offboarded_at IS NULL RETURNING offboarded_at""",
@@ -195,6 +243,24 @@ async def offboard_device(conn: Connection, device_id: str, reason: str) -> dt.d
     )
     if offboarded_at is None:
         return None
+    rows = await conn.fetch(
+        """SELECT assignment_id, deployment_id, name, version, state FROM assignments
+           WHERE device_id = $1 AND active AND state = ANY($2::text[])
+           ORDER BY created_at, assignment_id FOR UPDATE""",
+        device_id,
+        list(IN_PROGRESS_STATES),
+    )
+    interrupted = [InterruptedAssignment(*row) for row in rows]
+    if interrupted and not force:
+        raise ActiveDeployment(device_id, interrupted)
+    if interrupted:
+        await conn.execute(
+            """UPDATE assignments SET state = 'cancelled', active = false,
+                      reason = 'DEVICE_DELETED', message = $2, updated_at = now()
+               WHERE assignment_id = ANY($1::text[])""",
+            [a.assignment_id for a in interrupted],
+            reason,
+        )
     await conn.execute(
         """UPDATE device_certificates SET revoked_at = now(), revoke_reason = $2
            WHERE device_id = $1 AND revoked_at IS NULL""",
@@ -205,7 +271,7 @@ async def offboard_device(conn: Connection, device_id: str, reason: str) -> dt.d
         "UPDATE api_keys SET revoked_at = now() WHERE device_id = $1 AND revoked_at IS NULL",
         device_id,
     )
-    return offboarded_at
+    return Offboarded(offboarded_at, interrupted)
 
 
 async def certificate_expiry(conn: Queryable, device_id: str) -> dt.datetime | None:

@@ -6,6 +6,8 @@ import asyncpg
 import pytest
 
 from fleetd.storage.devices import (
+    IN_PROGRESS_STATES,
+    ActiveDeployment,
     DeviceExists,
     NewDevice,
     add_certificate,
@@ -15,8 +17,10 @@ from fleetd.storage.devices import (
     insert_device,
     list_devices,
     merge_heartbeats,
+    offboard_device,
     refresh_registration,
 )
+from fleetd.storage.types import Connection
 
 
 def _device(device_id: str) -> NewDevice:
@@ -115,3 +119,63 @@ async def test_heartbeat_keeps_an_operator_set_maintenance_status(pool: asyncpg.
         await merge_heartbeats(conn, [("rpi-001", now, 1.0, 1.0, 1.0, 1)])
     row = await get_device(pool, "rpi-001")
     assert row is not None and row["status"] == "maintenance"
+
+
+async def _assign(conn: Connection, assignment_id: str, state: str, *, active: bool = True) -> None:
+    await conn.execute(
+        """INSERT INTO assignments (assignment_id, device_id, deployment_id, name, version, spec,
+                                    active, state)
+           VALUES ($1, 'rpi-001', 'deploy-001', $1, '2.0.0', '', $2, $3)""",
+        assignment_id,
+        active,
+        state,
+    )
+
+
+@pytest.mark.parametrize("state", IN_PROGRESS_STATES)
+async def test_offboarding_a_device_in_an_active_deployment_needs_force(
+    pool: asyncpg.Pool, state: str
+) -> None:
+    async with pool.acquire() as conn:
+        await insert_device(conn, _device("rpi-001"))
+        await _assign(conn, "firmware", state)
+        with pytest.raises(ActiveDeployment) as refused:
+            async with conn.transaction():
+                await offboard_device(conn, "rpi-001", "test")
+        assert [a.assignment_id for a in refused.value.assignments] == ["firmware"]
+        assert "deploy-001" in str(refused.value)
+        # Refused means nothing changed.
+        row = await get_device(conn, "rpi-001")
+        assert row is not None and row["offboarded_at"] is None
+        assert await conn.fetchval("SELECT state FROM assignments") == state
+
+
+async def test_forced_offboarding_cancels_in_progress_assignments_only(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        await insert_device(conn, _device("rpi-001"))
+        await _assign(conn, "firmware", "applying")
+        await _assign(conn, "config", "healthy")
+        await _assign(conn, "old-firmware", "pending", active=False)  # superseded: not active
+        async with conn.transaction():
+            done = await offboard_device(conn, "rpi-001", "test", force=True)
+        assert done is not None
+        assert [(a.assignment_id, a.state) for a in done.cancelled] == [("firmware", "applying")]
+        rows = await conn.fetch("SELECT assignment_id, state, active FROM assignments")
+        assert {r["assignment_id"]: (r["state"], r["active"]) for r in rows} == {
+            "firmware": ("cancelled", False),
+            "config": ("healthy", True),
+            "old-firmware": ("pending", False),
+        }
+
+
+async def test_offboarding_without_assignments_needs_no_force(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await insert_device(conn, _device("rpi-001"))
+        await _assign(conn, "firmware", "failed")
+        async with conn.transaction():
+            done = await offboard_device(conn, "rpi-001", "test")
+        assert done is not None and done.cancelled == []
+        async with conn.transaction():
+            assert await offboard_device(conn, "rpi-001", "test") is None
