@@ -182,11 +182,16 @@ class DeviceServiceImpl(DeviceService):
         )
         more = len(rows) > size
         rows = rows[:size]
+        async with res.pool.acquire() as conn:
+            total = await device_store.total_devices(
+                conn,
+                device_filter.to_sql if request.filter.strip() else None,
+                exact_up_to=res.settings.exact_count_limit,
+            )
         response = device_pb2.ListDevicesResponse(
             devices=[convert.device(r) for r in rows],
-            total_count=await device_store.count_devices(
-                res.pool, device_filter.to_sql if request.filter.strip() else None
-            ),
+            total_count=min(total.count, 2**31 - 1),
+            total_count_estimated=total.estimated,
         )
         if more:
             response.next_page_token = res.page_tokens.encode(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import orjson
 
 from fleetd.storage.types import Connection, Queryable
 
@@ -122,6 +123,57 @@ async def count_devices(
         f"SELECT count(*) FROM devices WHERE offboarded_at IS NULL AND ({where})", *params
     )
     return count
+
+
+@dataclass(frozen=True, slots=True)
+class Total:
+    """A count of devices, and whether it is the planner's estimate rather than exact."""
+
+    count: int
+    estimated: bool
+
+
+COUNT_BUDGET_MS = 20
+"""How long :func:`total_devices` may spend counting exactly before it estimates."""
+
+
+async def total_devices(
+    conn: Connection,
+    condition: Callable[[int], SqlCondition] | None = None,
+    *,
+    exact_up_to: int,
+    budget_ms: int = COUNT_BUDGET_MS,
+) -> Total:
+    """How many active devices match: exact when cheap, else PostgreSQL's estimate.
+
+    An exact ``count(*)`` reads every matching row (about 85 ms at 1,000,000 devices), so
+    the count stops after ``exact_up_to + 1`` rows and, separately, after ``budget_ms``
+    (a selective filter no index serves scans the whole table to find few rows). Within
+    both bounds the count is exact; past either, the answer is the planner's row estimate
+    for the same WHERE clause (``EXPLAIN``; from the table statistics, so as good as the
+    last ANALYZE and the independence of the filtered columns), never less than the rows
+    already counted. ``exact_up_to`` 0 always counts exactly, without a budget.
+    """
+    where, params = ("TRUE", []) if condition is None else condition(1)
+    matching = f"FROM devices WHERE offboarded_at IS NULL AND ({where})"
+    if exact_up_to <= 0:
+        exact: int = await conn.fetchval(f"SELECT count(*) {matching}", *params)
+        return Total(exact, False)
+    counted: int | None = None
+    try:
+        async with conn.transaction(readonly=True):
+            await conn.execute(f"SET LOCAL statement_timeout = {int(budget_ms)}")
+            counted = await conn.fetchval(
+                f"SELECT count(*) FROM (SELECT 1 {matching} LIMIT {int(exact_up_to) + 1}) AS n",
+                *params,
+            )
+    except asyncpg.QueryCanceledError:  # over budget: estimate instead
+        counted = None
+    if counted is not None and counted <= exact_up_to:
+        return Total(counted, False)
+    plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) SELECT 1 {matching}", *params)
+    estimate = int(orjson.loads(plan)[0]["Plan"]["Plan Rows"])
+    return Total(max(estimate, counted or 0), True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import asyncpg
 import pytest
@@ -10,6 +11,8 @@ from fleetd.storage.devices import (
     ActiveDeployment,
     DeviceExists,
     NewDevice,
+    SqlCondition,
+    Total,
     add_certificate,
     certificate_standing,
     count_devices,
@@ -19,6 +22,7 @@ from fleetd.storage.devices import (
     merge_heartbeats,
     offboard_device,
     refresh_registration,
+    total_devices,
 )
 from fleetd.storage.types import Connection
 
@@ -179,3 +183,46 @@ async def test_offboarding_without_assignments_needs_no_force(pool: asyncpg.Pool
         assert done is not None and done.cancelled == []
         async with conn.transaction():
             assert await offboard_device(conn, "rpi-001", "test") is None
+
+
+async def _fleet(pool: asyncpg.Pool, size: int) -> None:
+    async with pool.acquire() as conn:
+        for i in range(size):
+            await insert_device(conn, _device(f"dev-{i:03d}"))
+        await conn.execute("ANALYZE devices")
+
+
+def _type_is(value: str) -> Callable[[int], SqlCondition]:
+    return lambda first: (f"device_type = ${first}", [value])
+
+
+async def test_total_is_exact_up_to_the_limit(pool: asyncpg.Pool) -> None:
+    await _fleet(pool, 25)
+    async with pool.acquire() as conn:
+        assert await total_devices(conn, exact_up_to=25) == Total(25, False)
+        assert await total_devices(conn, _type_is("raspberry-pi"), exact_up_to=100) == Total(
+            25, False
+        )
+        assert await total_devices(conn, _type_is("esp32"), exact_up_to=100) == Total(0, False)
+
+
+async def test_total_past_the_limit_is_an_estimate_of_at_least_the_rows_counted(
+    pool: asyncpg.Pool,
+) -> None:
+    await _fleet(pool, 25)
+    async with pool.acquire() as conn:
+        total = await total_devices(conn, _type_is("raspberry-pi"), exact_up_to=10)
+        assert total.estimated
+        assert total.count >= 11
+        assert total.count == pytest.approx(25, abs=3)  # the statistics are fresh
+
+
+async def test_total_over_the_time_budget_is_an_estimate(pool: asyncpg.Pool) -> None:
+    await _fleet(pool, 25)
+    slow: Callable[[int], SqlCondition] = lambda first: ("pg_sleep(0.01) IS NOT NULL", [])  # noqa: E731
+    async with pool.acquire() as conn:
+        total = await total_devices(conn, slow, exact_up_to=1000, budget_ms=20)
+        assert total.estimated
+        # The timed-out count left the connection usable, the time limit unset.
+        assert await conn.fetchval("SHOW statement_timeout") == "0"
+        assert await total_devices(conn, slow, exact_up_to=0) == Total(25, False)
