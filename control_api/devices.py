@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf import json_format
 
 import core_ext
-from control_api import convert, health_checks, notify, ordering
+from control_api import convert, event_stream, health_checks, notify, ordering
 from control_api.auth import audit_target, current_principal, require
 from control_api.heartbeat import heartbeat as record_heartbeat
 from control_api.pagination import InvalidPageToken
@@ -300,6 +300,12 @@ class DeviceServiceImpl(DeviceService):
         return device_pb2.DeleteDeviceResponse(
             success=True, deleted_at=convert.timestamp(offboarded.at)
         )
+
+    async def stream_events(
+        self, request: device_pb2.StreamEventsRequest, ctx: Ctx
+    ) -> AsyncIterator[device_pb2.StreamEventsResponse]:
+        async for response in event_stream.stream(resources(), current_principal(), request):
+            yield response
 
     async def heartbeat(
         self, request: device_pb2.HeartbeatRequest, ctx: Ctx

@@ -83,6 +83,15 @@ async def get_device(conn: Queryable, device_id: str) -> asyncpg.Record | None:
     )
 
 
+async def get_devices(conn: Queryable, device_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
+    """The rows of the given devices that exist (offboarded ones included), by id."""
+    rows = await conn.fetch(
+        f"SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = ANY($1::text[])",
+        list(device_ids),
+    )
+    return {row["device_id"]: row for row in rows}
+
+
 SqlCondition = tuple[str, list[object]]
 """A WHERE fragment using $n placeholders, and its bind values."""
 

@@ -47,3 +47,9 @@ def desired_state(device_id: str) -> str:
     and ``body`` (serialized ``DesiredStateCache``); filled from PostgreSQL on a miss,
     replaced by whoever bumps the revision, never overwritten by an older revision."""
     return f"{PREFIX}:dev:{{{device_id}}}:desired"
+
+
+def event_streams(subject: str) -> str:
+    """ZSET: one caller's open event streams (member a stream id, score its lease's expiry,
+    ms); bounds concurrent StreamEvents calls per caller across API processes."""
+    return f"{PREFIX}:streams:{{{subject}}}"
