@@ -170,13 +170,14 @@ async def total_devices(
         return Total(exact, False)
     counted: int | None = None
     try:
-        async with conn.transaction(readonly=True):
-            await conn.execute(f"SET LOCAL statement_timeout = {int(budget_ms)}")
-            counted = await conn.fetchval(
-                f"SELECT count(*) FROM (SELECT 1 {matching} LIMIT {int(exact_up_to) + 1}) AS n",
-                *params,
-            )
-    except asyncpg.QueryCanceledError:  # over budget: estimate instead
+        # One round trip when it fits the budget; past it, asyncpg cancels the query
+        # (a cancel request on a side connection) and the connection stays usable.
+        counted = await conn.fetchval(
+            f"SELECT count(*) FROM (SELECT 1 {matching} LIMIT {int(exact_up_to) + 1}) AS n",
+            *params,
+            timeout=budget_ms / 1000,
+        )
+    except TimeoutError:  # over budget: estimate instead
         counted = None
     if counted is not None and counted <= exact_up_to:
         return Total(counted, False)
