@@ -265,7 +265,10 @@ def token_revoke(token_id: str, data_dir: DataDir = "") -> None:
 
 @audit_app.command("verify")
 def audit_verify(data_dir: DataDir = "") -> None:
-    """Recompute the audit log's hash chain; exit 1 at the first entry that breaks it."""
+    """Recompute the audit log's hash chain; exit 1 at the first entry that breaks it.
+
+    Also lists calls that started but have no recorded outcome.
+    """
     from fleetd.storage import audit
 
     async def check(pool: asyncpg.Pool) -> audit.Verdict:
@@ -279,6 +282,13 @@ def audit_verify(data_dir: DataDir = "") -> None:
         )
         raise typer.Exit(1)
     console.print(f"audit log intact: {verdict.entries} entries")
+    for record in verdict.unfinished:
+        console.print(
+            f"[yellow]no outcome recorded[/yellow] for {record.entry.method} by "
+            f"{record.entry.actor} (request_id {record.entry.request_id}, entry {record.seq}, "
+            f"started {record.at.isoformat(timespec='seconds')}): still running, or its "
+            "outcome could not be appended (see the server log)"
+        )
 
 
 @audit_app.command("export")
