@@ -9,6 +9,7 @@ goes NOT_SERVING, in-flight calls get a grace period, pending heartbeats are flu
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fleetd.config import Settings
 from fleetd.device.v1 import agent_pb2_grpc
-from fleetd.storage.devices import CertificateStanding, certificate_standing
+from fleetd.storage.devices import CertificateStanding, certificate_standings
 from fleetd.storage.postgres import connect
+from gateway.batching import BatchedLookup
 from gateway.desired_state import DesiredStateLookup
 from gateway.heartbeats import HeartbeatPipeline
 from gateway.identity import DeviceAuthenticator
@@ -101,12 +103,16 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
         postgres_interval=settings.postgres_flush_interval,
     )
 
+    standings: BatchedLookup[tuple[str, str], CertificateStanding] = BatchedLookup(
+        functools.partial(certificate_standings, pool)
+    )
+
     async def standing(serial: str, fingerprint: str) -> CertificateStanding | None:
-        return await certificate_standing(pool, serial, fingerprint)
+        return await standings.get((serial, fingerprint))
 
     authenticator = DeviceAuthenticator(settings.fleet, standing, pipeline.group_id)
     desired = DesiredStateLookup(redis, pool)
-    pushes = PushHub(redis)
+    pushes = PushHub(redis, on_revoked=authenticator.forget_devices)
     server = grpc.aio.server(
         # Past this many calls in flight grpc answers RESOURCE_EXHAUSTED itself: the
         # bound on the work one process queues.

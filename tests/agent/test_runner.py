@@ -17,6 +17,7 @@ from agent.runner import run_agent
 from fleetd.storage.credentials import create_enrollment_token
 from gateway.server import start_gateway
 from tests.support.deployment import Deployment, running_deployment
+from tests.support.http import connect_json
 
 
 @pytest.fixture
@@ -114,8 +115,16 @@ async def test_offboarded_agent_wipes_its_keys_and_exits(
 ) -> None:
     config = await _config(deployment, pool, tmp_path / "agent")
     assert await run_agent(config) == 0
-    await pool.execute("UPDATE devices SET offboarded_at = now()")
-    await asyncio.sleep(5.5)  # the gateway caches a certificate's standing for 5 s
+    # The operator deletes the device: offboarded, certificates revoked, gateways told.
+    reply = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/DeleteDevice",
+        {"device_id": "rpi-001"},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert reply.status == 200
+    await asyncio.sleep(0.5)  # the revocation notice crosses Redis pub/sub
     assert await run_agent(replace(config, enrollment_token="")) == 0
     assert CredentialStore(tmp_path / "agent").enrollment() is None
     leftovers = {p.name for p in (tmp_path / "agent").iterdir()}
