@@ -54,6 +54,7 @@ class Gateway:
     stores: StoreHealth
     desired: DesiredStateLookup
     pushes: PushHub
+    service: AgentService
 
     async def stop(self, grace: float = 10.0) -> None:
         """Drain within about 3 x ``grace``: calls, then pending heartbeats, then storage."""
@@ -125,18 +126,16 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ],
     )
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentService(
-            pool,
-            authenticator,
-            pipeline,
-            desired,
-            pushes,
-            heartbeat_interval=settings.heartbeat_interval,
-            device_limit=settings.gateway_device_limit(),
-        ),
-        server,
+    service = AgentService(
+        pool,
+        authenticator,
+        pipeline,
+        desired,
+        pushes,
+        heartbeat_interval=settings.heartbeat_interval,
+        device_limit=settings.gateway_device_limit(),
     )
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(service, server)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     host = settings.gateway_host
@@ -164,7 +163,17 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
     pushes.start()
     log.info("gateway serving on %s:%d", host, bound)
     return Gateway(
-        server, bound, pool, redis, pipeline, health_servicer, sweeper, stores, desired, pushes
+        server,
+        bound,
+        pool,
+        redis,
+        pipeline,
+        health_servicer,
+        sweeper,
+        stores,
+        desired,
+        pushes,
+        service,
     )
 
 
