@@ -67,6 +67,8 @@ class Plan:
     """Heartbeats/s over all workers (open mode)."""
     first_device: int = 0
     reconnect: bool = False
+    stream: bool = False
+    """Heartbeats on one HeartbeatStream per device instead of unary calls (grpc)."""
     session_cache: bool = False
     timeout: float = 10.0
     register: bool = False
@@ -225,6 +227,7 @@ class GrpcDevice:
             self.options.append(("grpc.ssl_target_name_override", "localhost"))
         self.channel: Any = None
         self.stub: Any = None
+        self.call: Any = None
         self.request = _heartbeat_request()
         self.sequence = 0
         self.interval = 30.0
@@ -234,9 +237,33 @@ class GrpcDevice:
         self.stub = self._stub_type(self.channel)  # type: ignore[no-untyped-call]
 
     async def close(self) -> None:
+        if self.call is not None:
+            self.call.cancel()
+            self.call = None
         if self.channel is not None:
             await self.channel.close()
             self.channel = None
+
+    async def _stream_beat(self) -> Any:
+        """One heartbeat on the device's stream (opened on first use, reopened if the
+        server ended it)."""
+        for _ in range(2):
+            if self.call is None:
+                self.call = self.stub.HeartbeatStream()
+            try:
+                await self.call.write(self.request)
+                response = await asyncio.wait_for(self.call.read(), self.plan.timeout)
+            except self._grpc.aio.AioRpcError as exc:
+                self.call = None
+                raise CallFailed(exc.code().name) from None
+            except (asyncio.InvalidStateError, TimeoutError):
+                self.call.cancel()
+                self.call = None
+                raise CallFailed("STREAM_BROKEN") from None
+            if isinstance(response, self._pb.HeartbeatResponse):
+                return response
+            self.call = None  # EOF: the server ended the stream; open a new one
+        raise CallFailed("STREAM_ENDED")
 
     async def _unary(self, method: str, request: Any) -> Any:
         try:
@@ -264,6 +291,8 @@ class GrpcDevice:
                 response = await self._unary("Heartbeat", self.request)
             finally:
                 await self.close()
+        elif self.plan.stream:
+            response = await self._stream_beat()
         else:
             response = await self._unary("Heartbeat", self.request)
         return float(response.next_heartbeat_interval.ToTimedelta().total_seconds())
@@ -615,6 +644,7 @@ def main() -> None:
     parser.add_argument("--first-device", type=int, default=0)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--mode", choices=["closed", "open", "agent"], default="closed")
+    parser.add_argument("--stream", action="store_true", help="heartbeats on HeartbeatStream")
     parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=0.0, help="heartbeats/s (open mode)")
@@ -638,6 +668,7 @@ def main() -> None:
         duration=args.duration,
         rate=args.rate,
         reconnect=args.reconnect,
+        stream=args.stream,
         session_cache=args.session_cache,
         register=args.register,
         status_reports=args.status_reports,
