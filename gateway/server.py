@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "fleetd.device.v1.AgentService"
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 MAX_CONCURRENT_CALLS = 20_000
+DRAIN_GRACE = 5.0
+"""Seconds in-flight calls get at SIGTERM. Heartbeats take milliseconds; open heartbeat
+streams are ended after it and their agents reconnect (to another process or node)."""
 
 
 @dataclass
@@ -185,7 +188,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("gateway draining")
-    await gateway.stop()
+    await gateway.stop(DRAIN_GRACE)
 
 
 def main() -> None:

@@ -213,9 +213,13 @@ class GrpcDevice:
         self.creds = grpc.ssl_channel_credentials(
             root_certificates=plan.ca_pem, private_key=key_pem, certificate_chain=cert_pem
         )
+        from agent.runner import CHANNEL_OPTIONS
+
+        # The agent's own channel options (keepalive, grpc's reconnect backoff bounded so
+        # the agent's jittered backoff paces retries), on a subchannel of its own.
         self.options: list[tuple[str, Any]] = [
             ("grpc.use_local_subchannel_pool", 1),
-            ("grpc.keepalive_time_ms", 60_000),
+            *CHANNEL_OPTIONS,
         ]
         if plan.session_cache:
             from grpc.experimental import session_cache  # type: ignore[attr-defined]
