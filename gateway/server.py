@@ -19,13 +19,16 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import _async as health_aio  # public as health.aio; absent from stubs
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fleetd.blobs import FilesystemBlobStore
 from fleetd.config import Settings
 from fleetd.device.v1 import agent_pb2_grpc
 from fleetd.storage.devices import CertificateStanding, certificate_standing
 from fleetd.storage.postgres import connect
 from gateway.heartbeats import HeartbeatPipeline
 from gateway.identity import DeviceAuthenticator
+from gateway.log_uploads import LogUploads
 from gateway.service import AgentService
+from gateway.status_reports import StatusReports
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +102,14 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
         ]
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentService(pool, authenticator, pipeline, heartbeat_interval=settings.heartbeat_interval),
+        AgentService(
+            pool,
+            authenticator,
+            pipeline,
+            heartbeat_interval=settings.heartbeat_interval,
+            status_reports=StatusReports(pool),
+            log_uploads=LogUploads(pool, redis, FilesystemBlobStore(settings.paths.blobs)),
+        ),
         server,
     )
     health_servicer = health_aio.HealthServicer()

@@ -7,6 +7,7 @@ bodies never carry identity. Heartbeats go into the compiled batcher and return 
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
 import asyncpg
@@ -19,6 +20,8 @@ from fleetd.v1 import device_pb2
 from gateway import validation
 from gateway.heartbeats import HeartbeatPipeline
 from gateway.identity import CallerDevice, DeviceAuthenticator, Refused
+from gateway.log_uploads import LogUploads
+from gateway.status_reports import StatusReports
 
 ONLINE = device_pb2.ONLINE
 
@@ -48,7 +51,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         *,
         heartbeat_interval: float,
         jitter: float = 0.1,
+        status_reports: StatusReports,
+        log_uploads: LogUploads,
     ) -> None:
+        self._status_reports = status_reports
+        self._log_uploads = log_uploads
         self._pool = pool
         self._auth = authenticator
         self._pipeline = pipeline
@@ -134,25 +141,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         request: agent_pb2.ReportArtifactStatusRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> agent_pb2.ReportArtifactStatusResponse:
-        await self._caller(context)
-        await _abort(
-            context,
-            grpc.StatusCode.UNIMPLEMENTED,
-            "ReportArtifactStatus is not implemented by this gateway yet: there are no "
-            "artifact assignments to report on",
-        )
+        caller = await self._caller(context)
+        return await self._status_reports.report(caller, request, context)
 
     async def UploadLogs(
         self,
-        request_iterator: object,
+        request_iterator: AsyncIterator[agent_pb2.UploadLogsRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> agent_pb2.UploadLogsResponse:
-        await self._caller(context)
-        await _abort(
-            context,
-            grpc.StatusCode.UNIMPLEMENTED,
-            "UploadLogs is not implemented by this gateway yet: no log requests are issued",
-        )
+        caller = await self._caller(context)
+        return await self._log_uploads.upload(caller, request_iterator, context)
 
 
 async def _abort(

@@ -211,15 +211,3 @@ async def test_offboarded_device_is_told_so(
     await pool.execute("UPDATE devices SET offboarded_at = now()")
     response = await _stub(deployment, creds).Heartbeat(_heartbeat(), timeout=5)
     assert response.offboarded
-
-
-async def test_unbuilt_device_calls_answer_unimplemented(
-    deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool
-) -> None:
-    creds = await enrol_device(pool, ca, "rpi-001")
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await _stub(deployment, creds).ReportArtifactStatus(
-            agent_pb2.ReportArtifactStatusRequest(assignment_id="a"), timeout=5
-        )
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "ReportArtifactStatus" in (err.value.details() or "")
