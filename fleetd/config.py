@@ -110,6 +110,21 @@ class Settings:
     rate_anonymous: str = "10/s"
     rate_authenticated: str = "100/s"
     rate_device: str = "10/m"
+    gateway_device_rate: str = ""
+    """Per-device Heartbeat/Register limit in the gateway: ``COUNT/s|m|h`` (burst COUNT),
+    ``off``, or empty for the default, derived from the heartbeat interval."""
+
+    def gateway_device_limit(self) -> tuple[float, int] | None:
+        """``(calls per second, burst)`` for one device at the gateway; None when off.
+
+        The default allows four times the nominal heartbeat rate sustained, and a burst of
+        ten (restarts, retries after an outage)."""
+        if self.gateway_device_rate == "off":
+            return None
+        if self.gateway_device_rate:
+            count, period = parse_rate(self.gateway_device_rate)
+            return count / period, count
+        return 4.0 / self.heartbeat_interval, 10
 
     @property
     def paths(self) -> Paths:
@@ -139,6 +154,7 @@ class Settings:
             "FLEETD_RATE_ANONYMOUS": self.rate_anonymous,
             "FLEETD_RATE_AUTHENTICATED": self.rate_authenticated,
             "FLEETD_RATE_DEVICE": self.rate_device,
+            "FLEETD_GATEWAY_DEVICE_RATE": self.gateway_device_rate,
         }
         if self.database_url:
             env["FLEETD_DATABASE_URL"] = self.database_url
@@ -183,6 +199,7 @@ class Settings:
             rate_anonymous=_rate(env, "FLEETD_RATE_ANONYMOUS", "10/s"),
             rate_authenticated=_rate(env, "FLEETD_RATE_AUTHENTICATED", "100/s"),
             rate_device=_rate(env, "FLEETD_RATE_DEVICE", "10/m"),
+            gateway_device_rate=_gateway_rate(env),
         )
 
 
@@ -195,6 +212,13 @@ def parse_rate(text: str) -> tuple[int, float]:
     if match is None:
         raise ConfigError(f"rate {text!r}: expected COUNT/s, COUNT/m or COUNT/h, e.g. 100/s")
     return int(match[1]), {"s": 1.0, "m": 60.0, "h": 3600.0}[match[2]]
+
+
+def _gateway_rate(env: dict[str, str]) -> str:
+    raw = (env.get("FLEETD_GATEWAY_DEVICE_RATE") or "").strip()
+    if raw in ("", "off"):
+        return raw
+    return _rate(env, "FLEETD_GATEWAY_DEVICE_RATE", "")
 
 
 def _rate(env: dict[str, str], name: str, default: str) -> str:

@@ -5,12 +5,14 @@ batcher's (compiled) work, done per flush:
 
 * every ``redis_interval`` (or at once when ``max_pending`` devices are pending) the Redis
   loop drains the batcher's flush window into a ``Flush``, whose ``redis_commands`` (one
-  ZADD to the fleet's last-seen ZSET, then HSET + EXPIRE of each device's stats hash) are
-  fed to one pipeline as they are, and whose transitions and per-group rollups go to the
-  ``on_flush`` hook;
+  ZADD to the fleet's last-seen ZSET, run through ``gateway.liveness.ARRIVE`` so devices
+  coming online get their event, then HSET + EXPIRE of each device's stats hash) are fed
+  to one pipeline, whose per-group rollups are combined for PostgreSQL, and which goes to
+  the ``on_flush`` hook;
 * every ``postgres_interval`` the PostgreSQL loop takes the batcher's COPY window: one
   ready record per device drained since (coalesced by the batcher, ``seen_at`` already a
-  UTC datetime), written with COPY and one merging UPDATE (``merge_heartbeats``).
+  UTC datetime), written with COPY and one merging UPDATE (``merge_heartbeats``), then the
+  combined per-minute rollups (``merge_rollups``).
 
 Nothing per heartbeat touches PostgreSQL. Heartbeats are liveness, not transactions: a
 crash can lose the last flush interval of them (the device's next heartbeat restores it).
@@ -30,10 +32,14 @@ from collections.abc import Callable
 
 import asyncpg
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from core_ext import CopyRecord, Flush, HeartbeatBatcher
 from fleetd.storage import redis_keys
 from fleetd.storage.devices import merge_heartbeats
+from fleetd.storage.redis_scripts import execute
+from fleetd.storage.rollups import RollupKey, combine, combine_one, merge_rollups
+from gateway.liveness import ARRIVE, queue_arrivals
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,8 @@ class HeartbeatPipeline:
 
     ``on_flush`` (settable at any time), if not None, receives every ``Flush`` that carries
     heartbeats, for its transitions and per-minute group rollups, on the event loop: it
-    must not block. Persisting rollups is a later issue; the rows are ready for COPY.
+    must not block. The rollups are also combined here and merged into PostgreSQL's
+    ``fleet_rollups`` with each PostgreSQL flush (kept for a retry if it fails).
     """
 
     def __init__(
@@ -79,7 +86,9 @@ class HeartbeatPipeline:
         )
         self._unknown_group = self._batcher.group_id(*UNKNOWN_GROUP)
         self._retry: list[CopyRecord] = []
+        self._rollups: dict[RollupKey, list[float]] = {}
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.flushed_to_redis = 0
         self.flushed_to_postgres = 0
@@ -121,9 +130,9 @@ class HeartbeatPipeline:
         ]
 
     async def close(self) -> None:
-        """Stop the loops and flush whatever is pending to both stores."""
-        for task in self._tasks:
-            task.cancel()
+        """Stop the loops, letting a flush in progress finish, then flush everything."""
+        self._stopping.set()
+        self._wake.set()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -134,7 +143,7 @@ class HeartbeatPipeline:
     async def _redis_loop(self) -> None:
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
         # that arrives as its timeout fires, and the loop would then never stop.
-        while True:
+        while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._redis_interval):
                     await self._wake.wait()
@@ -142,8 +151,10 @@ class HeartbeatPipeline:
             await self.flush_redis()
 
     async def _postgres_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._postgres_interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._postgres_interval):
+                    await self._stopping.wait()
             await self.flush_postgres()
 
     async def flush_redis(self) -> int:
@@ -157,13 +168,20 @@ class HeartbeatPipeline:
                 self.on_flush(flush)
             except Exception:  # a broken hook must not stop the heartbeat pipeline
                 log.exception("heartbeat on_flush hook failed")
-        if not flush.redis_commands:
+        if flush.rollups:
+            combine(self._rollups, flush.rollups)
+        commands = flush.redis_commands
+        if not commands:
             return 0
-        pipe = self._redis.pipeline(transaction=False)
-        for command in flush.redis_commands:
-            pipe.execute_command(*command)
+
+        def build(pipe: Pipeline) -> None:
+            # The ZADD of the last-seen ZSET, through ARRIVE: absent members come online.
+            queue_arrivals(pipe, self.fleet, commands[0])
+            for command in commands[1:]:
+                pipe.execute_command(*command)
+
         try:
-            await pipe.execute()
+            await execute(self._redis, build, (ARRIVE,))
         except (aioredis.RedisError, OSError) as exc:
             log.warning("redis flush of %d devices failed: %s", flush.devices, exc)
             return 0
@@ -176,17 +194,31 @@ class HeartbeatPipeline:
         if self._retry:
             rows = _latest_per_device(self._retry, rows)
             self._retry = []
-        if not rows:
+        rollups, self._rollups = self._rollups, {}
+        if not rows and not rollups:
             return 0
         try:
             async with self._pool.acquire() as conn:
-                await merge_heartbeats(conn, rows)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                if rows:
+                    await merge_heartbeats(conn, rows)
+                if rollups:
+                    await merge_rollups(conn, rollups)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as exc:
             log.warning("postgres flush of %d devices failed, will retry: %s", len(rows), exc)
-            self._retry = rows
+            self._keep_for_retry(rows, rollups)
             return 0
+        except asyncio.CancelledError:  # cancelled mid-write: keep the data for whoever goes on
+            self._keep_for_retry(rows, rollups)
+            raise
         self.flushed_to_postgres += len(rows)
         return len(rows)
+
+    def _keep_for_retry(
+        self, rows: list[CopyRecord], rollups: dict[RollupKey, list[float]]
+    ) -> None:
+        self._retry = _latest_per_device(self._retry, rows) if self._retry else rows
+        for key, value in rollups.items():  # merged with any newer ones
+            combine_one(self._rollups, key, value)
 
 
 def _latest_per_device(older: list[CopyRecord], newer: list[CopyRecord]) -> list[CopyRecord]:

@@ -5,10 +5,12 @@ certificate is parsed by core_ext (``core_ext.IdentityCache``, keyed by the cert
 bytes: a cached lookup costs well under a microsecond; refusals are not cached), its fleet
 checked, and its standing (issued by us, not revoked, device not offboarded) looked up in
 PostgreSQL, cached for a few seconds — revocation is checked on every call, against that
-standing, never by the identity cache. Nothing in a request body is ever used to identify
-a device. The standing also carries the device's group (device
-type and version), turned into the heartbeat batcher's group id once per lookup, so a
-heartbeat costs no string work for its rollup group.
+standing, never by the identity cache. While PostgreSQL is unreachable, a standing that
+expired less than ``stale_grace`` ago keeps serving (fail static: devices seen recently
+keep heartbeating through an outage); other certificates get ``StandingUnavailable``.
+Nothing in a request body is ever used to identify a device. The standing also carries
+the device's group (device type and version), turned into the heartbeat batcher's group
+id once per lookup, so a heartbeat costs no string work for its rollup group.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ GroupOf = Callable[[str, str], int]
 
 class Refused(Exception):
     """The caller is not a device this gateway serves; the message says why."""
+
+
+class StandingUnavailable(Exception):
+    """PostgreSQL could not be asked about a certificate not seen recently."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +55,14 @@ class DeviceAuthenticator:
         group_of: GroupOf,
         *,
         standing_ttl: float = 5.0,
+        stale_grace: float = 300.0,
         max_cached: int = 200_000,
     ) -> None:
         self._fleet = fleet
         self._lookup = lookup_standing
         self._group_of = group_of
         self._ttl = standing_ttl
+        self._stale_grace = stale_grace
         self._max_cached = max_cached
         self._identities = core_ext.IdentityCache(max_cached)
         # serial -> (expiry, standing, group id); the group changes when the device
@@ -84,16 +92,29 @@ class DeviceAuthenticator:
         if cached is not None and cached[0] > now:
             _, standing, group = cached
         else:
-            standing = await self._lookup(identity.serial, identity.fingerprint)
-            group = -1
-            if standing is not None:
-                group = self._group_of(standing.device_type, standing.version)
-            if len(self._standing) >= self._max_cached:
-                self._standing.clear()
-            self._standing[identity.serial] = (now + self._ttl, standing, group)
+            try:
+                standing = await self._lookup(identity.serial, identity.fingerprint)
+            except Exception as exc:
+                # PostgreSQL is unreachable: a standing that expired within the grace
+                # period still answers (fail static), anything else cannot be served.
+                if cached is not None and cached[0] + self._stale_grace > now:
+                    _, standing, group = cached
+                else:
+                    raise StandingUnavailable(
+                        f"certificate standing unavailable: {exc.__class__.__name__}"
+                    ) from exc
+            else:
+                group = -1
+                if standing is not None:
+                    group = self._group_of(standing.device_type, standing.version)
+                if len(self._standing) >= self._max_cached:
+                    self._standing.clear()
+                self._standing[identity.serial] = (now + self._ttl, standing, group)
         if standing is None or standing.device_id != identity.device_id:
             raise Refused("certificate was not issued to a registered device")
-        if standing.revoked:
+        # Offboarding revokes the device's certificates: such a device is still
+        # identified, so that it can be told it was offboarded (once; see the service).
+        if standing.revoked and not standing.offboarded:
             raise Refused("certificate has been revoked")
         return CallerDevice(
             identity.device_id, identity.fleet, identity.serial, standing.offboarded, group

@@ -24,16 +24,20 @@ from fleetd.config import Settings
 from fleetd.device.v1 import agent_pb2_grpc
 from fleetd.storage.devices import CertificateStanding, certificate_standing
 from fleetd.storage.postgres import connect
+from gateway.desired_state import DesiredStateLookup
 from gateway.heartbeats import HeartbeatPipeline
 from gateway.identity import DeviceAuthenticator
+from gateway.liveness import LivenessSweeper
 from gateway.log_uploads import LogUploads
 from gateway.service import AgentService
 from gateway.status_reports import StatusReports
+from gateway.store_health import StoreHealth
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "fleetd.device.v1.AgentService"
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+MAX_CONCURRENT_CALLS = 20_000
 
 
 @dataclass
@@ -46,11 +50,16 @@ class Gateway:
     redis: aioredis.Redis
     pipeline: HeartbeatPipeline
     health: health_aio.HealthServicer
+    sweeper: LivenessSweeper
+    stores: StoreHealth
+    desired: DesiredStateLookup
 
     async def stop(self, grace: float = 10.0) -> None:
         """Drain within about 3 x ``grace``: calls, then pending heartbeats, then storage."""
+        await self.stores.close()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        await self.sweeper.close()
         try:
             async with asyncio.timeout(grace):
                 await self.pipeline.close()
@@ -78,8 +87,12 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
     """Start serving on settings' gateway address (or ``port``; 0 picks a free one)."""
     if not settings.database_url or not settings.redis_url:
         raise ValueError("the gateway needs FLEETD_DATABASE_URL and FLEETD_REDIS_URL")
-    pool = await connect(settings.database_url, min_size=2, max_size=10)
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    pool = await connect(
+        settings.database_url, min_size=2, max_size=10, connect_timeout=5.0, command_timeout=10.0
+    )
+    redis = aioredis.Redis.from_url(
+        settings.redis_url, socket_timeout=5.0, socket_connect_timeout=2.0
+    )
     pipeline = HeartbeatPipeline(
         settings.fleet,
         redis,
@@ -92,21 +105,27 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
         return await certificate_standing(pool, serial, fingerprint)
 
     authenticator = DeviceAuthenticator(settings.fleet, standing, pipeline.group_id)
+    desired = DesiredStateLookup(redis, pool)
     server = grpc.aio.server(
+        # Past this many calls in flight grpc answers RESOURCE_EXHAUSTED itself: the
+        # bound on the work one process queues.
+        maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS,
         options=[
             ("grpc.so_reuseport", 1),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-        ]
+        ],
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
         AgentService(
             pool,
             authenticator,
             pipeline,
+            desired,
             heartbeat_interval=settings.heartbeat_interval,
+            device_limit=settings.gateway_device_limit(),
             status_reports=StatusReports(pool),
             log_uploads=LogUploads(pool, redis, FilesystemBlobStore(settings.paths.blobs)),
         ),
@@ -123,10 +142,21 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
     )
     await server.start()
     pipeline.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def report(serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING
+        if not serving:
+            status = health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, status)
+
+    stores = StoreHealth(redis, pool, report)
+    await report(await stores.check())
+    stores.start()
+    sweeper = LivenessSweeper(settings.fleet, redis, pool, offline_after=settings.offline_after)
+    sweeper.start()
     log.info("gateway serving on %s:%d", host, bound)
-    return Gateway(server, bound, pool, redis, pipeline, health_servicer)
+    return Gateway(server, bound, pool, redis, pipeline, health_servicer, sweeper, stores, desired)
 
 
 async def serve(settings: Settings) -> None:

@@ -6,6 +6,7 @@ bodies never carry identity. Heartbeats go into the compiled batcher and return 
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
@@ -15,15 +16,20 @@ import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
-from fleetd.storage.devices import refresh_registration
+from fleetd.storage.devices import mark_offboard_notified, refresh_registration
 from fleetd.v1 import device_pb2
 from gateway import validation
+from gateway.desired_state import DesiredStateLookup, Unavailable
+from gateway.device_limits import DeviceRateLimiter
 from gateway.heartbeats import HeartbeatPipeline
-from gateway.identity import CallerDevice, DeviceAuthenticator, Refused
+from gateway.identity import CallerDevice, DeviceAuthenticator, Refused, StandingUnavailable
 from gateway.log_uploads import LogUploads
 from gateway.status_reports import StatusReports
 
 ONLINE = device_pb2.ONLINE
+
+STORE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+"""What an unreachable PostgreSQL raises through asyncpg: answered UNAVAILABLE."""
 
 
 def hardware_to_system_info(hw: agent_pb2.HardwareProfile) -> dict[str, object]:
@@ -48,8 +54,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         pool: asyncpg.Pool,
         authenticator: DeviceAuthenticator,
         pipeline: HeartbeatPipeline,
+        desired: DesiredStateLookup,
         *,
         heartbeat_interval: float,
+        device_limit: tuple[float, int] | None = None,
         jitter: float = 0.1,
         status_reports: StatusReports,
         log_uploads: LogUploads,
@@ -59,8 +67,14 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self._pool = pool
         self._auth = authenticator
         self._pipeline = pipeline
+        self._desired = desired
         self._interval = heartbeat_interval
         self._jitter = jitter
+        self._heartbeat_limits: DeviceRateLimiter | None = None
+        self._register_limits: DeviceRateLimiter | None = None
+        if device_limit is not None:
+            self._heartbeat_limits = DeviceRateLimiter(*device_limit)
+            self._register_limits = DeviceRateLimiter(*device_limit)
 
     async def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> CallerDevice:
         certs = list(context.auth_context().get("x509_pem_cert", ()))
@@ -68,6 +82,26 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             return await self._auth.authenticate(certs[0] if certs else None)
         except Refused as exc:
             await _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        except StandingUnavailable as exc:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+
+    async def _limit(
+        self,
+        limiter: DeviceRateLimiter | None,
+        caller: CallerDevice,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        """RESOURCE_EXHAUSTED with ``grpc-retry-pushback-ms`` past the device's limit."""
+        if limiter is None:
+            return
+        wait = limiter.check(caller.device_id)
+        if wait > 0:
+            pushback_ms = max(1, math.ceil(wait * 1000))
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many calls from this device: retry in {pushback_ms} ms",
+                trailing_metadata=(("grpc-retry-pushback-ms", str(pushback_ms)),),
+            )
 
     def _next_interval(self) -> duration_pb2.Duration:
         seconds = self._interval * (1.0 + random.uniform(-self._jitter, self._jitter))
@@ -81,6 +115,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         caller = await self._caller(context)
         if caller.offboarded:
             await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "device was offboarded")
+        await self._limit(self._register_limits, caller, context)
         try:
             system_info = hardware_to_system_info(request.hardware)
             tags = validation.tags(request.tags)
@@ -89,15 +124,18 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             agent_version = validation.text("agent_version", request.agent_version, 64)
         except validation.InvalidRequest as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        row = await refresh_registration(
-            self._pool,
-            caller.device_id,
-            device_type=device_type,
-            agent_version=agent_version,
-            system_info=system_info,
-            tags=tags,
-            metadata=metadata,
-        )
+        try:
+            row = await refresh_registration(
+                self._pool,
+                caller.device_id,
+                device_type=device_type,
+                agent_version=agent_version,
+                system_info=system_info,
+                tags=tags,
+                metadata=metadata,
+            )
+        except STORE_ERRORS as exc:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, _store_down(exc))
         if row is None:
             await _abort(context, grpc.StatusCode.NOT_FOUND, "device record no longer exists")
         registered_at = timestamp_pb2.Timestamp()
@@ -116,7 +154,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         now = timestamp_pb2.Timestamp()
         now.GetCurrentTime()
         if caller.offboarded:
-            return agent_pb2.HeartbeatResponse(offboarded=True, server_time=now)
+            return await self._tell_offboarded(caller, now, context)
+        await self._limit(self._heartbeat_limits, caller, context)
         stats = request.stats
         try:
             cpu = validation.percent("stats.cpu_percent", stats.cpu_percent)
@@ -126,15 +165,30 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         except validation.InvalidRequest as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         self._pipeline.add(caller.device_id, caller.group, ONLINE, cpu, mem, disk, uptime)
+        try:
+            answer = await self._desired.answer(caller.device_id, request.desired_state_revision)
+        except Unavailable as exc:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         response = agent_pb2.HeartbeatResponse(
             next_heartbeat_interval=self._next_interval(), server_time=now
         )
-        # No rollout engine yet: every device's desired state is revision 0, empty.
-        if request.desired_state_revision == 0:
-            response.unchanged = True
-        else:
-            response.desired_state.revision = 0
+        answer.apply(response)
         return response
+
+    async def _tell_offboarded(
+        self,
+        caller: CallerDevice,
+        now: timestamp_pb2.Timestamp,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> agent_pb2.HeartbeatResponse:
+        """The first heartbeat after offboarding is told so; every later call is refused."""
+        try:
+            first = await mark_offboard_notified(self._pool, caller.device_id)
+        except STORE_ERRORS as exc:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, _store_down(exc))
+        if not first:
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "device was offboarded")
+        return agent_pb2.HeartbeatResponse(offboarded=True, server_time=now)
 
     async def ReportArtifactStatus(
         self,
@@ -151,6 +205,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.UploadLogsResponse:
         caller = await self._caller(context)
         return await self._log_uploads.upload(caller, request_iterator, context)
+
+
+def _store_down(exc: BaseException) -> str:
+    return f"storage unavailable ({exc.__class__.__name__}); retry later"
 
 
 async def _abort(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -10,6 +13,26 @@ import redis.asyncio as aioredis
 
 from fleetd.storage.postgres import connect
 from tests.support.storage import StorageServers, drop_database, fresh_database, storage_servers
+
+STUCK_AFTER_SECONDS = 90.0
+
+
+@pytest.fixture(autouse=True)
+async def _report_stuck_tasks(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """If a test (with its fixtures) takes suspiciously long, print every asyncio task's
+    stack to stderr once: a hung await is otherwise invisible."""
+
+    def dump() -> None:
+        out = io.StringIO()
+        print(f"\n--- {request.node.nodeid}: still running, asyncio tasks:", file=out)
+        for task in asyncio.all_tasks():
+            task.print_stack(file=out)
+        if sys.__stderr__ is not None:  # not captured: the test may never finish
+            sys.__stderr__.write(out.getvalue())
+
+    handle = asyncio.get_running_loop().call_later(STUCK_AFTER_SECONDS, dump)
+    yield
+    handle.cancel()
 
 
 @pytest.fixture(scope="session")

@@ -208,6 +208,17 @@ async def offboard_device(conn: Connection, device_id: str, reason: str) -> dt.d
     return offboarded_at
 
 
+async def mark_offboard_notified(conn: Queryable, device_id: str) -> bool:
+    """Record that the offboarded device was told; True only the first time."""
+    told: bool | None = await conn.fetchval(
+        """UPDATE devices SET offboard_notified_at = now()
+           WHERE device_id = $1 AND offboarded_at IS NOT NULL AND offboard_notified_at IS NULL
+           RETURNING true""",
+        device_id,
+    )
+    return bool(told)
+
+
 async def certificate_expiry(conn: Queryable, device_id: str) -> dt.datetime | None:
     """When the device's newest unrevoked certificate expires (None: it has none)."""
     value: dt.datetime | None = await conn.fetchval(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import cast
 
 import asyncpg
 import grpc
@@ -14,6 +15,7 @@ from core_ext import Flush
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
 from fleetd.pki import CertificateAuthority
 from fleetd.storage import redis_keys
+from fleetd.storage.devices import offboard_device
 from fleetd.v1.device_pb2 import ONLINE
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.devices import DeviceCredentials, device_channel, enrol_device
@@ -204,10 +206,45 @@ async def test_too_many_tags_are_invalid_argument(
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_offboarded_device_is_told_so(
+async def test_offboarded_device_is_told_so_once_then_refused(
     deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool
 ) -> None:
     creds = await enrol_device(pool, ca, "rpi-001")
-    await pool.execute("UPDATE devices SET offboarded_at = now()")
-    response = await _stub(deployment, creds).Heartbeat(_heartbeat(), timeout=5)
+    # What DeleteDevice does: offboard, which also revokes the device's certificates.
+    async with pool.acquire() as conn:
+        assert await offboard_device(conn, "rpi-001", "deleted by operator") is not None
+    stub = _stub(deployment, creds)
+    response = await stub.Heartbeat(_heartbeat(), timeout=5)
     assert response.offboarded
+    for call in (
+        stub.Heartbeat(_heartbeat(), timeout=5),
+        stub.Register(agent_pb2.RegisterRequest(), timeout=5),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "offboarded" in (err.value.details() or "")
+
+
+async def test_heartbeats_too_fast_are_pushed_back(
+    deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool
+) -> None:
+    creds = await enrol_device(pool, ca, "rpi-001")
+    stub = _stub(deployment, creds)
+    rate, burst = deployment.settings.gateway_device_limit() or (0.0, 0)
+    assert burst == 10
+    refused = None
+    for _ in range(burst + 5):
+        try:
+            await stub.Heartbeat(_heartbeat(), timeout=5)
+        except grpc.aio.AioRpcError as exc:
+            refused = exc
+            break
+    assert refused is not None
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # (key, value) pairs at run time, whatever the stubs say
+    trailers = dict(cast("tuple[tuple[str, str], ...]", refused.trailing_metadata() or ()))
+    pushback = trailers["grpc-retry-pushback-ms"]
+    assert 0 < int(pushback) <= 1000 / rate + 1
+    other = await enrol_device(pool, ca, "rpi-002")  # limits are per device
+    assert (await _stub(deployment, other).Heartbeat(_heartbeat(), timeout=5)).unchanged

@@ -10,6 +10,9 @@ ALTER TABLE devices
     ADD COLUMN desired_revision     bigint NOT NULL DEFAULT 0 CHECK (desired_revision >= 0),
     ADD COLUMN offboard_notified_at timestamptz;
 
+-- The liveness sweeper's PostgreSQL backstop: online devices by last heartbeat.
+CREATE INDEX devices_online_last_seen_idx ON devices (last_seen) WHERE status = 'online';
+
 -- Content-addressed blobs (uploaded binaries, log bundles). The bytes live in the blob
 -- store (fleetd/blobs.py) under their SHA-256; this is the index.
 CREATE TABLE blobs (
