@@ -244,3 +244,18 @@ async def test_unusable_blob_store_is_unavailable_and_the_request_stays_pending(
     assert "upload it again later" in (err.details() or "")
     assert await pool.fetchval("SELECT count(*) FROM log_bundles") == 0
     assert len(await pending_log_requests(pool, "rpi-001")) == 1
+
+
+async def test_heartbeats_carry_the_request_until_it_is_answered(
+    deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    stub = _stub(deployment, await enrol_device(pool, ca, "rpi-001"))
+    request_id = await _request(pool, redis, "rpi-001", max_bytes=len(LOG))
+    asked = await stub.Heartbeat(S.HeartbeatRequest(desired_state_revision=0), timeout=5)
+    assert asked.desired_state.revision == 1
+    assert [(r.log_request_id, r.max_bytes) for r in asked.log_requests] == [(request_id, len(LOG))]
+    await _upload(stub, [_header(request_id), *_chunks(LOG)])
+    after = await stub.Heartbeat(S.HeartbeatRequest(desired_state_revision=1), timeout=5)
+    assert not after.unchanged
+    assert after.desired_state.revision == 2
+    assert list(after.log_requests) == []

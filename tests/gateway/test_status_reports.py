@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncpg
 import grpc
 import pytest
+import redis.asyncio as aioredis
 
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
 from fleetd.pki import CertificateAuthority
 from fleetd.storage.assignments import cancel_assignment, create_assignments
+from fleetd.storage.desired import mark_changed
 from tests.support.deployment import Deployment
 from tests.support.devices import DeviceCredentials, device_channel, enrol_device
 
@@ -199,3 +201,22 @@ async def test_revoked_certificate_cannot_report(
     err = await _refused(stub, _report(assignment, S.ARTIFACT_STATE_DOWNLOADING, 1))
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
     assert await pool.fetchval("SELECT count(*) FROM artifact_status_reports") == 0
+
+
+async def test_the_assignment_a_heartbeat_delivers_is_the_one_reported_on(
+    deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    stub = _stub(deployment, await enrol_device(pool, ca, "rpi-001"))
+    async with pool.acquire() as conn:
+        created = await create_assignments(
+            conn, "rpi-001", [S.ArtifactAssignment(name="detector-model", version="2.0.0")]
+        )
+    await mark_changed(redis, created.revisions)
+    answer = await stub.Heartbeat(S.HeartbeatRequest(desired_state_revision=0), timeout=5)
+    [delivered] = answer.desired_state.assignments
+    assert delivered == created.assignments[0]
+    response = await stub.ReportArtifactStatus(
+        _report(delivered.assignment_id, S.ARTIFACT_STATE_HEALTHY, 1, installed_version="2.0.0"),
+        timeout=5,
+    )
+    assert response.accepted
