@@ -18,6 +18,7 @@ STORAGE_DOWN: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # the pool is closing (a drain), a connection went away
 )
 """Exceptions that mean PostgreSQL (or the disk) cannot be reached right now."""
 
