@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: demo serve bootstrap build test test-pure lint fmt proto proto-check bench-core clean
 .PHONY: fuzz-filter
+.PHONY: bench-load-ceiling bench-load-connections bench-load-storm bench-load-locust
 .PHONY: fuzz-identity fuzz-identity-merge
 
 demo: bootstrap          ## set up everything, then run a deployment with simulated devices
@@ -45,6 +46,21 @@ bench-core: bootstrap    ## the core_ext benchmarks: ratios side by side, JSON, 
 	$(PY) -m bench.core_filter
 	$(PY) -m bench.core_batcher
 	$(PY) -m bench.core_checksum
+
+# Load benchmarks (bench/load/README.md): each starts embedded storage, provisions devices
+# (certificates cached in build/bench-load/), runs its servers on loopback, and writes
+# bench/results/<group>.json + .png and its rows of bench/RESULTS.md.
+bench-load-ceiling: bootstrap      ## fleetd vs bare grpc.aio echo vs FastAPI: saturation, latency
+	$(PY) -m bench.load.ceiling
+
+bench-load-connections: bootstrap  ## mTLS connections held by one gateway process, RSS per device
+	$(PY) -m bench.load.connections
+
+bench-load-storm: bootstrap        ## 10,000 devices after a gateway restart: back within 60 s?
+	$(PY) -m bench.load.storm
+
+bench-load-locust: bootstrap       ## a short headless locust run with gRPC device users
+	$(PY) -m bench.load.locust_run
 
 fuzz-filter: bootstrap   ## fuzz the filter parser, compiled vs reference (RUNS=500000, seed 1)
 	scratch=$$(mktemp -d) && $(PY) core_ext/fuzz/filter_fuzz.py -seed=1 -runs=$${RUNS:-500000} \

@@ -4,6 +4,10 @@ One metadata interceptor runs before the request body is read: it assigns a requ
 authenticates the caller (``X-API-Key`` for now), and checks the method's permission in
 ``control_api.permissions``. On the way out it turns unexpected exceptions into INTERNAL
 (never leaking their text) and gives UNIMPLEMENTED a message naming the method.
+
+Mutating calls are audited around the call, outside its transaction: a ``STARTED`` entry
+before any work (no entry, no call) and the outcome after (retried; a loss stays visible
+in the log as a call without outcome). docs/design.md says why.
 """
 
 from __future__ import annotations
@@ -71,11 +75,13 @@ def audit_target(target: str) -> None:
         targets.append(target)
 
 
-async def _audit(principal: Principal, method: str, request_id: str, outcome: str) -> None:
-    if method in READ_ONLY_METHODS:
-        return
+AUDIT_RETRY_DELAYS = (0.05, 0.25, 1.0)
+"""Pauses between attempts to append a call's outcome (four attempts in all)."""
+
+
+def _entry(principal: Principal, method: str, request_id: str, outcome: str) -> audit.Entry:
     targets = audit_target_var.get(None) or []
-    entry = audit.Entry(
+    return audit.Entry(
         actor=principal.id or "anonymous",
         actor_kind=principal.kind,
         role=principal.role,
@@ -84,11 +90,59 @@ async def _audit(principal: Principal, method: str, request_id: str, outcome: st
         request_id=request_id,
         outcome=outcome,
     )
+
+
+async def _append(entry: audit.Entry) -> None:
+    async with resources().pool.acquire() as conn:
+        await audit.append(conn, entry)
+
+
+async def _audit_start(principal: Principal, method: str, request_id: str) -> None:
+    """Before a mutating call does anything: record that it started, or refuse it.
+
+    A call whose start cannot be recorded is refused (UNAVAILABLE) and changes nothing, so
+    no change is ever made without a trace in the log.
+    """
+    if method in READ_ONLY_METHODS:
+        return
     try:
-        async with resources().pool.acquire() as conn:
-            await audit.append(conn, entry)
-    except Exception:  # the call's own outcome stands; the gap must be loud
-        log.exception("AUDIT LOG APPEND FAILED for %s (request_id %s)", method, request_id)
+        await _append(_entry(principal, method, request_id, audit.STARTED))
+    except Exception:
+        log.exception("audit log append failed; refusing %s (request_id %s)", method, request_id)
+        raise api_error(
+            Code.UNAVAILABLE,
+            "the audit log cannot be written, so the call was not run; retry shortly",
+            request_id=request_id,
+            user_id=principal.id,
+        ) from None
+
+
+async def _audit(principal: Principal, method: str, request_id: str, outcome: str) -> None:
+    """After a mutating call (or a denial): record its outcome and targets.
+
+    The call's effect stands whatever happens here, so a failed append is retried, then
+    logged loudly; the log itself still shows the call's STARTED entry without an outcome
+    (``fleetd audit verify`` lists it).
+    """
+    if method in READ_ONLY_METHODS:
+        return
+    entry = _entry(principal, method, request_id, outcome)
+    for delay in (*AUDIT_RETRY_DELAYS, None):
+        try:
+            await _append(entry)
+            return
+        except Exception:
+            if delay is None:
+                log.exception(
+                    "AUDIT OUTCOME LOST for %s (request_id %s, outcome %s): the log shows the "
+                    "call as started with no outcome",
+                    method,
+                    request_id,
+                    outcome,
+                )
+                return
+            log.warning("audit append failed for request_id %s; retrying", request_id)
+            await asyncio.sleep(delay)
 
 
 def current_principal() -> Principal:
@@ -254,6 +308,7 @@ class AuthInterceptor:
                     await _audit(principal, method, request_id, denied.code.name)
                 raise
         await _rate_limit(ctx, principal, request_id)
+        await _audit_start(principal, method, request_id)
         trace = None
         if principal.role == "admin" and ctx.request_headers.get("x-debug", "") == "true":
             trace = debug.DebugTrace(request_id)

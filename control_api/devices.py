@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -21,11 +21,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf import json_format
 
 import core_ext
-from control_api import convert, health_checks, ordering
+from control_api import convert, event_stream, health_checks, notify, ordering
 from control_api.auth import audit_target, current_principal, require
 from control_api.heartbeat import heartbeat as record_heartbeat
 from control_api.pagination import InvalidPageToken
 from control_api.resources import resources
+from fleetd import events
 from fleetd.pki import EnrollmentError
 from fleetd.storage import credentials as credential_store
 from fleetd.storage import devices as device_store
@@ -117,6 +118,9 @@ class DeviceServiceImpl(DeviceService):
             raise ConnectError(
                 Code.ALREADY_EXISTS, f"device {device_id} is already registered"
             ) from None
+        await notify.publish(
+            [events.Event(events.REGISTERED, device_id, row["registered_at"].timestamp())]
+        )
         return device_pb2.RegisterDeviceResponse(
             device_id=device_id,
             api_key=api_key.token,
@@ -178,11 +182,16 @@ class DeviceServiceImpl(DeviceService):
         )
         more = len(rows) > size
         rows = rows[:size]
+        async with res.pool.acquire() as conn:
+            total = await device_store.total_devices(
+                conn,
+                device_filter.to_sql if request.filter.strip() else None,
+                exact_up_to=res.settings.exact_count_limit,
+            )
         response = device_pb2.ListDevicesResponse(
             devices=[convert.device(r) for r in rows],
-            total_count=await device_store.count_devices(
-                res.pool, device_filter.to_sql if request.filter.strip() else None
-            ),
+            total_count=min(total.count, 2**31 - 1),
+            total_count_estimated=total.estimated,
         )
         if more:
             response.next_page_token = res.page_tokens.encode(
@@ -239,6 +248,9 @@ class DeviceServiceImpl(DeviceService):
         )
         if row is None:
             raise ConnectError(Code.NOT_FOUND, f"device {request.device_id} not found")
+        await notify.publish(
+            [events.Event(events.UPDATED, request.device_id, row["updated_at"].timestamp())]
+        )
         return device_pb2.UpdateDeviceResponse(
             device=convert.device(row), updated_at=convert.timestamp(row["updated_at"])
         )
@@ -246,20 +258,54 @@ class DeviceServiceImpl(DeviceService):
     async def delete_device(
         self, request: device_pb2.DeleteDeviceRequest, ctx: Ctx
     ) -> device_pb2.DeleteDeviceResponse:
-        # Deployments do not exist yet, so no device has an active one: `force` has nothing
-        # to override. The rollout engine adds that refusal (FAILED_PRECONDITION).
         if not request.device_id:
             raise _invalid("device_id is required")
         audit_target(request.device_id)
-        async with resources().pool.acquire() as conn, conn.transaction():
-            deleted_at = await device_store.offboard_device(
-                conn, request.device_id, f"deleted by {current_principal().id}"
-            )
-        if deleted_at is None:
+        try:
+            async with resources().pool.acquire() as conn, conn.transaction():
+                offboarded = await device_store.offboard_device(
+                    conn,
+                    request.device_id,
+                    f"deleted by {current_principal().id}",
+                    force=request.force,
+                )
+        except device_store.ActiveDeployment as exc:
+            raise ConnectError(
+                Code.FAILED_PRECONDITION,
+                f"{exc}; finish or cancel the deployment, or delete with force=true "
+                "(which cancels its assignments)",
+            ) from None
+        if offboarded is None:
             raise ConnectError(Code.NOT_FOUND, f"device {request.device_id} not found")
-        return device_pb2.DeleteDeviceResponse(
-            success=True, deleted_at=convert.timestamp(deleted_at)
+        at = offboarded.at.timestamp()
+        await notify.publish(
+            [
+                *(
+                    events.Event(
+                        events.DEPLOYMENT,
+                        request.device_id,
+                        at,
+                        {
+                            "assignment_id": a.assignment_id,
+                            "deployment_id": a.deployment_id,
+                            "state": "cancelled",
+                            "reason": "DEVICE_DELETED",
+                        },
+                    )
+                    for a in offboarded.cancelled
+                ),
+                events.Event(events.DELETED, request.device_id, at),
+            ]
         )
+        return device_pb2.DeleteDeviceResponse(
+            success=True, deleted_at=convert.timestamp(offboarded.at)
+        )
+
+    async def stream_events(
+        self, request: device_pb2.StreamEventsRequest, ctx: Ctx
+    ) -> AsyncIterator[device_pb2.StreamEventsResponse]:
+        async for response in event_stream.stream(resources(), current_principal(), request):
+            yield response
 
     async def heartbeat(
         self, request: device_pb2.HeartbeatRequest, ctx: Ctx

@@ -26,6 +26,19 @@ def _split_addr(name: str, value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _int(env: dict[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r}: must be at least {minimum}")
+    return value
+
+
 def _float(env: dict[str, str], name: str, default: float, minimum: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -110,6 +123,9 @@ class Settings:
     rate_anonymous: str = "10/s"
     rate_authenticated: str = "100/s"
     rate_device: str = "10/m"
+    exact_count_limit: int = 10_000
+    """ListDevices counts total_count exactly up to this many devices, then estimates
+    (fleetd.storage.devices.total_devices); 0 always counts exactly."""
     gateway_device_rate: str = ""
     """Per-device Heartbeat/Register limit in the gateway: ``COUNT/s|m|h`` (burst COUNT),
     ``off``, or empty for the default, derived from the heartbeat interval."""
@@ -155,6 +171,7 @@ class Settings:
             "FLEETD_RATE_AUTHENTICATED": self.rate_authenticated,
             "FLEETD_RATE_DEVICE": self.rate_device,
             "FLEETD_GATEWAY_DEVICE_RATE": self.gateway_device_rate,
+            "FLEETD_EXACT_COUNT_LIMIT": str(self.exact_count_limit),
         }
         if self.database_url:
             env["FLEETD_DATABASE_URL"] = self.database_url
@@ -200,6 +217,7 @@ class Settings:
             rate_authenticated=_rate(env, "FLEETD_RATE_AUTHENTICATED", "100/s"),
             rate_device=_rate(env, "FLEETD_RATE_DEVICE", "10/m"),
             gateway_device_rate=_gateway_rate(env),
+            exact_count_limit=_int(env, "FLEETD_EXACT_COUNT_LIMIT", 10_000, 0),
         )
 
 

@@ -98,15 +98,17 @@ class Supervisor:
 
         asyncio.run(run())
 
-    def start_servers(self, workers: int) -> None:
+    def start_servers(self, workers: int, *, api: bool = True) -> None:
+        """Gateway workers sharing one port (SO_REUSEPORT) and, unless ``api`` is False
+        (a dedicated gateway node), the control API; returns once they listen."""
         for i in range(workers):
             self.spawn(f"gateway-{i}", gateway_command())
-        self.spawn("control-api", api_command())
         s = self.settings
-        for name, host, port in (
-            ("gateway", s.gateway_host, s.gateway_port),
-            ("control API", s.api_host, s.api_port),
-        ):
+        listeners = [("gateway", s.gateway_host, s.gateway_port)]
+        if api:
+            self.spawn("control-api", api_command())
+            listeners.append(("control API", s.api_host, s.api_port))
+        for name, host, port in listeners:
             if not wait_for_port(host, port, 30.0):
                 self.stop()
                 raise RuntimeError(f"the {name} did not start listening on {host}:{port}")

@@ -29,6 +29,7 @@ from gateway.heartbeats import HeartbeatPipeline
 from gateway.identity import DeviceAuthenticator
 from gateway.liveness import LivenessSweeper
 from gateway.log_uploads import LogUploads
+from gateway.pushes import PushHub
 from gateway.service import AgentService
 from gateway.status_reports import StatusReports
 from gateway.store_health import StoreHealth
@@ -53,10 +54,12 @@ class Gateway:
     sweeper: LivenessSweeper
     stores: StoreHealth
     desired: DesiredStateLookup
+    pushes: PushHub
 
     async def stop(self, grace: float = 10.0) -> None:
         """Drain within about 3 x ``grace``: calls, then pending heartbeats, then storage."""
         await self.stores.close()
+        await self.pushes.close()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.sweeper.close()
@@ -106,6 +109,7 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
 
     authenticator = DeviceAuthenticator(settings.fleet, standing, pipeline.group_id)
     desired = DesiredStateLookup(redis, pool)
+    pushes = PushHub(redis)
     server = grpc.aio.server(
         # Past this many calls in flight grpc answers RESOURCE_EXHAUSTED itself: the
         # bound on the work one process queues.
@@ -124,6 +128,7 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
             authenticator,
             pipeline,
             desired,
+            pushes,
             heartbeat_interval=settings.heartbeat_interval,
             device_limit=settings.gateway_device_limit(),
             status_reports=StatusReports(pool),
@@ -155,8 +160,11 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
     stores.start()
     sweeper = LivenessSweeper(settings.fleet, redis, pool, offline_after=settings.offline_after)
     sweeper.start()
+    pushes.start()
     log.info("gateway serving on %s:%d", host, bound)
-    return Gateway(server, bound, pool, redis, pipeline, health_servicer, sweeper, stores, desired)
+    return Gateway(
+        server, bound, pool, redis, pipeline, health_servicer, sweeper, stores, desired, pushes
+    )
 
 
 async def serve(settings: Settings) -> None:

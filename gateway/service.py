@@ -6,6 +6,9 @@ bodies never carry identity. Heartbeats go into the compiled batcher and return 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import math
 import random
 from collections.abc import AsyncIterator
@@ -24,6 +27,7 @@ from gateway.device_limits import DeviceRateLimiter
 from gateway.heartbeats import HeartbeatPipeline
 from gateway.identity import CallerDevice, DeviceAuthenticator, Refused, StandingUnavailable
 from gateway.log_uploads import LogUploads
+from gateway.pushes import PushHub
 from gateway.status_reports import StatusReports
 
 ONLINE = device_pb2.ONLINE
@@ -55,8 +59,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         authenticator: DeviceAuthenticator,
         pipeline: HeartbeatPipeline,
         desired: DesiredStateLookup,
+        pushes: PushHub,
         *,
         heartbeat_interval: float,
+        stream_lifetime: float = 3600.0,
         device_limit: tuple[float, int] | None = None,
         jitter: float = 0.1,
         status_reports: StatusReports,
@@ -68,6 +74,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self._auth = authenticator
         self._pipeline = pipeline
         self._desired = desired
+        self._pushes = pushes
+        self._stream_lifetime = stream_lifetime
+        self.pushed = 0
         self._interval = heartbeat_interval
         self._jitter = jitter
         self._heartbeat_limits: DeviceRateLimiter | None = None
@@ -150,7 +159,69 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def Heartbeat(
         self, request: agent_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.HeartbeatResponse:
+        return await self._beat(await self._caller(context), request, context)
+
+    async def HeartbeatStream(
+        self,
+        request_iterator: AsyncIterator[agent_pb2.HeartbeatRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        """Heartbeat's answers, one per request, plus pushes when the state changes."""
         caller = await self._caller(context)
+        stream = _OpenStream(caller.device_id, context)
+        loop = asyncio.get_running_loop()
+        ends_at = loop.time() + self._stream_lifetime * random.uniform(0.8, 1.2)
+        notify = functools.partial(self._schedule_push, stream)
+        self._pushes.register(caller.device_id, notify)
+        try:
+            async for request in request_iterator:
+                # Standing re-checked per beat (cached): revocation ends the stream.
+                caller = await self._caller(context)
+                response = await self._beat(caller, request, context)
+                async with stream.lock:
+                    await context.write(response)
+                    stream.held = (
+                        response.desired_state.revision
+                        if response.HasField("desired_state")
+                        else request.desired_state_revision
+                    )
+                if response.offboarded or loop.time() >= ends_at:
+                    return
+        finally:
+            self._pushes.unregister(caller.device_id, notify)
+            if stream.push is not None:
+                stream.push.cancel()
+
+    def _schedule_push(self, stream: _OpenStream) -> None:
+        if stream.push is None or stream.push.done():
+            stream.push = asyncio.create_task(self._push(stream))
+
+    async def _push(self, stream: _OpenStream) -> None:
+        """Send the device its new desired state now rather than at its next beat."""
+        try:
+            answer = await self._desired.answer(stream.device_id, stream.held)
+        except Unavailable:
+            return  # the next beat will ask again
+        if answer.unchanged:
+            return
+        now = timestamp_pb2.Timestamp()
+        now.GetCurrentTime()
+        response = agent_pb2.HeartbeatResponse(
+            next_heartbeat_interval=self._next_interval(), server_time=now
+        )
+        answer.apply(response)
+        async with stream.lock:
+            with contextlib.suppress(grpc.aio.AbortError, RuntimeError, grpc.aio.UsageError):
+                await stream.context.write(response)
+                stream.held = response.desired_state.revision
+                self.pushed += 1
+
+    async def _beat(
+        self,
+        caller: CallerDevice,
+        request: agent_pb2.HeartbeatRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> agent_pb2.HeartbeatResponse:
         now = timestamp_pb2.Timestamp()
         now.GetCurrentTime()
         if caller.offboarded:
@@ -205,6 +276,17 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.UploadLogsResponse:
         caller = await self._caller(context)
         return await self._log_uploads.upload(caller, request_iterator, context)
+
+
+class _OpenStream:
+    """One device's heartbeat stream: what it holds, and one writer at a time."""
+
+    def __init__(self, device_id: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        self.device_id = device_id
+        self.context = context
+        self.held = 0
+        self.lock = asyncio.Lock()
+        self.push: asyncio.Task[None] | None = None
 
 
 def _store_down(exc: BaseException) -> str:

@@ -36,7 +36,7 @@ fi
 echo "bootstrap: installing dependencies and building core_ext (first run takes a few minutes)"
 "$PY" -m pip install --quiet --upgrade pip
 "$PY" -m pip install --quiet ./core_ext/rust
-"$PY" -m pip install --quiet -e '.[dev]'
+"$PY" -m pip install --quiet -e '.[dev,bench]'
 # Editable installs do not always place compiled modules beside the sources.
 "$PY" setup.py --quiet build_ext --inplace
 "$PY" -c "import fleetd_native, core_ext._batcher" \

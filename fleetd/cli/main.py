@@ -124,6 +124,32 @@ def serve(
 
 
 @app.command()
+def gateway(
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Gateway worker processes.")] = 1,
+    data_dir: DataDir = "",
+    verbose: bool = False,
+) -> None:
+    """Run only the device gateway: N processes sharing the port (SO_REUSEPORT).
+
+    For dedicated gateway nodes: point FLEETD_DATABASE_URL and FLEETD_REDIS_URL at the
+    shared stores; gateways on any number of nodes need no other coordination."""
+    from fleetd.initialize import initialize
+    from fleetd.storage.embedded import storage_urls
+    from fleetd.supervisor import Supervisor
+
+    _logging(verbose)
+    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    with storage_urls(settings) as s:
+        asyncio.run(initialize(s))
+        sup = Supervisor(s)
+        sup.start_servers(workers, api=False)
+        console.print(f"gateway      {s.gateway_endpoint} (mTLS, device API), {workers} workers")
+        console.print("Ctrl-C or SIGTERM drains and stops.")
+        status = sup.wait()
+    raise typer.Exit(status)
+
+
+@app.command()
 def demo(
     devices: Annotated[int, typer.Option(min=1, max=500, help="Simulated devices.")] = 3,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Gateway workers.")] = 1,
@@ -241,7 +267,10 @@ def token_revoke(token_id: str, data_dir: DataDir = "") -> None:
 
 @audit_app.command("verify")
 def audit_verify(data_dir: DataDir = "") -> None:
-    """Recompute the audit log's hash chain; exit 1 at the first entry that breaks it."""
+    """Recompute the audit log's hash chain; exit 1 at the first entry that breaks it.
+
+    Also lists calls that started but have no recorded outcome.
+    """
     from fleetd.storage import audit
 
     async def check(pool: asyncpg.Pool) -> audit.Verdict:
@@ -255,6 +284,13 @@ def audit_verify(data_dir: DataDir = "") -> None:
         )
         raise typer.Exit(1)
     console.print(f"audit log intact: {verdict.entries} entries")
+    for record in verdict.unfinished:
+        console.print(
+            f"[yellow]no outcome recorded[/yellow] for {record.entry.method} by "
+            f"{record.entry.actor} (request_id {record.entry.request_id}, entry {record.seq}, "
+            f"started {record.at.isoformat(timespec='seconds')}): still running, or its "
+            "outcome could not be appended (see the server log)"
+        )
 
 
 @audit_app.command("export")

@@ -4,6 +4,12 @@ Each entry's hash is SHA-256 over the previous entry's hash and the entry's cano
 (sorted keys, no spaces, timestamp in ISO 8601 with microseconds), so altering, removing
 or reordering any entry breaks every hash after it; :func:`verify` finds the first break.
 Appends serialise on an advisory lock (mutating operator calls are rare enough).
+
+A call is recorded twice (control_api.auth): before it does anything, an entry with
+outcome :data:`STARTED` (if that append fails, the call is refused and changes nothing);
+after it, the entry with its real outcome and targets. An outcome that cannot be appended
+after retries therefore does not vanish: :func:`verify` lists the calls whose ``STARTED``
+entry has no outcome after it (``Verdict.unfinished``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from fleetd.storage.types import Connection
 
 _LOCK_KEY = 0x666C656574640002  # "fleetd" + 2
 GENESIS = b"\0" * 32
+STARTED = "STARTED"
+"""The outcome of the entry written before a call does its work."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +107,31 @@ class Verdict:
     entries: int
     first_bad_seq: int | None
     problem: str
+    unfinished: tuple[Record, ...] = ()
+    """``STARTED`` entries with no outcome after them: calls still running, or whose
+    outcome could not be recorded (the server logged that loudly)."""
+
+
+def _call_key(entry: Entry) -> tuple[str, str, str]:
+    return (entry.request_id, entry.actor, entry.method)
 
 
 async def verify(conn: Connection) -> Verdict:
-    """Recompute the chain; report the first entry that does not match."""
+    """Recompute the chain; report the first entry that does not match, and the calls
+    whose outcome is missing.
+
+    An outcome closes the oldest open ``STARTED`` entry with the same request id, actor and
+    method; an entry with no open ``STARTED`` (a denial, recorded once) closes nothing.
+    """
     prev, expected_seq, count = GENESIS, 1, 0
+    open_calls: dict[tuple[str, str, str], list[Record]] = {}
     async for record in records(conn):
         count += 1
+        key = _call_key(record.entry)
+        if record.entry.outcome == STARTED:
+            open_calls.setdefault(key, []).append(record)
+        elif open_calls.get(key):
+            open_calls[key].pop(0)
         if record.seq != expected_seq:
             return Verdict(count, record.seq, f"sequence gap: expected {expected_seq}")
         if record.prev_hash != prev:
@@ -113,4 +139,5 @@ async def verify(conn: Connection) -> Verdict:
         if entry_hash(prev, record.seq, record.at, record.entry) != record.hash:
             return Verdict(count, record.seq, "hash does not match the entry's content")
         prev, expected_seq = record.hash, expected_seq + 1
-    return Verdict(count, None, "")
+    unfinished = sorted((r for rs in open_calls.values() for r in rs), key=lambda r: r.seq)
+    return Verdict(count, None, "", tuple(unfinished))

@@ -5,8 +5,11 @@ pending log requests) must, in the same transaction, call :func:`bump_revisions`
 after that transaction commits, :func:`mark_changed`. The gateway answers a heartbeat that
 echoes the current revision with a cheap "unchanged" read from Redis; ``mark_changed``
 writes the new revision there without a body, so the next heartbeat misses and the gateway
-reloads the state from PostgreSQL. A gateway that filled the cache from an older read can
-never overwrite a newer revision (see ``gateway.desired_state``).
+reloads the state from PostgreSQL; it also publishes the device ids on
+``redis_keys.DESIRED_CHANGED_CHANNEL`` so that gateways push the change down open heartbeat
+streams at once (best effort: a missed notice waits for the next heartbeat). A gateway
+that filled the cache from an older read can never overwrite a newer revision (see
+``gateway.desired_state``).
 
 If Redis is unreachable when ``mark_changed`` runs, the cached entry stays at the older
 revision until it expires (``CACHE_TTL_SECONDS``): devices then learn of the change that
@@ -28,6 +31,7 @@ from fleetd.storage.types import Queryable
 log = logging.getLogger(__name__)
 
 CACHE_TTL_SECONDS = 600
+_PUBLISH_BATCH = 1000
 
 # KEYS[1] the device's desired-state hash; ARGV[1] the new revision, ARGV[2] the TTL.
 # Only ever moves the revision forward (two writers may finish out of order).
@@ -70,6 +74,10 @@ async def mark_changed(redis: aioredis.Redis, revisions: Mapping[str, int]) -> b
             redis,
             [(redis_keys.desired_state(d), rev, CACHE_TTL_SECONDS) for d, rev in revisions.items()],
         )
+        ids = list(revisions)
+        for start in range(0, len(ids), _PUBLISH_BATCH):
+            message = " ".join(ids[start : start + _PUBLISH_BATCH])
+            await redis.publish(redis_keys.DESIRED_CHANGED_CHANNEL, message)
     except (aioredis.RedisError, OSError) as exc:
         log.warning("desired-state cache not updated for %d devices: %s", len(revisions), exc)
         return False

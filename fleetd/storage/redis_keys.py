@@ -44,6 +44,18 @@ def sweeper_lease(fleet: str) -> str:
 
 def desired_state(device_id: str) -> str:
     """HASH: the device's desired state as the gateway serves it: ``rev`` (the revision)
-    and ``body`` (serialized ``DesiredStateCache``); filled from PostgreSQL on a miss,
+    and ``body`` (a serialized ``HeartbeatResponse`` with ``desired_state`` and
+    ``log_requests``); filled from PostgreSQL on a miss,
     replaced by whoever bumps the revision, never overwritten by an older revision."""
     return f"{PREFIX}:dev:{{{device_id}}}:desired"
+
+
+def event_streams(subject: str) -> str:
+    """ZSET: one caller's open event streams (member a stream id, score its lease's expiry,
+    ms); bounds concurrent StreamEvents calls per caller across API processes."""
+    return f"{PREFIX}:streams:{{{subject}}}"
+
+
+DESIRED_CHANGED_CHANNEL = f"{PREFIX}:desired-changed"
+"""PUB/SUB channel: space-separated ids of devices whose desired state just changed;
+gateways push the new state down the devices' open heartbeat streams."""

@@ -158,6 +158,42 @@ async def test_delete_offboards_revokes_and_hides_the_device(
     await _register(deployment)
 
 
+async def _assign_in_progress(pool: asyncpg.Pool) -> None:
+    await pool.execute(
+        """INSERT INTO assignments (assignment_id, device_id, deployment_id, name, version, spec,
+                                    state)
+           VALUES ('asg-1', 'rpi-001', 'deploy-001', 'firmware', '2.0.0', '', 'downloading')"""
+    )
+
+
+async def test_delete_without_force_refuses_a_device_in_an_active_deployment(
+    deployment: Deployment, pool: asyncpg.Pool
+) -> None:
+    await _register(deployment)
+    await _assign_in_progress(pool)
+    response = await _call(deployment, DELETE, {"device_id": "rpi-001", "force": False})
+    assert response.status == 412, response.body
+    assert response.body["code"] == "failed_precondition"
+    assert "deploy-001" in response.body["message"]
+    assert "force" in response.body["message"]
+    assert await pool.fetchval("SELECT offboarded_at FROM devices") is None
+    assert await pool.fetchval("SELECT state FROM assignments") == "downloading"
+
+
+async def test_delete_with_force_cancels_the_deployment_and_offboards(
+    deployment: Deployment, pool: asyncpg.Pool
+) -> None:
+    await _register(deployment)
+    await _assign_in_progress(pool)
+    response = await _call(deployment, DELETE, {"device_id": "rpi-001", "force": True})
+    assert response.status == 200, response.body
+    assert response.body["success"] is True
+    row = await pool.fetchrow("SELECT state, active, reason FROM assignments")
+    assert row is not None
+    assert (row["state"], row["active"], row["reason"]) == ("cancelled", False, "DEVICE_DELETED")
+    assert await pool.fetchval("SELECT status FROM devices") == "offboarded"
+
+
 async def test_mutating_calls_are_audited_with_who_what_and_outcome(
     deployment: Deployment, pool: asyncpg.Pool
 ) -> None:
@@ -165,7 +201,10 @@ async def test_mutating_calls_are_audited_with_who_what_and_outcome(
     await _call(deployment, "fleetd.v1.DeviceService/ListDevices", {})  # read-only: not audited
     denied = await _call(deployment, UPDATE, {"device_id": "rpi-001", "update_mask": "id"})
     assert denied.status == 400
-    rows = await pool.fetch("SELECT method, target, outcome, request_id, role FROM audit_log")
+    rows = await pool.fetch(
+        "SELECT method, target, outcome, request_id, role FROM audit_log "
+        "WHERE outcome <> 'STARTED' ORDER BY seq"
+    )
     assert [(r["method"].rsplit("/", 1)[1], r["target"], r["outcome"]) for r in rows] == [
         ("RegisterDevice", "rpi-001", "OK"),
         ("UpdateDevice", "rpi-001", "INVALID_ARGUMENT"),

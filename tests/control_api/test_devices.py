@@ -231,6 +231,30 @@ async def test_pages_cover_every_device_once_with_total_count(deployment: Deploy
     assert seen == [f"dev-{i}" for i in range(7)]
 
 
+async def test_total_count_past_the_exact_limit_is_flagged_as_an_estimate(
+    database_url: str, redis_url: str, pool: asyncpg.Pool
+) -> None:
+    async with running_deployment(database_url, redis_url, exact_count_limit=3) as dep:
+        for i in range(5):
+            await _register(dep, f"dev-{i}")
+        await pool.execute("ANALYZE devices")
+        estimated = await connect_json(
+            dep.api_endpoint, LIST, {"page_size": 2}, ca_pem=dep.ca_pem, api_key=dep.admin_api_key
+        )
+        assert estimated.status == 200, estimated.body
+        assert estimated.body["totalCountEstimated"] is True
+        assert estimated.body["totalCount"] >= 4
+        exact = await connect_json(
+            dep.api_endpoint,
+            LIST,
+            {"filter": "id:dev-1,dev-2"},
+            ca_pem=dep.ca_pem,
+            api_key=dep.admin_api_key,
+        )
+        assert exact.body["totalCount"] == 2
+        assert "totalCountEstimated" not in exact.body  # false: exact
+
+
 async def test_tampered_page_token_is_invalid_argument(deployment: Deployment) -> None:
     for i in range(3):
         await _register(deployment, f"dev-{i}")

@@ -151,7 +151,7 @@ async def test_two_api_processes_share_one_limit(
         results: list[tuple[float, int]] = []
         threads = [
             threading.Thread(target=_hammer, args=(port, deployment.ca_pem, key, stop_at, results))
-            for port in ports * 3
+            for port in ports * 5
         ]
         for t in threads:
             t.start()

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from pyvoy import PyvoyServer
 
@@ -44,8 +45,14 @@ class Deployment:
 
 @asynccontextmanager
 async def running_deployment(
-    database_url: str, redis_url: str, *, with_api: bool = True, heartbeat_interval: float = 1.0
+    database_url: str,
+    redis_url: str,
+    *,
+    with_api: bool = True,
+    heartbeat_interval: float = 1.0,
+    **overrides: Any,
 ) -> AsyncIterator[Deployment]:
+    """A deployment on free ports; ``overrides`` are further ``Settings`` fields."""
     data_dir = Path(tempfile.mkdtemp(prefix="fleetd-dep-", dir="/tmp"))
     settings = Settings(
         data_dir=data_dir,
@@ -54,6 +61,7 @@ async def running_deployment(
         heartbeat_interval=heartbeat_interval,
         redis_flush_interval=0.02,
         postgres_flush_interval=0.1,
+        **overrides,
     )
     init = await initialize(settings)
     gateway = await start_gateway(settings, port=0)

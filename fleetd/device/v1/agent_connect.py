@@ -57,6 +57,18 @@ class AgentService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def heartbeat_stream(self, request: AsyncIterator[HeartbeatRequest], ctx: RequestContext[HeartbeatRequest, HeartbeatResponse], /) -> AsyncIterator[HeartbeatResponse]:
+        """
+        Heartbeat over one long-lived stream per device (cheaper per heartbeat than unary
+        calls; see bench/RESULTS.md): each HeartbeatRequest is answered by one
+        HeartbeatResponse with the semantics of Heartbeat, and the server may also send a
+        HeartbeatResponse at any time when the device's desired state or log requests
+        change, without waiting for the next heartbeat. The server ends the stream after a
+        while (OK; the agent opens a new one) so that connections rebalance across gateway
+        processes. Agents prefer it and fall back to Heartbeat on UNIMPLEMENTED.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     async def report_artifact_status(self, request: ReportArtifactStatusRequest, ctx: RequestContext[ReportArtifactStatusRequest, ReportArtifactStatusResponse], /) -> ReportArtifactStatusResponse:
         """
         Reports the progress of an assignment through its lifecycle. Reports are
@@ -107,6 +119,17 @@ class AgentServiceASGIApplication(ConnectASGIApplication[AgentService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.heartbeat,
+                ),
+                "/fleetd.device.v1.AgentService/HeartbeatStream": Endpoint.bidi_stream(
+                    method=MethodInfo(
+                        name="HeartbeatStream",
+                        service_name="fleetd.device.v1.AgentService",
+                        input=HeartbeatRequest,
+                        output=HeartbeatResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.BIDI_STREAM,
+                    ),
+                    function=svc.heartbeat_stream,
                 ),
                 "/fleetd.device.v1.AgentService/ReportArtifactStatus": Endpoint.unary(
                     method=MethodInfo(
@@ -221,6 +244,35 @@ class AgentServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    def heartbeat_stream(
+        self,
+        request: AsyncIterator[HeartbeatRequest],
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AsyncIterator[HeartbeatResponse]:
+        """
+        Heartbeat over one long-lived stream per device (cheaper per heartbeat than unary
+        calls; see bench/RESULTS.md): each HeartbeatRequest is answered by one
+        HeartbeatResponse with the semantics of Heartbeat, and the server may also send a
+        HeartbeatResponse at any time when the device's desired state or log requests
+        change, without waiting for the next heartbeat. The server ends the stream after a
+        while (OK; the agent opens a new one) so that connections rebalance across gateway
+        processes. Agents prefer it and fall back to Heartbeat on UNIMPLEMENTED.
+        """
+        return self.execute_bidi_stream(
+            request=request,
+            method=MethodInfo(
+                name="HeartbeatStream",
+                service_name="fleetd.device.v1.AgentService",
+                input=HeartbeatRequest,
+                output=HeartbeatResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.BIDI_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
     async def report_artifact_status(
         self,
         request: ReportArtifactStatusRequest,
@@ -291,6 +343,18 @@ class AgentServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def heartbeat_stream(self, request: Iterator[HeartbeatRequest], ctx: RequestContext[HeartbeatRequest, HeartbeatResponse], /) -> Iterator[HeartbeatResponse]:
+        """
+        Heartbeat over one long-lived stream per device (cheaper per heartbeat than unary
+        calls; see bench/RESULTS.md): each HeartbeatRequest is answered by one
+        HeartbeatResponse with the semantics of Heartbeat, and the server may also send a
+        HeartbeatResponse at any time when the device's desired state or log requests
+        change, without waiting for the next heartbeat. The server ends the stream after a
+        while (OK; the agent opens a new one) so that connections rebalance across gateway
+        processes. Agents prefer it and fall back to Heartbeat on UNIMPLEMENTED.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def report_artifact_status(self, request: ReportArtifactStatusRequest, ctx: RequestContext[ReportArtifactStatusRequest, ReportArtifactStatusResponse], /) -> ReportArtifactStatusResponse:
         """
         Reports the progress of an assignment through its lifecycle. Reports are
@@ -339,6 +403,17 @@ class AgentServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.heartbeat,
+                ),
+                "/fleetd.device.v1.AgentService/HeartbeatStream": EndpointSync.bidi_stream(
+                    method=MethodInfo(
+                        name="HeartbeatStream",
+                        service_name="fleetd.device.v1.AgentService",
+                        input=HeartbeatRequest,
+                        output=HeartbeatResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.BIDI_STREAM,
+                    ),
+                    function=service.heartbeat_stream,
                 ),
                 "/fleetd.device.v1.AgentService/ReportArtifactStatus": EndpointSync.unary(
                     method=MethodInfo(
@@ -449,6 +524,35 @@ class AgentServiceClientSync(ConnectClientSync):
                 output=HeartbeatResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def heartbeat_stream(
+        self,
+        request: Iterator[HeartbeatRequest],
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> Iterator[HeartbeatResponse]:
+        """
+        Heartbeat over one long-lived stream per device (cheaper per heartbeat than unary
+        calls; see bench/RESULTS.md): each HeartbeatRequest is answered by one
+        HeartbeatResponse with the semantics of Heartbeat, and the server may also send a
+        HeartbeatResponse at any time when the device's desired state or log requests
+        change, without waiting for the next heartbeat. The server ends the stream after a
+        while (OK; the agent opens a new one) so that connections rebalance across gateway
+        processes. Agents prefer it and fall back to Heartbeat on UNIMPLEMENTED.
+        """
+        return self.execute_bidi_stream(
+            request=request,
+            method=MethodInfo(
+                name="HeartbeatStream",
+                service_name="fleetd.device.v1.AgentService",
+                input=HeartbeatRequest,
+                output=HeartbeatResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.BIDI_STREAM,
             ),
             headers=headers,
             timeout_ms=timeout_ms,

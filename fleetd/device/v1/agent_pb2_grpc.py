@@ -45,6 +45,11 @@ class AgentServiceStub:
                 request_serializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.HeartbeatStream = channel.stream_stream(
+                '/fleetd.device.v1.AgentService/HeartbeatStream',
+                request_serializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatResponse.FromString,
+                _registered_method=True)
         self.ReportArtifactStatus = channel.unary_unary(
                 '/fleetd.device.v1.AgentService/ReportArtifactStatus',
                 request_serializer=fleetd_dot_device_dot_v1_dot_agent__pb2.ReportArtifactStatusRequest.SerializeToString,
@@ -79,6 +84,19 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HeartbeatStream(self, request_iterator, context):
+        """Heartbeat over one long-lived stream per device (cheaper per heartbeat than unary
+        calls; see bench/RESULTS.md): each HeartbeatRequest is answered by one
+        HeartbeatResponse with the semantics of Heartbeat, and the server may also send a
+        HeartbeatResponse at any time when the device's desired state or log requests
+        change, without waiting for the next heartbeat. The server ends the stream after a
+        while (OK; the agent opens a new one) so that connections rebalance across gateway
+        processes. Agents prefer it and fall back to Heartbeat on UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReportArtifactStatus(self, request, context):
         """Reports the progress of an assignment through its lifecycle. Reports are
         durable once acknowledged; the agent retries unacknowledged ones from its
@@ -106,6 +124,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
             ),
             'Heartbeat': grpc.unary_unary_rpc_method_handler(
                     servicer.Heartbeat,
+                    request_deserializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatRequest.FromString,
+                    response_serializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'HeartbeatStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.HeartbeatStream,
                     request_deserializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatRequest.FromString,
                     response_serializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatResponse.SerializeToString,
             ),
@@ -173,6 +196,33 @@ class AgentService:
             request,
             target,
             '/fleetd.device.v1.AgentService/Heartbeat',
+            fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatRequest.SerializeToString,
+            fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HeartbeatStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/fleetd.device.v1.AgentService/HeartbeatStream',
             fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatRequest.SerializeToString,
             fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatResponse.FromString,
             options,

@@ -56,3 +56,23 @@ async def test_removed_entry_is_found(pool: asyncpg.Pool) -> None:
         await conn.execute("DELETE FROM audit_log WHERE seq = 2")
         verdict = await audit.verify(conn)
     assert verdict.first_bad_seq == 3
+
+
+def _call(request_id: str, outcome: str, method: str = "UpdateDevice") -> audit.Entry:
+    return audit.Entry("key-1", "api_key", "operator", method, "", request_id, outcome)
+
+
+async def test_verify_lists_started_calls_without_an_outcome(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        for entry in (
+            _call("req-1", audit.STARTED),
+            _call("req-2", audit.STARTED),
+            _call("req-1", "OK"),
+            _call("req-3", "PERMISSION_DENIED", "DeleteDevice"),  # a denial: no STARTED
+            _call("req-2", "PERMISSION_DENIED", "DeleteDevice"),  # another call's denial
+            _call("req-4", audit.STARTED),
+        ):
+            await audit.append(conn, entry)
+        verdict = await audit.verify(conn)
+    assert verdict.first_bad_seq is None
+    assert [(r.seq, r.entry.request_id) for r in verdict.unfinished] == [(2, "req-2"), (6, "req-4")]

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import asyncpg
 import pytest
 
 from fleetd.storage.devices import (
+    IN_PROGRESS_STATES,
+    ActiveDeployment,
     DeviceExists,
     NewDevice,
+    SqlCondition,
+    Total,
     add_certificate,
     certificate_standing,
     count_devices,
@@ -15,8 +20,11 @@ from fleetd.storage.devices import (
     insert_device,
     list_devices,
     merge_heartbeats,
+    offboard_device,
     refresh_registration,
+    total_devices,
 )
+from fleetd.storage.types import Connection
 
 
 def _device(device_id: str) -> NewDevice:
@@ -115,3 +123,106 @@ async def test_heartbeat_keeps_an_operator_set_maintenance_status(pool: asyncpg.
         await merge_heartbeats(conn, [("rpi-001", now, 1.0, 1.0, 1.0, 1)])
     row = await get_device(pool, "rpi-001")
     assert row is not None and row["status"] == "maintenance"
+
+
+async def _assign(conn: Connection, assignment_id: str, state: str, *, active: bool = True) -> None:
+    await conn.execute(
+        """INSERT INTO assignments (assignment_id, device_id, deployment_id, name, version, spec,
+                                    active, state)
+           VALUES ($1, 'rpi-001', 'deploy-001', $1, '2.0.0', '', $2, $3)""",
+        assignment_id,
+        active,
+        state,
+    )
+
+
+@pytest.mark.parametrize("state", IN_PROGRESS_STATES)
+async def test_offboarding_a_device_in_an_active_deployment_needs_force(
+    pool: asyncpg.Pool, state: str
+) -> None:
+    async with pool.acquire() as conn:
+        await insert_device(conn, _device("rpi-001"))
+        await _assign(conn, "firmware", state)
+        with pytest.raises(ActiveDeployment) as refused:
+            async with conn.transaction():
+                await offboard_device(conn, "rpi-001", "test")
+        assert [a.assignment_id for a in refused.value.assignments] == ["firmware"]
+        assert "deploy-001" in str(refused.value)
+        # Refused means nothing changed.
+        row = await get_device(conn, "rpi-001")
+        assert row is not None and row["offboarded_at"] is None
+        assert await conn.fetchval("SELECT state FROM assignments") == state
+
+
+async def test_forced_offboarding_cancels_in_progress_assignments_only(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        await insert_device(conn, _device("rpi-001"))
+        await _assign(conn, "firmware", "applying")
+        await _assign(conn, "config", "healthy")
+        await _assign(conn, "old-firmware", "pending", active=False)  # superseded: not active
+        async with conn.transaction():
+            done = await offboard_device(conn, "rpi-001", "test", force=True)
+        assert done is not None
+        assert [(a.assignment_id, a.state) for a in done.cancelled] == [("firmware", "applying")]
+        rows = await conn.fetch("SELECT assignment_id, state, active FROM assignments")
+        assert {r["assignment_id"]: (r["state"], r["active"]) for r in rows} == {
+            "firmware": ("cancelled", False),
+            "config": ("healthy", True),
+            "old-firmware": ("pending", False),
+        }
+
+
+async def test_offboarding_without_assignments_needs_no_force(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await insert_device(conn, _device("rpi-001"))
+        await _assign(conn, "firmware", "failed")
+        async with conn.transaction():
+            done = await offboard_device(conn, "rpi-001", "test")
+        assert done is not None and done.cancelled == []
+        async with conn.transaction():
+            assert await offboard_device(conn, "rpi-001", "test") is None
+
+
+async def _fleet(pool: asyncpg.Pool, size: int) -> None:
+    async with pool.acquire() as conn:
+        for i in range(size):
+            await insert_device(conn, _device(f"dev-{i:03d}"))
+        await conn.execute("ANALYZE devices")
+
+
+def _type_is(value: str) -> Callable[[int], SqlCondition]:
+    return lambda first: (f"device_type = ${first}", [value])
+
+
+async def test_total_is_exact_up_to_the_limit(pool: asyncpg.Pool) -> None:
+    await _fleet(pool, 25)
+    async with pool.acquire() as conn:
+        assert await total_devices(conn, exact_up_to=25) == Total(25, False)
+        assert await total_devices(conn, _type_is("raspberry-pi"), exact_up_to=100) == Total(
+            25, False
+        )
+        assert await total_devices(conn, _type_is("esp32"), exact_up_to=100) == Total(0, False)
+
+
+async def test_total_past_the_limit_is_an_estimate_of_at_least_the_rows_counted(
+    pool: asyncpg.Pool,
+) -> None:
+    await _fleet(pool, 25)
+    async with pool.acquire() as conn:
+        total = await total_devices(conn, _type_is("raspberry-pi"), exact_up_to=10)
+        assert total.estimated
+        assert total.count >= 11
+        assert total.count == pytest.approx(25, abs=3)  # the statistics are fresh
+
+
+async def test_total_over_the_time_budget_is_an_estimate(pool: asyncpg.Pool) -> None:
+    await _fleet(pool, 25)
+    slow: Callable[[int], SqlCondition] = lambda first: ("pg_sleep(0.01) IS NOT NULL", [])  # noqa: E731
+    async with pool.acquire() as conn:
+        total = await total_devices(conn, slow, exact_up_to=1000, budget_ms=20)
+        assert total.estimated
+        # The cancelled count left the connection usable.
+        assert await conn.fetchval("SELECT 1") == 1
+        assert await total_devices(conn, slow, exact_up_to=0) == Total(25, False)

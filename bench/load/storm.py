@@ -1,0 +1,146 @@
+"""Reconnect storm: a connected fleet loses its gateway, which restarts; how fast is it back?
+
+    python -m bench.load.storm [--devices 10000] [--interval 20]   (make bench-load-storm)
+
+``--devices`` simulated agents (2 generator processes; each device its own certificate and
+kept channel, grpc's default reconnect behaviour, the agent's full-jitter backoff from
+``agent/backoff.py`` on every failed heartbeat, the server's heartbeat interval) connect to
+one gateway process and heartbeat steadily. After one interval the gateway is stopped
+(SIGTERM: graceful drain) and started again on the same port. Measured from the moment
+the new gateway listens: when each device's next heartbeat succeeded, the error count
+per second and their status codes.
+
+Target: all devices back online (a successful heartbeat after the restart) within 60 s,
+with no error cascade — errors only while the gateway is down or the devices' backoff
+has not yet expired, none after recovery, and no codes other than UNAVAILABLE. Asserted
+at the end: every device's post-restart heartbeat reached Redis (last-seen ZSET scores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+
+import redis
+
+from bench.harness import RESULTS_DIR, Report
+from bench.load import plots
+from bench.load.generator import Plan, run
+from bench.load.stack import load_stack
+from fleetd.storage import redis_keys
+
+GROUP = "load_storm"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--interval", type=float, default=20.0, help="server heartbeat interval")
+    parser.add_argument("--connect-rate", type=float, default=150.0, help="per generator process")
+    args = parser.parse_args()
+    report = Report(GROUP, "make bench-load-storm")
+    duration = args.interval * 1.5 + 75.0
+    with load_stack(args.devices, heartbeat_interval=args.interval) as stack:
+        gateway = stack.start_gateway()
+        port = gateway.port
+        plan = Plan(
+            target=gateway.target,
+            devices=args.devices,
+            processes=2,
+            mode="agent",
+            duration=duration,
+            connect_rate=args.connect_rate,
+            cache_dir=str(stack.population.cache),
+            ca_pem=stack.ca_pem,
+        )
+        marks: dict[str, float] = {}
+
+        def restart(start_wall: float) -> None:
+            time.sleep(max(0.0, start_wall - time.time()) + args.interval * 1.5)
+            marks["stop"] = time.time()
+            stack.stop(stack.servers[0])
+            marks["stopped"] = time.time()
+            stack.start_gateway(port)  # returns once it listens
+            marks["listening"] = time.time()
+            print(
+                f"storm: gateway restarted: drained in {marks['stopped'] - marks['stop']:.1f}s, "
+                f"listening again {marks['listening'] - marks['stopped']:.1f}s later",
+                flush=True,
+            )
+
+        result = run(plan, on_start=restart)
+        assert stack.settings.redis_url
+        r = redis.Redis.from_url(stack.settings.redis_url)
+        seen_after = int(
+            r.zcount(redis_keys.last_seen(stack.settings.fleet), marks["listening"], "+inf")
+        )
+        r.close()
+    up = marks["listening"]
+    back: list[float] = []
+    missing = 0
+    for times in result.successes.values():
+        after = [t for t in times if t >= up]
+        if after:
+            back.append(after[0] - up)
+        else:
+            missing += 1
+    back.sort()
+    all_back = back[-1] if back and not missing else float("inf")
+    start = result.start_wall
+    codes = Counter(result.errors)
+    # Errors after every device had recovered are the cascade we must not have.
+    settled = up + all_back if missing == 0 else float("inf")
+    late_errors = sum(
+        n for second, n in enumerate(result.timeline_err) if start + second > settled + 1
+    )
+    only_unavailable = set(codes) <= {"UNAVAILABLE"}
+    print(result.summary())
+    assert seen_after == len(back), f"Redis saw {seen_after} devices after the restart"
+    met = missing == 0 and all_back <= 60.0 and late_errors == 0 and only_unavailable
+    report.add(
+        f"reconnect storm: {args.devices:,} devices, gateway restarted (SIGTERM drain + start)",
+        f"all back online {all_back:.1f} s after the new gateway listened (p50 "
+        f"{back[len(back) // 2]:.1f} s, p99 {back[int(len(back) * 0.99)]:.1f} s; drain "
+        f"{marks['stopped'] - marks['stop']:.1f} s, restart {up - marks['stopped']:.1f} s); "
+        f"errors {dict(codes)}, {late_errors} after recovery; interval {args.interval:.0f} s"
+        if back
+        else f"{missing} devices never came back",
+        "all within 60 s, no error cascade",
+        met,
+        devices_back=len(back),
+        missing=missing,
+        all_back_s=round(all_back, 2),
+        late_errors=late_errors,
+    )
+    report.write()
+    _plot(result.timeline_ok, result.timeline_err, back, start, marks)
+
+
+def _plot(
+    ok: list[int], err: list[int], back: list[float], start: float, marks: dict[str, float]
+) -> None:
+    plt = plots.pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    xs = list(range(len(ok)))
+    top.plot(xs, ok, label="heartbeats ok/s", color="#2b6cb0")
+    top.plot(xs, err, label="errors/s", color="#c53030")
+    for name in ("stop", "listening"):
+        for ax in (top, bottom):
+            ax.axvline(marks[name] - start, color="gray", linestyle=":")
+    top.set_ylabel("per second")
+    top.legend()
+    top.set_title("Reconnect storm: gateway stopped then restarted (dotted lines)")
+    up = marks["listening"] - start
+    bottom.plot([up + b for b in back], [i + 1 for i in range(len(back))], color="#2f855a")
+    bottom.set_xlabel("seconds since the window opened")
+    bottom.set_ylabel("devices back online")
+    plots.save(fig, GROUP)
+    (RESULTS_DIR / f"{GROUP}_timeline.csv").write_text(
+        "second,ok,errors\n"
+        + "".join(f"{i},{o},{e}\n" for i, (o, e) in enumerate(zip(ok, err, strict=True)))
+    )
+
+
+if __name__ == "__main__":
+    main()

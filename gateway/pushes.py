@@ -1,0 +1,82 @@
+"""Pushes a changed desired state down the heartbeat streams open in this process.
+
+Writers of desired state publish the ids of the devices they changed on
+``redis_keys.DESIRED_CHANGED_CHANNEL`` (``fleetd.storage.desired.mark_changed``). Every
+gateway process subscribes once and calls the ``notify`` of each listed device whose
+stream it holds; devices with no open stream here are ignored. Best effort by design: a
+notice lost while Redis is away is made up by the device's next heartbeat, which compares
+revisions anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+
+from fleetd.storage import redis_keys
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[], None]
+
+
+class PushHub:
+    def __init__(self, redis: aioredis.Redis, *, retry_after: float = 1.0) -> None:
+        self._redis = redis
+        self._retry_after = retry_after
+        self._streams: dict[str, Notify] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+        self.notices = 0
+
+    def register(self, device_id: str, notify: Notify) -> None:
+        """The device's stream, replacing an older one of the same device."""
+        self._streams[device_id] = notify
+
+    def unregister(self, device_id: str, notify: Notify) -> None:
+        if self._streams.get(device_id) is notify:
+            del self._streams[device_id]
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="desired-state-pushes")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def deliver(self, message: bytes | str) -> None:
+        """Notify the local streams of the devices listed in one published message."""
+        text = message.decode() if isinstance(message, bytes) else message
+        for device_id in text.split():
+            notify = self._streams.get(device_id)
+            if notify is not None:
+                self.notices += 1
+                notify()
+
+    async def _run(self) -> None:
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(redis_keys.DESIRED_CHANGED_CHANNEL)
+                self.subscribed.set()
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None and message["type"] == "message":
+                        self.deliver(message["data"])
+            except (aioredis.RedisError, OSError) as exc:
+                self.subscribed.clear()
+                log.warning("desired-state notices interrupted, resubscribing: %s", exc)
+            finally:
+                with contextlib.suppress(aioredis.RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(self._retry_after)

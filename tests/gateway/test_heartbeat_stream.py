@@ -1,0 +1,109 @@
+"""HeartbeatStream: Heartbeat's answers on one stream, plus pushes when the state changes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import grpc
+import pytest
+import redis.asyncio as aioredis
+
+from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
+from fleetd.pki import CertificateAuthority
+from tests.gateway.test_desired_state import _assign, _assignment
+from tests.support.deployment import Deployment, running_deployment
+from tests.support.devices import device_channel, enrol_device
+
+
+@pytest.fixture
+async def deployment(database_url: str, redis_url: str) -> AsyncIterator[Deployment]:
+    async with running_deployment(database_url, redis_url, with_api=False) as dep:
+        yield dep
+
+
+@pytest.fixture
+def ca(deployment: Deployment) -> CertificateAuthority:
+    return CertificateAuthority.load(deployment.settings.paths, deployment.settings.fleet)
+
+
+def _beat(revision: int = 0) -> agent_pb2.HeartbeatRequest:
+    return agent_pb2.HeartbeatRequest(
+        desired_state_revision=revision, stats=agent_pb2.DeviceStats(cpu_percent=5.0)
+    )
+
+
+async def test_each_beat_is_answered_on_the_stream(
+    deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    creds = await enrol_device(pool, ca, "rpi-001")
+    stub = agent_pb2_grpc.AgentServiceStub(
+        device_channel(deployment.gateway_target, deployment.ca_pem, creds)
+    )
+    call = stub.HeartbeatStream(timeout=30)
+    for _ in range(3):
+        await call.write(_beat())
+        response = await call.read()
+        assert isinstance(response, agent_pb2.HeartbeatResponse)
+        assert response.unchanged
+        assert response.next_heartbeat_interval.ToNanoseconds() > 0
+    revision = await _assign(pool, redis, "rpi-001", _assignment("detector", "2.0.0"))
+    # The change is pushed without a beat...
+    pushed = await asyncio.wait_for(call.read(), 10)
+    assert isinstance(pushed, agent_pb2.HeartbeatResponse)
+    assert pushed.desired_state.revision == revision
+    assert [a.name for a in pushed.desired_state.assignments] == ["detector"]
+    # ...and a beat holding it is unchanged.
+    await call.write(_beat(revision))
+    response = await call.read()
+    assert isinstance(response, agent_pb2.HeartbeatResponse)
+    assert response.unchanged
+    await call.done_writing()
+    assert await call.code() == grpc.StatusCode.OK
+    await _until_stored(pool)
+
+
+async def _until_stored(pool: asyncpg.Pool) -> None:
+    for _ in range(100):
+        if await pool.fetchval("SELECT cpu_usage FROM devices WHERE device_id = 'rpi-001'"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("stream heartbeats never reached PostgreSQL")
+
+
+async def test_a_stream_from_an_unknown_certificate_is_refused(
+    deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool
+) -> None:
+    creds = await enrol_device(pool, ca, "rpi-009", register=False)
+    stub = agent_pb2_grpc.AgentServiceStub(
+        device_channel(deployment.gateway_target, deployment.ca_pem, creds)
+    )
+    call = stub.HeartbeatStream(timeout=10)
+    await call.write(_beat())
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call.read()
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_the_newest_stream_of_a_device_gets_the_pushes(
+    deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    creds = await enrol_device(pool, ca, "rpi-001")
+    calls = []
+    for _ in range(2):
+        stub = agent_pb2_grpc.AgentServiceStub(
+            device_channel(deployment.gateway_target, deployment.ca_pem, creds)
+        )
+        call = stub.HeartbeatStream(timeout=30)
+        await call.write(_beat())
+        assert (await call.read()).unchanged
+        calls.append(call)
+    assert deployment.gateway.pushes.subscribed.is_set()
+    await _assign(pool, redis, "rpi-001", _assignment("detector", "2.0.0"))
+    pushed = await asyncio.wait_for(calls[1].read(), 10)
+    assert isinstance(pushed, agent_pb2.HeartbeatResponse)
+    assert pushed.HasField("desired_state")
+    assert deployment.gateway.pushes.notices == 1
+    for call in calls:
+        call.cancel()
