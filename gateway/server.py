@@ -9,6 +9,7 @@ goes NOT_SERVING, in-flight calls get a grace period, pending heartbeats are flu
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from fleetd.blobs import FilesystemBlobStore
 from fleetd.config import Settings
 from fleetd.device.v1 import agent_pb2_grpc
-from fleetd.storage.devices import CertificateStanding, certificate_standing
+from fleetd.storage.devices import CertificateStanding, certificate_standings
 from fleetd.storage.postgres import connect
+from gateway.batching import BatchedLookup
 from gateway.desired_state import DesiredStateLookup
 from gateway.heartbeats import HeartbeatPipeline
 from gateway.identity import DeviceAuthenticator
@@ -55,6 +57,7 @@ class Gateway:
     stores: StoreHealth
     desired: DesiredStateLookup
     pushes: PushHub
+    service: AgentService
 
     async def stop(self, grace: float = 10.0) -> None:
         """Drain within about 3 x ``grace``: calls, then pending heartbeats, then storage."""
@@ -104,12 +107,16 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
         postgres_interval=settings.postgres_flush_interval,
     )
 
+    standings: BatchedLookup[tuple[str, str], CertificateStanding] = BatchedLookup(
+        functools.partial(certificate_standings, pool)
+    )
+
     async def standing(serial: str, fingerprint: str) -> CertificateStanding | None:
-        return await certificate_standing(pool, serial, fingerprint)
+        return await standings.get((serial, fingerprint))
 
     authenticator = DeviceAuthenticator(settings.fleet, standing, pipeline.group_id)
     desired = DesiredStateLookup(redis, pool)
-    pushes = PushHub(redis)
+    pushes = PushHub(redis, on_revoked=authenticator.forget_devices)
     server = grpc.aio.server(
         # Past this many calls in flight grpc answers RESOURCE_EXHAUSTED itself: the
         # bound on the work one process queues.
@@ -122,20 +129,18 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ],
     )
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentService(
-            pool,
-            authenticator,
-            pipeline,
-            desired,
-            pushes,
-            heartbeat_interval=settings.heartbeat_interval,
-            device_limit=settings.gateway_device_limit(),
-            status_reports=StatusReports(pool),
-            log_uploads=LogUploads(pool, redis, FilesystemBlobStore(settings.paths.blobs)),
-        ),
-        server,
+    service = AgentService(
+        pool,
+        authenticator,
+        pipeline,
+        desired,
+        pushes,
+        heartbeat_interval=settings.heartbeat_interval,
+        device_limit=settings.gateway_device_limit(),
+        status_reports=StatusReports(pool),
+        log_uploads=LogUploads(pool, redis, FilesystemBlobStore(settings.paths.blobs)),
     )
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(service, server)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     host = settings.gateway_host
@@ -163,7 +168,17 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
     pushes.start()
     log.info("gateway serving on %s:%d", host, bound)
     return Gateway(
-        server, bound, pool, redis, pipeline, health_servicer, sweeper, stores, desired, pushes
+        server,
+        bound,
+        pool,
+        redis,
+        pipeline,
+        health_servicer,
+        sweeper,
+        stores,
+        desired,
+        pushes,
+        service,
     )
 
 

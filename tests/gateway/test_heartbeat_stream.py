@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
 from fleetd.pki import CertificateAuthority
-from tests.gateway.test_desired_state import _assign, _assignment
 from tests.support.deployment import Deployment, running_deployment
+from tests.support.desired import assign, model_assignment
 from tests.support.devices import device_channel, enrol_device
 
 
@@ -48,7 +48,7 @@ async def test_each_beat_is_answered_on_the_stream(
         assert isinstance(response, agent_pb2.HeartbeatResponse)
         assert response.unchanged
         assert response.next_heartbeat_interval.ToNanoseconds() > 0
-    revision = await _assign(pool, redis, "rpi-001", _assignment("detector", "2.0.0"))
+    revision = await assign(pool, redis, "rpi-001", model_assignment("detector", "2.0.0"))
     # The change is pushed without a beat...
     pushed = await asyncio.wait_for(call.read(), 10)
     assert isinstance(pushed, agent_pb2.HeartbeatResponse)
@@ -100,7 +100,7 @@ async def test_the_newest_stream_of_a_device_gets_the_pushes(
         assert (await call.read()).unchanged
         calls.append(call)
     assert deployment.gateway.pushes.subscribed.is_set()
-    await _assign(pool, redis, "rpi-001", _assignment("detector", "2.0.0"))
+    await assign(pool, redis, "rpi-001", model_assignment("detector", "2.0.0"))
     pushed = await asyncio.wait_for(calls[1].read(), 10)
     assert isinstance(pushed, agent_pb2.HeartbeatResponse)
     assert pushed.HasField("desired_state")
