@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import _async as health_aio  # public as health.aio; absent from stubs
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fleetd.blobs import FilesystemBlobStore
 from fleetd.config import Settings
 from fleetd.device.v1 import agent_pb2_grpc
 from fleetd.storage.devices import CertificateStanding, certificate_standings
@@ -29,8 +30,10 @@ from gateway.desired_state import DesiredStateLookup
 from gateway.heartbeats import HeartbeatPipeline
 from gateway.identity import DeviceAuthenticator
 from gateway.liveness import LivenessSweeper
+from gateway.log_uploads import LogUploads
 from gateway.pushes import PushHub
 from gateway.service import AgentService
+from gateway.status_reports import StatusReports
 from gateway.store_health import StoreHealth
 
 log = logging.getLogger(__name__)
@@ -137,6 +140,8 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
         pushes,
         heartbeat_interval=settings.heartbeat_interval,
         device_limit=settings.gateway_device_limit(),
+        status_reports=StatusReports(pool),
+        log_uploads=LogUploads(pool, redis, FilesystemBlobStore(settings.paths.blobs)),
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(service, server)
     health_servicer = health_aio.HealthServicer()

@@ -26,7 +26,9 @@ from gateway.desired_state import DesiredStateLookup, Unavailable
 from gateway.device_limits import DeviceRateLimiter
 from gateway.heartbeats import HeartbeatPipeline
 from gateway.identity import CallerDevice, DeviceAuthenticator, Refused, StandingUnavailable
+from gateway.log_uploads import LogUploads
 from gateway.pushes import PushHub
+from gateway.status_reports import StatusReports
 
 ONLINE = device_pb2.ONLINE
 
@@ -63,7 +65,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         stream_lifetime: float = 3600.0,
         device_limit: tuple[float, int] | None = None,
         jitter: float = 0.1,
+        status_reports: StatusReports,
+        log_uploads: LogUploads,
     ) -> None:
+        self._status_reports = status_reports
+        self._log_uploads = log_uploads
         self._pool = pool
         self._auth = authenticator
         self._pipeline = pipeline
@@ -260,25 +266,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         request: agent_pb2.ReportArtifactStatusRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> agent_pb2.ReportArtifactStatusResponse:
-        await self._caller(context)
-        await _abort(
-            context,
-            grpc.StatusCode.UNIMPLEMENTED,
-            "ReportArtifactStatus is not implemented by this gateway yet: there are no "
-            "artifact assignments to report on",
-        )
+        caller = await self._caller(context)
+        return await self._status_reports.report(caller, request, context)
 
     async def UploadLogs(
         self,
-        request_iterator: object,
+        request_iterator: AsyncIterator[agent_pb2.UploadLogsRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> agent_pb2.UploadLogsResponse:
-        await self._caller(context)
-        await _abort(
-            context,
-            grpc.StatusCode.UNIMPLEMENTED,
-            "UploadLogs is not implemented by this gateway yet: no log requests are issued",
-        )
+        caller = await self._caller(context)
+        return await self._log_uploads.upload(caller, request_iterator, context)
 
 
 class _OpenStream:

@@ -251,18 +251,6 @@ async def test_heartbeats_too_fast_are_pushed_back(
     assert (await _stub(deployment, other).Heartbeat(_heartbeat(), timeout=5)).unchanged
 
 
-async def test_unbuilt_device_calls_answer_unimplemented(
-    deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool
-) -> None:
-    creds = await enrol_device(pool, ca, "rpi-001")
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await _stub(deployment, creds).ReportArtifactStatus(
-            agent_pb2.ReportArtifactStatusRequest(assignment_id="a"), timeout=5
-        )
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "ReportArtifactStatus" in (err.value.details() or "")
-
-
 async def test_delete_over_the_api_reaches_a_cached_standing_at_once(
     database_url: str, redis_url: str, pool: asyncpg.Pool
 ) -> None:
