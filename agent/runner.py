@@ -220,7 +220,7 @@ class Agent:
         reading: asyncio.Future[object] = asyncio.ensure_future(call.read())
         try:
             while True:
-                await call.write(self._request(sampler))
+                await call.write(agent_pb2.HeartbeatStreamRequest(heartbeat=self._request(sampler)))
                 sent_at = heard_at = loop.time()
                 next_beat = sent_at + jittered(interval, 0.05)
                 while (wait := next_beat - loop.time()) > 0:
@@ -230,11 +230,11 @@ class Agent:
                             raise _StreamStalled
                         continue
                     message = reading.result()
-                    if not isinstance(message, agent_pb2.HeartbeatResponse):  # EOF
+                    if not isinstance(message, agent_pb2.HeartbeatStreamResponse):  # EOF
                         return interval  # the server ended the stream: open a new one
                     backoff.reset()
                     heard_at = loop.time()
-                    interval = self._handle(message)
+                    interval = self._handle(message.heartbeat)
                     next_beat = sent_at + jittered(interval, 0.05)
                     if self.config.once:
                         return interval

@@ -163,7 +163,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
 
     async def HeartbeatStream(
         self,
-        request_iterator: AsyncIterator[agent_pb2.HeartbeatRequest],
+        request_iterator: AsyncIterator[agent_pb2.HeartbeatStreamRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
         """Heartbeat's answers, one per request, plus pushes when the state changes."""
@@ -174,12 +174,13 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         notify = functools.partial(self._schedule_push, stream)
         self._pushes.register(caller.device_id, notify)
         try:
-            async for request in request_iterator:
+            async for message in request_iterator:
+                request = message.heartbeat
                 # Standing re-checked per beat (cached): revocation ends the stream.
                 caller = await self._caller(context)
                 response = await self._beat(caller, request, context)
                 async with stream.lock:
-                    await context.write(response)
+                    await context.write(agent_pb2.HeartbeatStreamResponse(heartbeat=response))
                     stream.held = (
                         response.desired_state.revision
                         if response.HasField("desired_state")
@@ -212,7 +213,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         answer.apply(response)
         async with stream.lock:
             with contextlib.suppress(grpc.aio.AbortError, RuntimeError, grpc.aio.UsageError):
-                await stream.context.write(response)
+                await stream.context.write(
+                    agent_pb2.HeartbeatStreamResponse(heartbeat=response, pushed=True)
+                )
                 stream.held = response.desired_state.revision
                 self.pushed += 1
 

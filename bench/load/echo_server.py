@@ -51,15 +51,17 @@ class EchoAgentService(agent_pb2_grpc.AgentServiceServicer):
 
     async def HeartbeatStream(
         self,
-        request_iterator: AsyncIterator[agent_pb2.HeartbeatRequest],
+        request_iterator: AsyncIterator[agent_pb2.HeartbeatStreamRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
         async for _ in request_iterator:
             now = timestamp_pb2.Timestamp()
             now.GetCurrentTime()
             await context.write(
-                agent_pb2.HeartbeatResponse(
-                    unchanged=True, next_heartbeat_interval=self._interval, server_time=now
+                agent_pb2.HeartbeatStreamResponse(
+                    heartbeat=agent_pb2.HeartbeatResponse(
+                        unchanged=True, next_heartbeat_interval=self._interval, server_time=now
+                    )
                 )
             )
 

@@ -233,6 +233,7 @@ class GrpcDevice:
         self.stub: Any = None
         self.call: Any = None
         self.request = _heartbeat_request()
+        self.stream_request = agent_pb2.HeartbeatStreamRequest(heartbeat=self.request)
         self.sequence = 0
         self.interval = 30.0
 
@@ -255,7 +256,7 @@ class GrpcDevice:
             if self.call is None:
                 self.call = self.stub.HeartbeatStream()
             try:
-                await self.call.write(self.request)
+                await self.call.write(self.stream_request)
                 response = await asyncio.wait_for(self.call.read(), self.plan.timeout)
             except self._grpc.aio.AioRpcError as exc:
                 self.call = None
@@ -264,8 +265,8 @@ class GrpcDevice:
                 self.call.cancel()
                 self.call = None
                 raise CallFailed("STREAM_BROKEN") from None
-            if isinstance(response, self._pb.HeartbeatResponse):
-                return response
+            if isinstance(response, self._pb.HeartbeatStreamResponse):
+                return response.heartbeat
             self.call = None  # EOF: the server ended the stream; open a new one
         raise CallFailed("STREAM_ENDED")
 
