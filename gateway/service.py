@@ -85,10 +85,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             self._heartbeat_limits = DeviceRateLimiter(*device_limit)
             self._register_limits = DeviceRateLimiter(*device_limit)
 
-    async def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> CallerDevice:
-        certs = list(context.auth_context().get("x509_pem_cert", ()))
+    async def _caller(
+        self, context: grpc.aio.ServicerContext[Any, Any], pem: bytes | None = None
+    ) -> CallerDevice:
+        """The calling device; ``pem`` when the caller already read the peer certificate
+        (a stream re-checks its standing per beat without grpc rebuilding the whole
+        auth context)."""
+        if pem is None:
+            pem = _peer_pem(context)
         try:
-            return await self._auth.authenticate(certs[0] if certs else None)
+            return await self._auth.authenticate(pem)
         except Refused as exc:
             await _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
         except StandingUnavailable as exc:
@@ -167,7 +173,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
         """Heartbeat's answers, one per request, plus pushes when the state changes."""
-        caller = await self._caller(context)
+        pem = _peer_pem(context)
+        caller = await self._caller(context, pem)
         stream = _OpenStream(caller.device_id, context)
         loop = asyncio.get_running_loop()
         ends_at = loop.time() + self._stream_lifetime * random.uniform(0.8, 1.2)
@@ -177,7 +184,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             async for message in request_iterator:
                 request = message.heartbeat
                 # Standing re-checked per beat (cached): revocation ends the stream.
-                caller = await self._caller(context)
+                caller = await self._caller(context, pem)
                 response = await self._beat(caller, request, context)
                 async with stream.lock:
                     await context.write(agent_pb2.HeartbeatStreamResponse(heartbeat=response))
@@ -279,6 +286,13 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.UploadLogsResponse:
         caller = await self._caller(context)
         return await self._log_uploads.upload(caller, request_iterator, context)
+
+
+def _peer_pem(context: grpc.aio.ServicerContext[Any, Any]) -> bytes | None:
+    certs = context.auth_context().get("x509_pem_cert", ())
+    for cert in certs:
+        return cert
+    return None
 
 
 class _OpenStream:

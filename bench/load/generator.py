@@ -80,6 +80,9 @@ class Plan:
     ca_pem: bytes = b""
     status_reports: float = 0.0
     """Fraction of heartbeats followed by a ReportArtifactStatus (UNIMPLEMENTED tolerated)."""
+    warm: bool = True
+    """One call per device before the window (handshakes done, channels open); off for a
+    large rotating population that reconnects per heartbeat anyway."""
 
 
 @dataclass
@@ -436,6 +439,8 @@ class Worker:
         async def warm(device: Device) -> None:
             if not self.plan.reconnect:
                 device.open()
+            if not self.plan.warm:
+                return
             # A device that fails to connect retries (3 tries, backing off) so the run
             # starts with the whole fleet; the failures are reported as connect errors.
             for attempt in range(3):
