@@ -10,8 +10,10 @@ snapshot: revision, active assignments and pending log requests agree) and fills
 cache — never over a newer revision (writers bump revisions with
 ``fleetd.storage.desired``).
 
-Lookups are batched: all the heartbeats that arrive in one event-loop iteration share one
-Redis pipeline, and all misses of a batch share one PostgreSQL query.
+Lookups are batched: the heartbeats that arrive in one event-loop iteration share one
+Redis pipeline, and all misses of a batch share one PostgreSQL query; with
+``MAX_IN_FLIGHT`` batches resolving, later lookups wait and join a larger batch (the
+batch size follows the load, the connections used stay few).
 
 Outages: with Redis down every lookup goes to PostgreSQL (batched, so a fleet's worth of
 heartbeats is tens of queries a second); with PostgreSQL down, cache hits are still
@@ -37,6 +39,9 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 512
 """Lookups per Redis pipeline / PostgreSQL query; larger batches are split."""
+
+MAX_IN_FLIGHT = 4
+"""Batches resolving at once; more lookups wait for the next batch."""
 
 # KEYS[1] the device's hash; ARGV[1] the revision the device holds, ARGV[2] the TTL.
 # Returns 0 when it is current, 1 when there is no usable entry, else the body.
@@ -108,11 +113,18 @@ class DesiredStateLookup:
 
     def _start_batch(self) -> None:
         self._scheduled = False
-        pending, self._pending = self._pending, []
-        for start in range(0, len(pending), MAX_BATCH):
-            batch = pending[start : start + MAX_BATCH]
+        # At most MAX_IN_FLIGHT batches at once: under load, lookups wait for a slot and
+        # join a larger batch, instead of one small batch (and connection) per iteration.
+        while self._pending and len(self._tasks) < MAX_IN_FLIGHT:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             self._tasks.add(task := asyncio.create_task(self._resolve(batch)))
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._pending and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_batch)
 
     async def _resolve(self, batch: list[tuple[str, int, asyncio.Future[Answer]]]) -> None:
         try:

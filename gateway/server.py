@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "fleetd.device.v1.AgentService"
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 MAX_CONCURRENT_CALLS = 20_000
+REDIS_CONNECTIONS = 32
 DRAIN_GRACE = 5.0
 """Seconds in-flight calls get at SIGTERM. Heartbeats take milliseconds; open heartbeat
 streams are ended after it and their agents reconnect (to another process or node)."""
@@ -99,8 +100,17 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
     pool = await connect(
         settings.database_url, min_size=2, max_size=10, connect_timeout=5.0, command_timeout=10.0
     )
-    redis = aioredis.Redis.from_url(
-        settings.redis_url, socket_timeout=5.0, socket_connect_timeout=2.0
+    # A blocking pool: past max_connections a command waits (up to 5 s) for a connection
+    # instead of failing; the hot paths batch, so a few connections carry the load.
+    # from_pool: the client owns the pool, so aclose() closes its connections too.
+    redis = aioredis.Redis.from_pool(
+        aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=5.0,
+            socket_timeout=5.0,
+            socket_connect_timeout=2.0,
+        )
     )
     pipeline = HeartbeatPipeline(
         settings.fleet,
