@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: demo serve bootstrap build test test-pure lint fmt proto proto-check bench-core clean
 .PHONY: fuzz-filter
-.PHONY: bench-load-ceiling bench-load-connections bench-load-storm bench-load-locust
+.PHONY: bench-load-ceiling bench-load-connections bench-load-storm bench-load-locust bench-load-headline
 .PHONY: fuzz-identity fuzz-identity-merge
 
 demo: bootstrap          ## set up everything, then run a deployment with simulated devices
@@ -58,6 +58,9 @@ bench-load-connections: bootstrap  ## mTLS connections held by one gateway proce
 
 bench-load-storm: bootstrap        ## 10,000 devices after a gateway restart: back within 60 s?
 	$(PY) -m bench.load.storm
+
+bench-load-headline: bootstrap     ## 1M registered devices, reconnect per heartbeat, 10 min sustained
+	$(PY) -m bench.load.headline
 
 bench-load-locust: bootstrap       ## a short headless locust run with gRPC device users
 	$(PY) -m bench.load.locust_run

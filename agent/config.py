@@ -24,6 +24,8 @@ class AgentConfig:
     tags: tuple[str, ...]
     enrollment_token: str
     once: bool
+    heartbeat_stream: bool = True
+    """Prefer the HeartbeatStream (falls back to unary Heartbeat on UNIMPLEMENTED)."""
 
     @property
     def api_target(self) -> str:
@@ -86,6 +88,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--once", action="store_true", help="register, send one heartbeat and exit (for checks)"
     )
+    p.add_argument(
+        "--unary-heartbeats",
+        action="store_true",
+        help="one call per heartbeat instead of the heartbeat stream",
+    )
     return p  # fmt: skip
 
 
@@ -107,4 +114,5 @@ def load(argv: Sequence[str]) -> AgentConfig:
         tags=tuple(tags),
         enrollment_token=token,
         once=args.once,
+        heartbeat_stream=not args.unary_heartbeats,
     )

@@ -24,9 +24,28 @@ log = logging.getLogger("fleetd.agent")
 
 RPC_TIMEOUT = 15.0
 
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 60_000),
+    # grpc's own reconnect backoff (default up to 120 s) would add to the agent's: keep it
+    # short and let the agent's jittered backoff pace retries after a gateway restart.
+    ("grpc.initial_reconnect_backoff_ms", 1_000),
+    ("grpc.max_reconnect_backoff_ms", 10_000),
+]
+
 
 class Offboarded(Exception):
     """The server says this device was offboarded."""
+
+
+class _StreamStalled(Exception):
+    """No answer on the heartbeat stream for longer than an interval and a timeout."""
+
+
+def _raise_if_offboarded(exc: grpc.aio.AioRpcError) -> None:
+    """The gateway tells an offboarded device once; afterwards it refuses it with
+    PERMISSION_DENIED "device was offboarded", which means the same."""
+    if exc.code() == grpc.StatusCode.PERMISSION_DENIED and "offboarded" in (exc.details() or ""):
+        raise Offboarded from None
 
 
 class EnrolmentFailed(Exception):
@@ -129,7 +148,7 @@ class Agent:
             certificate_chain=self.store.cert(),
         )
         gateway = self.config.gateway or self.enrollment.gateway
-        return grpc.aio.secure_channel(gateway, creds, options=[("grpc.keepalive_time_ms", 60_000)])
+        return grpc.aio.secure_channel(gateway, creds, options=CHANNEL_OPTIONS)
 
     async def run(self) -> None:
         sampler = sysstats.StatsSampler()
@@ -137,30 +156,95 @@ class Agent:
         async with self._channel() as channel:
             stub = agent_pb2_grpc.AgentServiceStub(channel)
             interval = await self._register(stub, backoff)
+            stream = self.config.heartbeat_stream
             while True:
-                await asyncio.sleep(jittered(interval, 0.05))
                 try:
-                    response = await stub.Heartbeat(
-                        agent_pb2.HeartbeatRequest(
-                            desired_state_revision=self.revision,
-                            stats=_stats(sampler.sample()),
-                            agent_version=AGENT_VERSION,
-                        ),
-                        timeout=RPC_TIMEOUT,
-                    )
+                    if stream:
+                        interval = await self._stream_heartbeats(stub, sampler, interval, backoff)
+                    else:
+                        await asyncio.sleep(jittered(interval, 0.05))
+                        interval = await self._heartbeat(stub, sampler, backoff)
                 except grpc.aio.AioRpcError as exc:
+                    _raise_if_offboarded(exc)
+                    if stream and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                        log.info("the gateway has no heartbeat stream; using unary heartbeats")
+                        stream = False
+                        continue
                     interval = backoff.next_delay()
                     log.warning("heartbeat failed (%s: %s); next try in %.1fs",
                                 exc.code().name, exc.details(), interval)  # fmt: skip
+                    if stream:
+                        await asyncio.sleep(interval)
                     continue
-                backoff.reset()
-                if response.offboarded:
-                    raise Offboarded
-                if response.HasField("desired_state"):
-                    self.revision = response.desired_state.revision
-                interval = response.next_heartbeat_interval.ToTimedelta().total_seconds()
+                except _StreamStalled:
+                    interval = backoff.next_delay()
+                    log.warning("heartbeat stream stalled; reopening in %.1fs", interval)
+                    await asyncio.sleep(interval)
+                    continue
                 if self.config.once:
                     return
+
+    def _request(self, sampler: sysstats.StatsSampler) -> agent_pb2.HeartbeatRequest:
+        return agent_pb2.HeartbeatRequest(
+            desired_state_revision=self.revision,
+            stats=_stats(sampler.sample()),
+            agent_version=AGENT_VERSION,
+        )
+
+    def _handle(self, response: agent_pb2.HeartbeatResponse) -> float:
+        """Apply one heartbeat answer; the interval until the next heartbeat."""
+        if response.offboarded:
+            raise Offboarded
+        if response.HasField("desired_state"):
+            self.revision = response.desired_state.revision
+        return response.next_heartbeat_interval.ToTimedelta().total_seconds()
+
+    async def _heartbeat(
+        self,
+        stub: agent_pb2_grpc.AgentServiceStub,
+        sampler: sysstats.StatsSampler,
+        backoff: Backoff,
+    ) -> float:
+        response = await stub.Heartbeat(self._request(sampler), timeout=RPC_TIMEOUT)
+        backoff.reset()
+        return self._handle(response)
+
+    async def _stream_heartbeats(
+        self,
+        stub: agent_pb2_grpc.AgentServiceStub,
+        sampler: sysstats.StatsSampler,
+        interval: float,
+        backoff: Backoff,
+    ) -> float:
+        """Heartbeat on one stream until the server ends it (returns the interval) or it
+        fails (raises). Pushed answers between beats are applied as they arrive."""
+        loop = asyncio.get_running_loop()
+        call = stub.HeartbeatStream()
+        reading: asyncio.Future[object] = asyncio.ensure_future(call.read())
+        try:
+            while True:
+                await call.write(agent_pb2.HeartbeatStreamRequest(heartbeat=self._request(sampler)))
+                sent_at = heard_at = loop.time()
+                next_beat = sent_at + jittered(interval, 0.05)
+                while (wait := next_beat - loop.time()) > 0:
+                    done, _ = await asyncio.wait({reading}, timeout=wait)
+                    if not done:
+                        if loop.time() - heard_at > RPC_TIMEOUT + interval:
+                            raise _StreamStalled
+                        continue
+                    message = reading.result()
+                    if not isinstance(message, agent_pb2.HeartbeatStreamResponse):  # EOF
+                        return interval  # the server ended the stream: open a new one
+                    backoff.reset()
+                    heard_at = loop.time()
+                    interval = self._handle(message.heartbeat)
+                    next_beat = sent_at + jittered(interval, 0.05)
+                    if self.config.once:
+                        return interval
+                    reading = asyncio.ensure_future(call.read())
+        finally:
+            reading.cancel()
+            call.cancel()
 
     async def _register(self, stub: agent_pb2_grpc.AgentServiceStub, backoff: Backoff) -> float:
         hw = sysstats.hardware()
@@ -174,10 +258,7 @@ class Agent:
             try:
                 response = await stub.Register(request, timeout=RPC_TIMEOUT)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.PERMISSION_DENIED and "offboarded" in (
-                    exc.details() or ""
-                ):
-                    raise Offboarded from None
+                _raise_if_offboarded(exc)
                 delay = backoff.next_delay()
                 log.warning("register failed (%s: %s); retrying in %.1fs",
                             exc.code().name, exc.details(), delay)  # fmt: skip

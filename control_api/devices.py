@@ -278,6 +278,7 @@ class DeviceServiceImpl(DeviceService):
             ) from None
         if offboarded is None:
             raise ConnectError(Code.NOT_FOUND, f"device {request.device_id} not found")
+        await notify.certificates_revoked([request.device_id])
         at = offboarded.at.timestamp()
         await notify.publish(
             [

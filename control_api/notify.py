@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from control_api.auth import request_id_var
 from control_api.resources import resources
 from fleetd import events
+from fleetd.storage import redis_keys
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,24 @@ async def publish(batch: Sequence[events.Event]) -> bool:
             "device events not published (%s for %s; request_id %s): %s",
             ", ".join(sorted({e.type for e in batch})),
             ", ".join(sorted({e.device_id for e in batch}))[:200],
+            request_id_var.get(),
+            exc,
+        )
+        return False
+    return True
+
+
+async def certificates_revoked(device_ids: Sequence[str]) -> bool:
+    """Tell the gateways these devices' certificates were revoked (they drop the cached
+    standing at once); best effort like events: the gateways' cache TTL bounds a miss."""
+    try:
+        await resources().redis.publish(
+            redis_keys.CERTIFICATES_REVOKED_CHANNEL, " ".join(device_ids)
+        )
+    except (aioredis.RedisError, OSError) as exc:
+        log.warning(
+            "revocation notice not published for %s (request_id %s): %s",
+            ", ".join(device_ids)[:200],
             request_id_var.get(),
             exc,
         )

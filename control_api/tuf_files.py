@@ -14,8 +14,8 @@ SHA-256 are in the ``tuf_targets`` index, never any other blob of the store.
 - ``GET /tuf/targets/<dir>/<sha256>.<name>`` — the content of target ``<dir>/<name>``
   (consistent snapshot naming; immutable)
 
-Target bytes come from the blob store through ``BlobOpener`` (``<data>/blobs/<aa>/<sha256>``,
-the layout of ``fleetd.blobs.FilesystemBlobStore``).
+Target bytes are streamed from the blob store (``fleetd.blobs``; by default the
+deployment's ``FilesystemBlobStore`` under ``<data>/blobs``).
 
 The same module runs the timestamp refresher: every REFRESH_INTERVAL seconds each control
 API event loop calls ``TufRepository.refresh_if_due`` (a read when nothing is due; the
@@ -27,12 +27,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from pathlib import Path
-from typing import BinaryIO
+
+from connectrpc.errors import ConnectError
 
 from control_api.asgi import Receive, Scope, Send, send_text
 from control_api.resources import resources
+from fleetd.blobs import BlobStore, FilesystemBlobStore
 from fleetd.tuf_repo import KeyDirs, TufRepository
 from fleetd.tuf_repo.repository import split_target_url
 
@@ -45,21 +45,6 @@ REFRESH_INTERVAL = 300.0
 IMMUTABLE = b"public, max-age=31536000, immutable"
 NO_CACHE = b"no-cache"
 
-BlobOpener = Callable[[str], BinaryIO | None]
-"""Opens the blob with this SHA-256 for reading, or None when it is not stored."""
-
-
-def filesystem_blobs(root: Path) -> BlobOpener:
-    """Blobs as ``fleetd.blobs.FilesystemBlobStore`` lays them out under ``root``."""
-
-    def open_blob(sha256: str) -> BinaryIO | None:
-        try:
-            return (root / sha256[:2] / sha256).open("rb")
-        except FileNotFoundError:
-            return None
-
-    return open_blob
-
 
 def repository() -> TufRepository:
     """The repository on this event loop's pool (raises ConnectError while starting)."""
@@ -70,8 +55,8 @@ def repository() -> TufRepository:
 class TufFiles:
     """The ASGI app mounted at ``/tuf/``."""
 
-    def __init__(self, open_blob: BlobOpener | None = None) -> None:
-        self._open_blob = open_blob
+    def __init__(self, blobs: BlobStore | None = None) -> None:
+        self._blobs = blobs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,8 +73,8 @@ class TufFiles:
             return
         try:
             repo = repository()
-            opener = self._open_blob or filesystem_blobs(resources().settings.paths.blobs)
-        except Exception:  # resources not open yet (start-up, shutdown)
+            blobs = self._blobs or FilesystemBlobStore(resources().settings.paths.blobs)
+        except ConnectError:  # resources not open yet (start-up, shutdown)
             await send_text(send, 503, "starting or stopping; retry shortly\n")
             return
         name = path[len(PREFIX) :]
@@ -101,45 +86,43 @@ class TufFiles:
             cache = NO_CACHE if file in ("timestamp.json", "root.json") else IMMUTABLE
             await _metadata(send, await repo.metadata(file), cache, head)
         elif name.startswith("targets/"):
-            await self._target(send, repo, opener, name[len("targets/") :], head)
+            await _target(send, repo, blobs, name[len("targets/") :], head)
         else:
             await send_text(send, 404, "not found\n")
 
-    async def _target(
-        self, send: Send, repo: TufRepository, opener: BlobOpener, name: str, head: bool
-    ) -> None:
-        parsed = split_target_url(name)
-        length = None if parsed is None else await repo.target_length(*parsed)
-        if parsed is None or length is None:
-            await send_text(send, 404, "no such target\n")
-            return
-        file = await asyncio.to_thread(opener, parsed[1])
-        if file is None:
-            log.error("TUF target %s: blob %s is not in the blob store", parsed[0], parsed[1])
-            await send_text(send, 404, "target content is not stored\n")
-            return
-        try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"application/octet-stream"),
-                        (b"content-length", str(length).encode()),
-                        (b"cache-control", IMMUTABLE),
-                    ],
-                }
-            )
-            remaining = 0 if head else length
-            while remaining > 0:
-                chunk = await asyncio.to_thread(file.read, min(CHUNK, remaining))
-                if not chunk:
-                    break  # shorter than signed: the client's length check refuses it
-                remaining -= len(chunk)
+
+async def _target(send: Send, repo: TufRepository, blobs: BlobStore, name: str, head: bool) -> None:
+    parsed = split_target_url(name)
+    length = None if parsed is None else await repo.target_length(*parsed)
+    if parsed is None or length is None:
+        await send_text(send, 404, "no such target\n")
+        return
+    path, sha256 = parsed
+    if not await blobs.exists(sha256):
+        log.error("TUF target %s: blob %s is not in the blob store", path, sha256)
+        await send_text(send, 404, "target content is not stored\n")
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/octet-stream"),
+                (b"content-length", str(length).encode()),
+                (b"cache-control", IMMUTABLE),
+            ],
+        }
+    )
+    if not head:
+        sent = 0
+        async for chunk in blobs.read(sha256, chunk_size=CHUNK):
+            # Never more than the signed length (a blob is named by its content, so only
+            # a corrupted one differs; the client's hash check refuses it either way).
+            chunk = chunk[: length - sent]
+            if chunk:
+                sent += len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        finally:
-            await asyncio.to_thread(file.close)
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _metadata(send: Send, body: bytes | None, cache: bytes, head: bool) -> None:

@@ -32,14 +32,14 @@ from collections.abc import Callable
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
 from core_ext import CopyRecord, Flush, HeartbeatBatcher
 from fleetd.storage import redis_keys
 from fleetd.storage.devices import merge_heartbeats
 from fleetd.storage.redis_scripts import execute
+from fleetd.storage.resp import pack_command
 from fleetd.storage.rollups import RollupKey, combine, combine_one, merge_rollups
-from gateway.liveness import ARRIVE, queue_arrivals
+from gateway.liveness import ARRIVE, arrivals
 
 log = logging.getLogger(__name__)
 
@@ -174,14 +174,12 @@ class HeartbeatPipeline:
         if not commands:
             return 0
 
-        def build(pipe: Pipeline) -> None:
-            # The ZADD of the last-seen ZSET, through ARRIVE: absent members come online.
-            queue_arrivals(pipe, self.fleet, commands[0])
-            for command in commands[1:]:
-                pipe.execute_command(*command)
-
+        # The ZADD of the last-seen ZSET, through ARRIVE: absent members come online.
+        payload = arrivals(self.fleet, commands[0]) + b"".join(
+            [pack_command(command) for command in commands[1:]]
+        )
         try:
-            await execute(self._redis, build, (ARRIVE,))
+            await execute(self._redis, payload, len(commands), (ARRIVE,))
         except (aioredis.RedisError, OSError) as exc:
             log.warning("redis flush of %d devices failed: %s", flush.devices, exc)
             return 0

@@ -4,10 +4,13 @@ The TLS handshake has already verified the chain against the fleet CA. Here the
 certificate is parsed by core_ext (``core_ext.IdentityCache``, keyed by the certificate's
 bytes: a cached lookup costs well under a microsecond; refusals are not cached), its fleet
 checked, and its standing (issued by us, not revoked, device not offboarded) looked up in
-PostgreSQL, cached for a few seconds — revocation is checked on every call, against that
-standing, never by the identity cache. While PostgreSQL is unreachable, a standing that
-expired less than ``stale_grace`` ago keeps serving (fail static: devices seen recently
-keep heartbeating through an outage); other certificates get ``StandingUnavailable``.
+PostgreSQL (batched per loop iteration), cached for ``standing_ttl`` — revocation is
+checked on every call, against that standing, never by the identity cache. The control API
+announces offboardings on Redis (``gateway.pushes``), which drops the cached standing at
+once; the TTL bounds how long a revocation goes unseen if that notice is lost. While
+PostgreSQL is unreachable, a standing that expired less than ``stale_grace`` ago keeps
+serving (fail static: devices seen recently keep heartbeating through an outage); other
+certificates get ``StandingUnavailable``.
 Nothing in a request body is ever used to identify a device. The standing also carries
 the device's group (device type and version), turned into the heartbeat batcher's group
 id once per lookup, so a heartbeat costs no string work for its rollup group.
@@ -54,7 +57,7 @@ class DeviceAuthenticator:
         lookup_standing: StandingLookup,
         group_of: GroupOf,
         *,
-        standing_ttl: float = 5.0,
+        standing_ttl: float = 300.0,
         stale_grace: float = 300.0,
         max_cached: int = 200_000,
     ) -> None:
@@ -123,3 +126,15 @@ class DeviceAuthenticator:
     def forget(self, serial: str) -> None:
         """Drop the cached standing (after a revocation in this process)."""
         self._standing.pop(serial, None)
+
+    def forget_devices(self, device_ids: list[str]) -> None:
+        """Drop the cached standings of these devices' certificates (they were revoked).
+
+        One pass over the cache per notice: revocations are rare operator actions."""
+        gone = set(device_ids)
+        for serial in [
+            serial
+            for serial, (_, standing, _) in self._standing.items()
+            if standing is not None and standing.device_id in gone
+        ]:
+            del self._standing[serial]

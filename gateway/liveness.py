@@ -32,10 +32,10 @@ from dataclasses import dataclass
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
 from fleetd.storage import redis_keys
 from fleetd.storage.redis_scripts import LuaScript, execute
+from fleetd.storage.resp import pack_command
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,9 @@ return 0
 )
 
 
-def queue_arrivals(pipe: Pipeline, fleet: str, zadd: Sequence[str | float | int]) -> None:
-    """Queue ``ARRIVE`` for the batcher's ``("ZADD", key, score, member, ...)`` command."""
-    ARRIVE.queue(pipe, zadd[1], redis_keys.events(fleet), EVENTS_MAXLEN, *zadd[2:])
+def arrivals(fleet: str, zadd: Sequence[str | float | int]) -> bytes:
+    """``ARRIVE`` packed for the batcher's ``("ZADD", key, score, member, ...)`` command."""
+    return ARRIVE.pack(zadd[1], redis_keys.events(fleet), EVENTS_MAXLEN, *zadd[2:])
 
 
 @dataclass
@@ -224,20 +224,28 @@ class LivenessSweeper:
         if not rows:
             return []
         stream = redis_keys.events(self.fleet)
-
-        def build(pipe: Pipeline) -> None:
-            for row in rows:
-                pipe.xadd(
-                    stream,
-                    {
-                        "type": "device.offline",
-                        "device_id": row["device_id"],
-                        "at": now,
-                        "last_seen": row["last_seen"] or 0,
-                    },
-                    maxlen=EVENTS_MAXLEN,
-                    approximate=True,
+        payload = b"".join(
+            [
+                pack_command(
+                    (
+                        "XADD",
+                        stream,
+                        "MAXLEN",
+                        "~",
+                        EVENTS_MAXLEN,
+                        "*",
+                        "type",
+                        "device.offline",
+                        "device_id",
+                        row["device_id"],
+                        "at",
+                        now,
+                        "last_seen",
+                        row["last_seen"] or 0.0,
+                    )
                 )
-
-        await execute(self._redis, build, ())
+                for row in rows
+            ]
+        )
+        await execute(self._redis, payload, len(rows), ())
         return [row["device_id"] for row in rows]

@@ -1,4 +1,5 @@
-"""Pushes a changed desired state down the heartbeat streams open in this process.
+"""Pushes a changed desired state down the heartbeat streams open in this process, and
+hears of revoked certificates.
 
 Writers of desired state publish the ids of the devices they changed on
 ``redis_keys.DESIRED_CHANGED_CHANNEL`` (``fleetd.storage.desired.mark_changed``). Every
@@ -6,6 +7,10 @@ gateway process subscribes once and calls the ``notify`` of each listed device w
 stream it holds; devices with no open stream here are ignored. Best effort by design: a
 notice lost while Redis is away is made up by the device's next heartbeat, which compares
 revisions anyway.
+
+On ``redis_keys.CERTIFICATES_REVOKED_CHANNEL`` the control API announces offboarded
+devices; ``on_revoked`` (the authenticator's ``forget_devices``) drops their cached
+standing so that the next call sees the revocation, not the cache.
 """
 
 from __future__ import annotations
@@ -25,8 +30,15 @@ Notify = Callable[[], None]
 
 
 class PushHub:
-    def __init__(self, redis: aioredis.Redis, *, retry_after: float = 1.0) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        on_revoked: Callable[[list[str]], None] | None = None,
+        retry_after: float = 1.0,
+    ) -> None:
         self._redis = redis
+        self._on_revoked = on_revoked
         self._retry_after = retry_after
         self._streams: dict[str, Notify] = {}
         self._task: asyncio.Task[None] | None = None
@@ -63,15 +75,29 @@ class PushHub:
                 self.notices += 1
                 notify()
 
+    def revoked(self, message: bytes | str) -> None:
+        text = message.decode() if isinstance(message, bytes) else message
+        if self._on_revoked is not None:
+            self._on_revoked(text.split())
+
     async def _run(self) -> None:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(redis_keys.DESIRED_CHANGED_CHANNEL)
+                await pubsub.subscribe(
+                    redis_keys.DESIRED_CHANGED_CHANNEL, redis_keys.CERTIFICATES_REVOKED_CHANNEL
+                )
                 self.subscribed.set()
                 while True:
                     message = await pubsub.get_message(timeout=None)
-                    if message is not None and message["type"] == "message":
+                    if message is None or message["type"] != "message":
+                        continue
+                    channel = message["channel"]
+                    if isinstance(channel, bytes):
+                        channel = channel.decode()
+                    if channel == redis_keys.CERTIFICATES_REVOKED_CHANNEL:
+                        self.revoked(message["data"])
+                    else:
                         self.deliver(message["data"])
             except (aioredis.RedisError, OSError) as exc:
                 self.subscribed.clear()

@@ -9,6 +9,7 @@ goes NOT_SERVING, in-flight calls get a grace period, pending heartbeats are flu
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from dataclasses import dataclass
@@ -19,16 +20,20 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import _async as health_aio  # public as health.aio; absent from stubs
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fleetd.blobs import FilesystemBlobStore
 from fleetd.config import Settings
 from fleetd.device.v1 import agent_pb2_grpc
-from fleetd.storage.devices import CertificateStanding, certificate_standing
+from fleetd.storage.devices import CertificateStanding, certificate_standings
 from fleetd.storage.postgres import connect
+from gateway.batching import BatchedLookup
 from gateway.desired_state import DesiredStateLookup
 from gateway.heartbeats import HeartbeatPipeline
 from gateway.identity import DeviceAuthenticator
 from gateway.liveness import LivenessSweeper
+from gateway.log_uploads import LogUploads
 from gateway.pushes import PushHub
 from gateway.service import AgentService
+from gateway.status_reports import StatusReports
 from gateway.store_health import StoreHealth
 
 log = logging.getLogger(__name__)
@@ -36,6 +41,9 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "fleetd.device.v1.AgentService"
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 MAX_CONCURRENT_CALLS = 20_000
+DRAIN_GRACE = 5.0
+"""Seconds in-flight calls get at SIGTERM. Heartbeats take milliseconds; open heartbeat
+streams are ended after it and their agents reconnect (to another process or node)."""
 
 
 @dataclass
@@ -52,6 +60,7 @@ class Gateway:
     stores: StoreHealth
     desired: DesiredStateLookup
     pushes: PushHub
+    service: AgentService
 
     async def stop(self, grace: float = 10.0) -> None:
         """Drain within about 3 x ``grace``: calls, then pending heartbeats, then storage."""
@@ -101,12 +110,16 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
         postgres_interval=settings.postgres_flush_interval,
     )
 
+    standings: BatchedLookup[tuple[str, str], CertificateStanding] = BatchedLookup(
+        functools.partial(certificate_standings, pool)
+    )
+
     async def standing(serial: str, fingerprint: str) -> CertificateStanding | None:
-        return await certificate_standing(pool, serial, fingerprint)
+        return await standings.get((serial, fingerprint))
 
     authenticator = DeviceAuthenticator(settings.fleet, standing, pipeline.group_id)
     desired = DesiredStateLookup(redis, pool)
-    pushes = PushHub(redis)
+    pushes = PushHub(redis, on_revoked=authenticator.forget_devices)
     server = grpc.aio.server(
         # Past this many calls in flight grpc answers RESOURCE_EXHAUSTED itself: the
         # bound on the work one process queues.
@@ -119,18 +132,18 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ],
     )
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentService(
-            pool,
-            authenticator,
-            pipeline,
-            desired,
-            pushes,
-            heartbeat_interval=settings.heartbeat_interval,
-            device_limit=settings.gateway_device_limit(),
-        ),
-        server,
+    service = AgentService(
+        pool,
+        authenticator,
+        pipeline,
+        desired,
+        pushes,
+        heartbeat_interval=settings.heartbeat_interval,
+        device_limit=settings.gateway_device_limit(),
+        status_reports=StatusReports(pool),
+        log_uploads=LogUploads(pool, redis, FilesystemBlobStore(settings.paths.blobs)),
     )
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(service, server)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     host = settings.gateway_host
@@ -158,7 +171,17 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
     pushes.start()
     log.info("gateway serving on %s:%d", host, bound)
     return Gateway(
-        server, bound, pool, redis, pipeline, health_servicer, sweeper, stores, desired, pushes
+        server,
+        bound,
+        pool,
+        redis,
+        pipeline,
+        health_servicer,
+        sweeper,
+        stores,
+        desired,
+        pushes,
+        service,
     )
 
 
@@ -170,7 +193,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("gateway draining")
-    await gateway.stop()
+    await gateway.stop(DRAIN_GRACE)
 
 
 def main() -> None:

@@ -26,7 +26,9 @@ from gateway.desired_state import DesiredStateLookup, Unavailable
 from gateway.device_limits import DeviceRateLimiter
 from gateway.heartbeats import HeartbeatPipeline
 from gateway.identity import CallerDevice, DeviceAuthenticator, Refused, StandingUnavailable
+from gateway.log_uploads import LogUploads
 from gateway.pushes import PushHub
+from gateway.status_reports import StatusReports
 
 ONLINE = device_pb2.ONLINE
 
@@ -63,7 +65,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         stream_lifetime: float = 3600.0,
         device_limit: tuple[float, int] | None = None,
         jitter: float = 0.1,
+        status_reports: StatusReports,
+        log_uploads: LogUploads,
     ) -> None:
+        self._status_reports = status_reports
+        self._log_uploads = log_uploads
         self._pool = pool
         self._auth = authenticator
         self._pipeline = pipeline
@@ -79,10 +85,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             self._heartbeat_limits = DeviceRateLimiter(*device_limit)
             self._register_limits = DeviceRateLimiter(*device_limit)
 
-    async def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> CallerDevice:
-        certs = list(context.auth_context().get("x509_pem_cert", ()))
+    async def _caller(
+        self, context: grpc.aio.ServicerContext[Any, Any], pem: bytes | None = None
+    ) -> CallerDevice:
+        """The calling device; ``pem`` when the caller already read the peer certificate
+        (a stream re-checks its standing per beat without grpc rebuilding the whole
+        auth context)."""
+        if pem is None:
+            pem = _peer_pem(context)
         try:
-            return await self._auth.authenticate(certs[0] if certs else None)
+            return await self._auth.authenticate(pem)
         except Refused as exc:
             await _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
         except StandingUnavailable as exc:
@@ -157,23 +169,25 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
 
     async def HeartbeatStream(
         self,
-        request_iterator: AsyncIterator[agent_pb2.HeartbeatRequest],
+        request_iterator: AsyncIterator[agent_pb2.HeartbeatStreamRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
         """Heartbeat's answers, one per request, plus pushes when the state changes."""
-        caller = await self._caller(context)
+        pem = _peer_pem(context)
+        caller = await self._caller(context, pem)
         stream = _OpenStream(caller.device_id, context)
         loop = asyncio.get_running_loop()
         ends_at = loop.time() + self._stream_lifetime * random.uniform(0.8, 1.2)
         notify = functools.partial(self._schedule_push, stream)
         self._pushes.register(caller.device_id, notify)
         try:
-            async for request in request_iterator:
+            async for message in request_iterator:
+                request = message.heartbeat
                 # Standing re-checked per beat (cached): revocation ends the stream.
-                caller = await self._caller(context)
+                caller = await self._caller(context, pem)
                 response = await self._beat(caller, request, context)
                 async with stream.lock:
-                    await context.write(response)
+                    await context.write(agent_pb2.HeartbeatStreamResponse(heartbeat=response))
                     stream.held = (
                         response.desired_state.revision
                         if response.HasField("desired_state")
@@ -206,7 +220,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         answer.apply(response)
         async with stream.lock:
             with contextlib.suppress(grpc.aio.AbortError, RuntimeError, grpc.aio.UsageError):
-                await stream.context.write(response)
+                await stream.context.write(
+                    agent_pb2.HeartbeatStreamResponse(heartbeat=response, pushed=True)
+                )
                 stream.held = response.desired_state.revision
                 self.pushed += 1
 
@@ -260,25 +276,23 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         request: agent_pb2.ReportArtifactStatusRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> agent_pb2.ReportArtifactStatusResponse:
-        await self._caller(context)
-        await _abort(
-            context,
-            grpc.StatusCode.UNIMPLEMENTED,
-            "ReportArtifactStatus is not implemented by this gateway yet: there are no "
-            "artifact assignments to report on",
-        )
+        caller = await self._caller(context)
+        return await self._status_reports.report(caller, request, context)
 
     async def UploadLogs(
         self,
-        request_iterator: object,
+        request_iterator: AsyncIterator[agent_pb2.UploadLogsRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> agent_pb2.UploadLogsResponse:
-        await self._caller(context)
-        await _abort(
-            context,
-            grpc.StatusCode.UNIMPLEMENTED,
-            "UploadLogs is not implemented by this gateway yet: no log requests are issued",
-        )
+        caller = await self._caller(context)
+        return await self._log_uploads.upload(caller, request_iterator, context)
+
+
+def _peer_pem(context: grpc.aio.ServicerContext[Any, Any]) -> bytes | None:
+    certs = context.auth_context().get("x509_pem_cert", ())
+    for cert in certs:
+        return cert
+    return None
 
 
 class _OpenStream:

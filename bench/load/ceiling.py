@@ -70,6 +70,7 @@ def measure(
     mode: Mode = "closed",
     rate: float = 0.0,
     reconnect: bool = False,
+    stream: bool = False,
     session_cache: bool = False,
 ) -> Measured:
     plan = Plan(
@@ -81,6 +82,7 @@ def measure(
         duration=duration,
         rate=rate,
         reconnect=reconnect,
+        stream=stream,
         session_cache=session_cache,
         cache_dir=str(stack.population.cache),
         ca_pem=stack.ca_pem,
@@ -97,7 +99,8 @@ def measure(
     m = Measured(server.name, result, marks[1] - marks[0] if len(marks) == 2 else float("nan"))
     s = result.summary()
     print(
-        f"  {server.name:8} {mode:6} {'reconnect' if reconnect else 'kept':9} "
+        f"  {server.name:8} {mode:6} "
+        f"{'reconnect' if reconnect else 'stream' if stream else 'kept':9} "
         f"{'resume' if session_cache else '':6} {s['throughput']:>9,.0f}/s "
         f"p50 {s['p50_ms']:7.1f} ms p99 {s['p99_ms']:7.1f} ms errors {s['errors']} "
         f"server {m.cpu_us_per_hb:6.0f} us/hb ({m.server_util:.0%} of a core)",
@@ -130,11 +133,16 @@ def main() -> None:
     report = Report(GROUP, command)
     load_before = os.getloadavg()
     with load_stack(args.devices) as stack:
+        # Saturation is many devices calling as fast as they can: the gateway's per-device
+        # limit (which would push each back to a few calls per interval) is off here.
+        gateway = stack.start_gateway(FLEETD_GATEWAY_DEVICE_RATE="off")
+        echo_server = stack.start_echo()
         servers = {
-            "fleetd": (stack.start_gateway(), "grpc"),
-            "echo": (stack.start_echo(), "grpc"),
+            "fleetd": (gateway, "grpc"),
+            "echo": (echo_server, "grpc"),
             "fastapi": (stack.start_fastapi(), "http"),
         }
+        streams = {"fleetd-stream": gateway, "echo-stream": echo_server}
         d = args.duration
         # Correctness first: a short run each, then the data must be where it belongs.
         for server, protocol in servers.values():
@@ -147,11 +155,15 @@ def main() -> None:
         print("persistence checked: every device in Redis and PostgreSQL (fleetd), Redis (FastAPI)")
 
         print("saturation (closed loop)")
-        sat: dict[str, list[Measured]] = {name: [] for name in servers}
+        sat: dict[str, list[Measured]] = {name: [] for name in [*servers, *streams]}
         for _ in range(args.rounds):
             for name, (server, protocol) in servers.items():
                 sat[name].append(
                     measure(stack, server, protocol, devices=args.devices, duration=d)  # type: ignore[arg-type]
+                )
+            for name, server in streams.items():
+                sat[name].append(
+                    measure(stack, server, "grpc", devices=args.devices, duration=d, stream=True)
                 )
         peak = {n: statistics.median(m.result.throughput for m in ms) for n, ms in sat.items()}
         cpu = {n: statistics.median(m.cpu_us_per_hb for m in ms) for n, ms in sat.items()}
@@ -167,6 +179,17 @@ def main() -> None:
                 duration=d,
                 mode="open",
                 rate=0.8 * peak[name],
+            )
+        for name, server in streams.items():
+            at80[name] = measure(
+                stack,
+                server,
+                "grpc",
+                devices=args.devices,
+                duration=d,
+                mode="open",
+                rate=0.8 * peak[name],
+                stream=True,
             )
 
         print("reconnect per heartbeat (closed loop, new TCP + mTLS each)")
@@ -227,11 +250,31 @@ def main() -> None:
         **{f"{n}_cpu_us_per_hb": round(v, 1) for n, v in cpu.items()},
     )
     report.add(
-        "fleetd / bare grpc.aio echo server, saturation (same generator, same mTLS)",
+        "unary heartbeats: fleetd / bare grpc.aio echo server, saturation (same generator, "
+        "same mTLS)",
         f"{ratio_echo:.2f} ({peak['fleetd']:,.0f} vs {peak['echo']:,.0f}/s); by server CPU "
         f"per heartbeat {cpu['echo'] / cpu['fleetd']:.2f}",
         ">= 0.8",
         ratio_echo >= 0.8,
+    )
+    stream_echo = peak["fleetd-stream"] / peak["echo-stream"]
+    stream_fastapi = peak["fleetd-stream"] / peak["fastapi"]
+    report.add(
+        "heartbeat streams (HeartbeatStream, what the agent uses): fleetd / echo, saturation",
+        f"{stream_echo:.2f} ({peak['fleetd-stream']:,.0f} vs {peak['echo-stream']:,.0f}/s); "
+        f"by server CPU per heartbeat {cpu['echo-stream'] / cpu['fleetd-stream']:.2f} "
+        f"({cpu['fleetd-stream']:.0f} vs {cpu['echo-stream']:.0f} us)",
+        ">= 0.8",
+        stream_echo >= 0.8,
+        fleetd_stream_per_s=round(peak["fleetd-stream"], 1),
+        echo_stream_per_s=round(peak["echo-stream"], 1),
+    )
+    report.add(
+        "fleetd on heartbeat streams / FastAPI+uvicorn JSON endpoint writing to Redis",
+        f"{stream_fastapi:.1f}x ({peak['fleetd-stream']:,.0f} vs {peak['fastapi']:,.0f}/s); "
+        f"by server CPU per heartbeat {cpu['fastapi'] / cpu['fleetd-stream']:.1f}x",
+        ">= 3x",
+        stream_fastapi >= 3.0,
     )
     report.add(
         "fleetd / FastAPI+uvicorn JSON endpoint writing each heartbeat to Redis, saturation",
@@ -300,7 +343,11 @@ def _plot(
     plt = plots.pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     names = list(peak)
-    left.bar(names, [peak[n] for n in names], color=["#2b6cb0", "#718096", "#dd6b20"])
+    left.bar(
+        names,
+        [peak[n] for n in names],
+        color=["#2b6cb0", "#718096", "#dd6b20", "#2c7a7b", "#a0aec0"],
+    )
     for i, n in enumerate(names):
         left.scatter([i] * len(sat[n]), [m.result.throughput for m in sat[n]], color="black", s=12)
     left.set_ylabel("heartbeats/s at saturation")

@@ -1,4 +1,5 @@
-"""The bare baseline: grpc.aio on uvloop serving AgentService.Heartbeat with no work.
+"""The bare baseline: grpc.aio on uvloop serving AgentService.Heartbeat (and
+HeartbeatStream) with no work.
 
     python -m bench.load.echo_server --port 9450 --data-dir build/bench-load/data
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,22 @@ class EchoAgentService(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.HeartbeatResponse(
             unchanged=True, next_heartbeat_interval=self._interval, server_time=now
         )
+
+    async def HeartbeatStream(
+        self,
+        request_iterator: AsyncIterator[agent_pb2.HeartbeatStreamRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        async for _ in request_iterator:
+            now = timestamp_pb2.Timestamp()
+            now.GetCurrentTime()
+            await context.write(
+                agent_pb2.HeartbeatStreamResponse(
+                    heartbeat=agent_pb2.HeartbeatResponse(
+                        unchanged=True, next_heartbeat_interval=self._interval, server_time=now
+                    )
+                )
+            )
 
 
 async def serve(port: int, paths: Paths, report_session_reuse: bool) -> None:

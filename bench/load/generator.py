@@ -67,6 +67,8 @@ class Plan:
     """Heartbeats/s over all workers (open mode)."""
     first_device: int = 0
     reconnect: bool = False
+    stream: bool = False
+    """Heartbeats on one HeartbeatStream per device instead of unary calls (grpc)."""
     session_cache: bool = False
     timeout: float = 10.0
     register: bool = False
@@ -78,6 +80,9 @@ class Plan:
     ca_pem: bytes = b""
     status_reports: float = 0.0
     """Fraction of heartbeats followed by a ReportArtifactStatus (UNIMPLEMENTED tolerated)."""
+    warm: bool = True
+    """One call per device before the window (handshakes done, channels open); off for a
+    large rotating population that reconnects per heartbeat anyway."""
 
 
 @dataclass
@@ -211,9 +216,13 @@ class GrpcDevice:
         self.creds = grpc.ssl_channel_credentials(
             root_certificates=plan.ca_pem, private_key=key_pem, certificate_chain=cert_pem
         )
+        from agent.runner import CHANNEL_OPTIONS
+
+        # The agent's own channel options (keepalive, grpc's reconnect backoff bounded so
+        # the agent's jittered backoff paces retries), on a subchannel of its own.
         self.options: list[tuple[str, Any]] = [
             ("grpc.use_local_subchannel_pool", 1),
-            ("grpc.keepalive_time_ms", 60_000),
+            *CHANNEL_OPTIONS,
         ]
         if plan.session_cache:
             from grpc.experimental import session_cache  # type: ignore[attr-defined]
@@ -225,7 +234,9 @@ class GrpcDevice:
             self.options.append(("grpc.ssl_target_name_override", "localhost"))
         self.channel: Any = None
         self.stub: Any = None
+        self.call: Any = None
         self.request = _heartbeat_request()
+        self.stream_request = agent_pb2.HeartbeatStreamRequest(heartbeat=self.request)
         self.sequence = 0
         self.interval = 30.0
 
@@ -234,9 +245,33 @@ class GrpcDevice:
         self.stub = self._stub_type(self.channel)  # type: ignore[no-untyped-call]
 
     async def close(self) -> None:
+        if self.call is not None:
+            self.call.cancel()
+            self.call = None
         if self.channel is not None:
             await self.channel.close()
             self.channel = None
+
+    async def _stream_beat(self) -> Any:
+        """One heartbeat on the device's stream (opened on first use, reopened if the
+        server ended it)."""
+        for _ in range(2):
+            if self.call is None:
+                self.call = self.stub.HeartbeatStream()
+            try:
+                await self.call.write(self.stream_request)
+                response = await asyncio.wait_for(self.call.read(), self.plan.timeout)
+            except self._grpc.aio.AioRpcError as exc:
+                self.call = None
+                raise CallFailed(exc.code().name) from None
+            except (asyncio.InvalidStateError, TimeoutError):
+                self.call.cancel()
+                self.call = None
+                raise CallFailed("STREAM_BROKEN") from None
+            if isinstance(response, self._pb.HeartbeatStreamResponse):
+                return response.heartbeat
+            self.call = None  # EOF: the server ended the stream; open a new one
+        raise CallFailed("STREAM_ENDED")
 
     async def _unary(self, method: str, request: Any) -> Any:
         try:
@@ -264,6 +299,8 @@ class GrpcDevice:
                 response = await self._unary("Heartbeat", self.request)
             finally:
                 await self.close()
+        elif self.plan.stream:
+            response = await self._stream_beat()
         else:
             response = await self._unary("Heartbeat", self.request)
         return float(response.next_heartbeat_interval.ToTimedelta().total_seconds())
@@ -402,6 +439,8 @@ class Worker:
         async def warm(device: Device) -> None:
             if not self.plan.reconnect:
                 device.open()
+            if not self.plan.warm:
+                return
             # A device that fails to connect retries (3 tries, backing off) so the run
             # starts with the whole fleet; the failures are reported as connect errors.
             for attempt in range(3):
@@ -615,6 +654,7 @@ def main() -> None:
     parser.add_argument("--first-device", type=int, default=0)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--mode", choices=["closed", "open", "agent"], default="closed")
+    parser.add_argument("--stream", action="store_true", help="heartbeats on HeartbeatStream")
     parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=0.0, help="heartbeats/s (open mode)")
@@ -638,6 +678,7 @@ def main() -> None:
         duration=args.duration,
         rate=args.rate,
         reconnect=args.reconnect,
+        stream=args.stream,
         session_cache=args.session_cache,
         register=args.register,
         status_reports=args.status_reports,

@@ -8,10 +8,12 @@ provisioned by ``python -m bench.load.provision`` (certificates signed by the CA
 ``build/bench-load/data``; the gateway must use that data directory and a database the
 devices were inserted into, as ``make bench-load-locust`` arranges). On start a user
 Registers, then heartbeats every ``--heartbeat-interval`` seconds (jittered as the agent
-does) and, with probability ``--status-report-fraction``, follows a heartbeat with a
-ReportArtifactStatus. Until the gateway implements that method it answers UNIMPLEMENTED:
-that is recorded once per user under ``ReportArtifactStatus [UNIMPLEMENTED]`` and the
-user stops reporting, so runs stay clean either way.
+does), echoing the desired-state revision it holds. When a heartbeat brings artifact
+assignments, the user walks each through its lifecycle as an agent would, one
+ReportArtifactStatus per heartbeat with probability ``--status-report-fraction``:
+downloading, verifying, applying, healthy (sequence numbers from the wall clock, so
+reruns against the same database never reuse one). ``make bench-load-locust`` assigns
+one artifact to every device before the run.
 
 Users take devices in order; in distributed mode worker ``i`` takes devices from
 ``i * --devices-per-worker`` on, so workers never share a device.
@@ -41,7 +43,7 @@ _next_device = itertools.count()
 @events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]
 def _options(parser: Any) -> None:
     parser.add_argument("--heartbeat-interval", type=float, default=5.0, help="seconds")
-    parser.add_argument("--status-report-fraction", type=float, default=0.05)
+    parser.add_argument("--status-report-fraction", type=float, default=0.5)
     parser.add_argument("--devices-per-worker", type=int, default=5_000)
     parser.add_argument("--device-cache", default=str(ROOT / "devices"))
     parser.add_argument("--ca-cert", default=str(ROOT / "data" / "pki" / "ca.pem"))
@@ -70,8 +72,10 @@ class DeviceUser(User):
             self.host or "127.0.0.1:9443", creds, [("grpc.use_local_subchannel_pool", 1)]
         )
         self.stub = agent_pb2_grpc.AgentServiceStub(self.channel)
-        self.sequence = 0
-        self.reports_implemented = True
+        self.sequence = int(time.time() * 1000)
+        self.revision = 0
+        # assignment id -> the lifecycle states still to report
+        self.pending: dict[str, list[agent_pb2.ArtifactState]] = {}
 
     def wait_time(self) -> float:
         return self.interval * (1.0 + random.uniform(-0.05, 0.05))
@@ -83,11 +87,7 @@ class DeviceUser(User):
         try:
             response = method(request, timeout=10.0)
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.UNIMPLEMENTED and name == "ReportArtifactStatus":
-                self.reports_implemented = False
-                name = "ReportArtifactStatus [UNIMPLEMENTED]"
-            else:
-                error = exc
+            error = exc
         events.request.fire(  # type: ignore[no-untyped-call]
             request_type="grpc",
             name=name,
@@ -110,24 +110,41 @@ class DeviceUser(User):
 
     @task
     def heartbeat(self) -> None:
-        self._call(
+        response = self._call(
             "Heartbeat",
             self.stub.Heartbeat,
             agent_pb2.HeartbeatRequest(
+                desired_state_revision=self.revision,
                 agent_version="locust",
                 stats=agent_pb2.DeviceStats(
                     cpu_percent=20.0, memory_percent=40.0, disk_percent=30.0, uptime_seconds=60
                 ),
             ),
         )
-        if self.reports_implemented and random.random() < self.report_fraction:
+        if response is not None and response.HasField("desired_state"):
+            self.revision = response.desired_state.revision
+            for assignment in response.desired_state.assignments:
+                self.pending.setdefault(assignment.assignment_id, list(LIFECYCLE))
+        if self.pending and random.random() < self.report_fraction:
+            assignment_id, states = next(iter(self.pending.items()))
             self.sequence += 1
             self._call(
                 "ReportArtifactStatus",
                 self.stub.ReportArtifactStatus,
                 agent_pb2.ReportArtifactStatusRequest(
-                    assignment_id="locust-assignment",
-                    state=agent_pb2.ARTIFACT_STATE_DOWNLOADING,
+                    assignment_id=assignment_id,
+                    state=states.pop(0),
                     sequence=self.sequence,
+                    installed_version="locust",
                 ),
             )
+            if not states:
+                del self.pending[assignment_id]
+
+
+LIFECYCLE = (
+    agent_pb2.ARTIFACT_STATE_DOWNLOADING,
+    agent_pb2.ARTIFACT_STATE_VERIFYING,
+    agent_pb2.ARTIFACT_STATE_APPLYING,
+    agent_pb2.ARTIFACT_STATE_HEALTHY,
+)

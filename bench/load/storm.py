@@ -40,7 +40,8 @@ def main() -> None:
     parser.add_argument("--connect-rate", type=float, default=150.0, help="per generator process")
     args = parser.parse_args()
     report = Report(GROUP, "make bench-load-storm")
-    duration = args.interval * 1.5 + 75.0
+    # Restart after 1.5 intervals; then room for the drain and 90 s to watch devices return.
+    duration = args.interval * 1.5 + 20.0 + 90.0
     with load_stack(args.devices, heartbeat_interval=args.interval) as stack:
         gateway = stack.start_gateway()
         port = gateway.port

@@ -19,6 +19,7 @@ import asyncpg
 import typer
 from rich.console import Console
 
+from fleetd.cli.logs import logs_app
 from fleetd.config import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True
 app.add_typer(audit_app, name="audit")
 jwt_app = typer.Typer(help="JWT bearer tokens for people and automation.", no_args_is_help=True)
 app.add_typer(jwt_app, name="jwt")
+app.add_typer(logs_app, name="logs")
 tuf_app = typer.Typer(help="The TUF repository: status, key rotation.", no_args_is_help=True)
 app.add_typer(tuf_app, name="tuf")
 console = Console(stderr=True)

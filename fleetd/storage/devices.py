@@ -390,6 +390,27 @@ async def certificate_standing(
     )
 
 
+async def certificate_standings(
+    conn: Queryable, certificates: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], CertificateStanding]:
+    """``certificate_standing`` for many ``(serial, fingerprint)`` pairs in one query."""
+    rows = await conn.fetch(
+        """SELECT c.serial, c.fingerprint, c.device_id, c.revoked_at IS NOT NULL AS revoked,
+                  d.offboarded_at IS NOT NULL AS offboarded, d.device_type, d.version
+           FROM unnest($1::text[], $2::text[]) AS q(serial, fingerprint)
+           JOIN device_certificates c USING (serial, fingerprint)
+           JOIN devices d USING (device_id)""",
+        [serial for serial, _ in certificates],
+        [fingerprint for _, fingerprint in certificates],
+    )
+    return {
+        (row["serial"], row["fingerprint"]): CertificateStanding(
+            row["device_id"], row["revoked"], row["offboarded"], row["device_type"], row["version"]
+        )
+        for row in rows
+    }
+
+
 async def refresh_registration(
     conn: Queryable,
     device_id: str,

@@ -59,3 +59,8 @@ def event_streams(subject: str) -> str:
 DESIRED_CHANGED_CHANNEL = f"{PREFIX}:desired-changed"
 """PUB/SUB channel: space-separated ids of devices whose desired state just changed;
 gateways push the new state down the devices' open heartbeat streams."""
+
+
+CERTIFICATES_REVOKED_CHANNEL = f"{PREFIX}:certificates-revoked"
+"""PUB/SUB channel: space-separated ids of devices whose certificates were just revoked
+(offboarding); gateways drop their cached certificate standing at once."""

@@ -9,15 +9,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
+import grpc
 import pytest
+import redis.asyncio as aioredis
 from tuf.api.metadata import Metadata
 
 from agent.config import AgentConfig
 from agent.credentials import KEY_FILE, TUF_ROOT_FILE, CredentialStore
-from agent.runner import run_agent
+from agent.runner import Agent, run_agent
+from fleetd.device.v1 import agent_pb2_grpc
 from fleetd.storage.credentials import create_enrollment_token
-from gateway.server import start_gateway
+from gateway.server import server_credentials, start_gateway
 from tests.support.deployment import Deployment, running_deployment
+from tests.support.desired import assign, model_assignment
+from tests.support.http import connect_json
 
 
 @pytest.fixture
@@ -128,9 +133,70 @@ async def test_offboarded_agent_wipes_its_keys_and_exits(
 ) -> None:
     config = await _config(deployment, pool, tmp_path / "agent")
     assert await run_agent(config) == 0
-    await pool.execute("UPDATE devices SET offboarded_at = now()")
-    await asyncio.sleep(5.5)  # the gateway caches a certificate's standing for 5 s
+    # The operator deletes the device: offboarded, certificates revoked, gateways told.
+    reply = await connect_json(
+        deployment.api_endpoint,
+        "fleetd.v1.DeviceService/DeleteDevice",
+        {"device_id": "rpi-001"},
+        ca_pem=deployment.ca_pem,
+        api_key=deployment.admin_api_key,
+    )
+    assert reply.status == 200
+    await asyncio.sleep(0.5)  # the revocation notice crosses Redis pub/sub
     assert await run_agent(replace(config, enrollment_token="")) == 0
     assert CredentialStore(tmp_path / "agent").enrollment() is None
     leftovers = {p.name for p in (tmp_path / "agent").iterdir()}
     assert leftovers <= {"ca.pem", TUF_ROOT_FILE}  # public trust anchors, no key material
+
+
+async def test_agent_on_the_stream_gets_a_pushed_desired_state_at_once(
+    database_url: str, redis_url: str, pool: asyncpg.Pool, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    # A 60 s interval: a change seen within seconds was pushed, not fetched by a beat.
+    async with running_deployment(database_url, redis_url, heartbeat_interval=60.0) as dep:
+        config = await _config(dep, pool, tmp_path / "agent")
+        assert await run_agent(config) == 0  # enrolled
+        store = CredentialStore(tmp_path / "agent")
+        enrollment = store.enrollment()
+        assert enrollment is not None
+        agent = Agent(replace(config, once=False, enrollment_token=""), store, enrollment)
+        task = asyncio.create_task(agent.run())
+        try:
+            await asyncio.sleep(1.0)  # registered, first beat answered
+            revision = await assign(pool, redis, "rpi-001", model_assignment("detector", "2.0.0"))
+            for _ in range(250):
+                if agent.revision == revision:
+                    break
+                await asyncio.sleep(0.02)
+            assert agent.revision == revision
+            assert dep.gateway.service.pushed == 1
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+async def test_agent_falls_back_to_unary_heartbeats_on_an_older_gateway(
+    deployment: Deployment, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A gateway without HeartbeatStream answers UNIMPLEMENTED; the agent uses Heartbeat."""
+    service = deployment.gateway.service
+    old = grpc.aio.server()
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(_WithoutStream(service), old)
+    port = old.add_secure_port("127.0.0.1:0", server_credentials(deployment.settings))
+    await old.start()
+    try:
+        config = await _config(deployment, pool, tmp_path / "agent")
+        config = replace(config, gateway=f"127.0.0.1:{port}")
+        assert await run_agent(config) == 0
+        await _wait_for_heartbeat_after(pool, None)
+    finally:
+        await old.stop(None)
+
+
+class _WithoutStream(agent_pb2_grpc.AgentServiceServicer):
+    """The current service minus HeartbeatStream, as a gateway before it would be."""
+
+    def __init__(self, service: agent_pb2_grpc.AgentServiceServicer) -> None:
+        self.Register = service.Register  # type: ignore[method-assign]
+        self.Heartbeat = service.Heartbeat  # type: ignore[method-assign]

@@ -14,6 +14,7 @@ import urllib3
 from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import Metadata
 
+from fleetd.blobs import FilesystemBlobStore
 from fleetd.tuf_repo import KeyDirs, TufRepository
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.tuf_client import CAFetcher, updater
@@ -30,18 +31,19 @@ async def deployment(database_url: str, redis_url: str) -> AsyncIterator[Deploym
         yield dep
 
 
-def _store_blob(dep: Deployment, content: bytes, sha: str) -> Path:
-    """Where fleetd.blobs.FilesystemBlobStore keeps a blob."""
-    path = dep.settings.paths.blobs / sha[:2] / sha
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    return path
+async def _store_blob(dep: Deployment, content: bytes) -> Path:
+    """Put ``content`` in the deployment's blob store; returns the blob's file."""
+    store = FilesystemBlobStore(dep.settings.paths.blobs)
+    async with store.writer(max_bytes=len(content)) as writer:
+        await writer.write(content)
+        blob = await writer.commit()
+    return store.path(blob.sha256)
 
 
 async def _publish(dep: Deployment, pool: asyncpg.Pool) -> Path:
     repo = TufRepository(pool, KeyDirs.under(dep.settings.paths.root))
     await repo.add_target(PATH, len(CONTENT), {"sha256": SHA}, CUSTOM)
-    return await asyncio.to_thread(_store_blob, dep, CONTENT, SHA)
+    return await _store_blob(dep, CONTENT)
 
 
 def _get(dep: Deployment, path: str, method: str = "GET") -> urllib3.BaseHTTPResponse:
@@ -114,7 +116,7 @@ async def test_blobs_that_are_not_signed_targets_are_not_served(
 ) -> None:
     secret = b"a device's log bundle\n"
     sha = hashlib.sha256(secret).hexdigest()
-    await asyncio.to_thread(_store_blob, deployment, secret, sha)
+    await _store_blob(deployment, secret)
     response = await asyncio.to_thread(_get, deployment, f"/tuf/targets/{sha}.bundle")
     assert response.status == 404
 

@@ -15,6 +15,7 @@ from fleetd.storage import redis_keys
 from fleetd.storage.desired import bump_revisions, mark_changed
 from gateway.desired_state import DesiredStateLookup
 from tests.support.deployment import Deployment, running_deployment
+from tests.support.desired import assign, model_assignment
 from tests.support.devices import DeviceCredentials, device_channel, enrol_device
 
 
@@ -33,45 +34,6 @@ def _stub(dep: Deployment, creds: DeviceCredentials) -> agent_pb2_grpc.AgentServ
     return agent_pb2_grpc.AgentServiceStub(device_channel(dep.gateway_target, dep.ca_pem, creds))
 
 
-def _assignment(name: str, version: str) -> agent_pb2.ArtifactAssignment:
-    return agent_pb2.ArtifactAssignment(
-        assignment_id=f"as-{name}-{version}",
-        deployment_id="dep-1",
-        name=name,
-        version=version,
-        kind=agent_pb2.ARTIFACT_KIND_MODEL,
-        target_path=f"{name}/{version}/model.onnx",
-        sha256="ab" * 32,
-        length=1234,
-    )
-
-
-async def _assign(
-    pool: asyncpg.Pool, redis: aioredis.Redis, device_id: str, spec: agent_pb2.ArtifactAssignment
-) -> int:
-    """What a writer (the rollout engine) does: change, bump, commit, then mark_changed."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "UPDATE assignments SET active = false WHERE device_id = $1 AND name = $2",
-            device_id,
-            spec.name,
-        )
-        await conn.execute(
-            """INSERT INTO assignments
-                   (assignment_id, device_id, deployment_id, name, version, spec)
-               VALUES ($1, $2, $3, $4, $5, $6)""",
-            spec.assignment_id,
-            device_id,
-            spec.deployment_id,
-            spec.name,
-            spec.version,
-            spec.SerializeToString(),
-        )
-        revisions = await bump_revisions(conn, [device_id])
-    assert await mark_changed(redis, revisions)
-    return revisions[device_id]
-
-
 async def test_new_device_at_revision_zero_is_unchanged(
     deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool
 ) -> None:
@@ -88,7 +50,7 @@ async def test_assignment_reaches_the_device_then_unchanged_without_postgres(
     creds = await enrol_device(pool, ca, "rpi-001")
     stub = _stub(deployment, creds)
     await stub.Heartbeat(agent_pb2.HeartbeatRequest(), timeout=5)
-    revision = await _assign(pool, redis, "rpi-001", _assignment("detector", "2.0.0"))
+    revision = await assign(pool, redis, "rpi-001", model_assignment("detector", "2.0.0"))
 
     changed = await stub.Heartbeat(agent_pb2.HeartbeatRequest(), timeout=5)
     assert not changed.unchanged
@@ -109,9 +71,9 @@ async def test_a_newer_assignment_supersedes_and_bumps_the_revision(
 ) -> None:
     creds = await enrol_device(pool, ca, "rpi-001")
     stub = _stub(deployment, creds)
-    first = await _assign(pool, redis, "rpi-001", _assignment("detector", "2.0.0"))
-    await _assign(pool, redis, "rpi-001", _assignment("labels", "1.0.0"))
-    second = await _assign(pool, redis, "rpi-001", _assignment("detector", "2.1.0"))
+    first = await assign(pool, redis, "rpi-001", model_assignment("detector", "2.0.0"))
+    await assign(pool, redis, "rpi-001", model_assignment("labels", "1.0.0"))
+    second = await assign(pool, redis, "rpi-001", model_assignment("detector", "2.1.0"))
     assert second == first + 2
     response = await stub.Heartbeat(
         agent_pb2.HeartbeatRequest(desired_state_revision=first), timeout=5
@@ -128,7 +90,7 @@ async def test_cache_lost_in_redis_is_rebuilt_from_postgres(
 ) -> None:
     creds = await enrol_device(pool, ca, "rpi-001")
     stub = _stub(deployment, creds)
-    revision = await _assign(pool, redis, "rpi-001", _assignment("detector", "2.0.0"))
+    revision = await assign(pool, redis, "rpi-001", model_assignment("detector", "2.0.0"))
     await redis.flushdb()
     response = await stub.Heartbeat(
         agent_pb2.HeartbeatRequest(desired_state_revision=revision), timeout=5

@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
 from fleetd.pki import CertificateAuthority
-from tests.gateway.test_desired_state import _assign, _assignment
 from tests.support.deployment import Deployment, running_deployment
+from tests.support.desired import assign, model_assignment
 from tests.support.devices import device_channel, enrol_device
 
 
@@ -28,10 +28,18 @@ def ca(deployment: Deployment) -> CertificateAuthority:
     return CertificateAuthority.load(deployment.settings.paths, deployment.settings.fleet)
 
 
-def _beat(revision: int = 0) -> agent_pb2.HeartbeatRequest:
-    return agent_pb2.HeartbeatRequest(
-        desired_state_revision=revision, stats=agent_pb2.DeviceStats(cpu_percent=5.0)
+def _beat(revision: int = 0) -> agent_pb2.HeartbeatStreamRequest:
+    return agent_pb2.HeartbeatStreamRequest(
+        heartbeat=agent_pb2.HeartbeatRequest(
+            desired_state_revision=revision, stats=agent_pb2.DeviceStats(cpu_percent=5.0)
+        )
     )
+
+
+async def _read(call: object) -> agent_pb2.HeartbeatStreamResponse:
+    message = await call.read()  # type: ignore[attr-defined]
+    assert isinstance(message, agent_pb2.HeartbeatStreamResponse), message
+    return message
 
 
 async def test_each_beat_is_answered_on_the_stream(
@@ -44,21 +52,19 @@ async def test_each_beat_is_answered_on_the_stream(
     call = stub.HeartbeatStream(timeout=30)
     for _ in range(3):
         await call.write(_beat())
-        response = await call.read()
-        assert isinstance(response, agent_pb2.HeartbeatResponse)
-        assert response.unchanged
-        assert response.next_heartbeat_interval.ToNanoseconds() > 0
-    revision = await _assign(pool, redis, "rpi-001", _assignment("detector", "2.0.0"))
+        answer = await _read(call)
+        assert not answer.pushed
+        assert answer.heartbeat.unchanged
+        assert answer.heartbeat.next_heartbeat_interval.ToNanoseconds() > 0
+    revision = await assign(pool, redis, "rpi-001", model_assignment("detector", "2.0.0"))
     # The change is pushed without a beat...
-    pushed = await asyncio.wait_for(call.read(), 10)
-    assert isinstance(pushed, agent_pb2.HeartbeatResponse)
-    assert pushed.desired_state.revision == revision
-    assert [a.name for a in pushed.desired_state.assignments] == ["detector"]
+    pushed = await asyncio.wait_for(_read(call), 10)
+    assert pushed.pushed
+    assert pushed.heartbeat.desired_state.revision == revision
+    assert [a.name for a in pushed.heartbeat.desired_state.assignments] == ["detector"]
     # ...and a beat holding it is unchanged.
     await call.write(_beat(revision))
-    response = await call.read()
-    assert isinstance(response, agent_pb2.HeartbeatResponse)
-    assert response.unchanged
+    assert (await _read(call)).heartbeat.unchanged
     await call.done_writing()
     assert await call.code() == grpc.StatusCode.OK
     await _until_stored(pool)
@@ -97,13 +103,12 @@ async def test_the_newest_stream_of_a_device_gets_the_pushes(
         )
         call = stub.HeartbeatStream(timeout=30)
         await call.write(_beat())
-        assert (await call.read()).unchanged
+        assert (await _read(call)).heartbeat.unchanged
         calls.append(call)
     assert deployment.gateway.pushes.subscribed.is_set()
-    await _assign(pool, redis, "rpi-001", _assignment("detector", "2.0.0"))
-    pushed = await asyncio.wait_for(calls[1].read(), 10)
-    assert isinstance(pushed, agent_pb2.HeartbeatResponse)
-    assert pushed.HasField("desired_state")
+    await assign(pool, redis, "rpi-001", model_assignment("detector", "2.0.0"))
+    pushed = await asyncio.wait_for(_read(calls[1]), 10)
+    assert pushed.pushed and pushed.heartbeat.HasField("desired_state")
     assert deployment.gateway.pushes.notices == 1
     for call in calls:
         call.cancel()

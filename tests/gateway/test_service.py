@@ -19,6 +19,7 @@ from fleetd.storage.devices import offboard_device
 from fleetd.v1.device_pb2 import ONLINE
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.devices import DeviceCredentials, device_channel, enrol_device
+from tests.support.http import connect_json
 
 
 @pytest.fixture
@@ -250,13 +251,28 @@ async def test_heartbeats_too_fast_are_pushed_back(
     assert (await _stub(deployment, other).Heartbeat(_heartbeat(), timeout=5)).unchanged
 
 
-async def test_unbuilt_device_calls_answer_unimplemented(
-    deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool
+async def test_delete_over_the_api_reaches_a_cached_standing_at_once(
+    database_url: str, redis_url: str, pool: asyncpg.Pool
 ) -> None:
-    creds = await enrol_device(pool, ca, "rpi-001")
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await _stub(deployment, creds).ReportArtifactStatus(
-            agent_pb2.ReportArtifactStatusRequest(assignment_id="a"), timeout=5
+    """The gateway caches a certificate's standing for minutes; DeleteDevice's revocation
+    notice makes the very next heartbeat see the offboarding anyway."""
+    async with running_deployment(database_url, redis_url) as dep:
+        ca = CertificateAuthority.load(dep.settings.paths, dep.settings.fleet)
+        creds = await enrol_device(pool, ca, "rpi-001")
+        stub = _stub(dep, creds)
+        assert (await stub.Heartbeat(_heartbeat(), timeout=5)).unchanged  # standing cached
+        assert dep.gateway.pushes.subscribed.is_set()
+        reply = await connect_json(
+            dep.api_endpoint,
+            "fleetd.v1.DeviceService/DeleteDevice",
+            {"device_id": "rpi-001"},
+            ca_pem=dep.ca_pem,
+            api_key=dep.admin_api_key,
         )
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "ReportArtifactStatus" in (err.value.details() or "")
+        assert reply.status == 200, reply.body
+        for _ in range(50):  # the notice crosses Redis pub/sub
+            response = await stub.Heartbeat(_heartbeat(), timeout=5)
+            if response.offboarded:
+                break
+            await asyncio.sleep(0.05)
+        assert response.offboarded

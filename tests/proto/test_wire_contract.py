@@ -753,7 +753,7 @@ def test_python_sdk_examples_as_written() -> None:
 # Services.
 # ---------------------------------------------------------------------------
 
-UNARY, CLIENT_STREAM, SERVER_STREAM = "unary", "client_stream", "server_stream"
+UNARY, CLIENT_STREAM, SERVER_STREAM, BIDI = "unary", "client_stream", "server_stream", "bidi"
 
 # service -> method -> streaming kind. Request/response types are checked to be
 # <Method>Request / <Method>Response in the service's package.
@@ -799,6 +799,7 @@ SERVICES: dict[str, dict[str, str]] = {
     "fleetd.device.v1.AgentService": {
         "Register": UNARY,
         "Heartbeat": UNARY,
+        "HeartbeatStream": BIDI,
         "ReportArtifactStatus": UNARY,
         "UploadLogs": CLIENT_STREAM,
     },
@@ -822,8 +823,8 @@ def test_service_methods(service_name: str) -> None:
         method = service.methods_by_name[name]
         assert method.input_type.full_name == f"{package}.{name}Request"
         assert method.output_type.full_name == f"{package}.{name}Response"
-        assert method.client_streaming is (kind == CLIENT_STREAM), name
-        assert method.server_streaming is (kind == SERVER_STREAM), name
+        assert method.client_streaming is (kind in (CLIENT_STREAM, BIDI)), name
+        assert method.server_streaming is (kind in (SERVER_STREAM, BIDI)), name
 
 
 def test_device_api_requests_carry_no_identity() -> None:

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from fleetd.device.v1.agent_pb2 import HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, ReportArtifactStatusRequest, ReportArtifactStatusResponse, UploadLogsRequest, UploadLogsResponse
+from fleetd.device.v1.agent_pb2 import HeartbeatRequest, HeartbeatResponse, HeartbeatStreamRequest, HeartbeatStreamResponse, RegisterRequest, RegisterResponse, ReportArtifactStatusRequest, ReportArtifactStatusResponse, UploadLogsRequest, UploadLogsResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -57,15 +57,15 @@ class AgentService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
-    def heartbeat_stream(self, request: AsyncIterator[HeartbeatRequest], ctx: RequestContext[HeartbeatRequest, HeartbeatResponse], /) -> AsyncIterator[HeartbeatResponse]:
+    def heartbeat_stream(self, request: AsyncIterator[HeartbeatStreamRequest], ctx: RequestContext[HeartbeatStreamRequest, HeartbeatStreamResponse], /) -> AsyncIterator[HeartbeatStreamResponse]:
         """
         Heartbeat over one long-lived stream per device (cheaper per heartbeat than unary
-        calls; see bench/RESULTS.md): each HeartbeatRequest is answered by one
-        HeartbeatResponse with the semantics of Heartbeat, and the server may also send a
-        HeartbeatResponse at any time when the device's desired state or log requests
-        change, without waiting for the next heartbeat. The server ends the stream after a
-        while (OK; the agent opens a new one) so that connections rebalance across gateway
-        processes. Agents prefer it and fall back to Heartbeat on UNIMPLEMENTED.
+        calls; see bench/RESULTS.md): each request is answered by one response with the
+        semantics of Heartbeat, and the server may also send a response at any time when
+        the device's desired state or log requests change, without waiting for the next
+        heartbeat (pushed = true). The server ends the stream after a while (OK; the agent
+        opens a new one) so that connections rebalance across gateway processes. Agents
+        prefer it and fall back to Heartbeat on UNIMPLEMENTED.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -124,8 +124,8 @@ class AgentServiceASGIApplication(ConnectASGIApplication[AgentService]):
                     method=MethodInfo(
                         name="HeartbeatStream",
                         service_name="fleetd.device.v1.AgentService",
-                        input=HeartbeatRequest,
-                        output=HeartbeatResponse,
+                        input=HeartbeatStreamRequest,
+                        output=HeartbeatStreamResponse,
                         idempotency_level=IdempotencyLevel.UNKNOWN,
                         stream_type=StreamType.BIDI_STREAM,
                     ),
@@ -246,27 +246,27 @@ class AgentServiceClient(ConnectClient):
         )
     def heartbeat_stream(
         self,
-        request: AsyncIterator[HeartbeatRequest],
+        request: AsyncIterator[HeartbeatStreamRequest],
         *,
         headers: Headers | Mapping[str, str] | None = None, 
         timeout_ms: int | None = None,
-    ) -> AsyncIterator[HeartbeatResponse]:
+    ) -> AsyncIterator[HeartbeatStreamResponse]:
         """
         Heartbeat over one long-lived stream per device (cheaper per heartbeat than unary
-        calls; see bench/RESULTS.md): each HeartbeatRequest is answered by one
-        HeartbeatResponse with the semantics of Heartbeat, and the server may also send a
-        HeartbeatResponse at any time when the device's desired state or log requests
-        change, without waiting for the next heartbeat. The server ends the stream after a
-        while (OK; the agent opens a new one) so that connections rebalance across gateway
-        processes. Agents prefer it and fall back to Heartbeat on UNIMPLEMENTED.
+        calls; see bench/RESULTS.md): each request is answered by one response with the
+        semantics of Heartbeat, and the server may also send a response at any time when
+        the device's desired state or log requests change, without waiting for the next
+        heartbeat (pushed = true). The server ends the stream after a while (OK; the agent
+        opens a new one) so that connections rebalance across gateway processes. Agents
+        prefer it and fall back to Heartbeat on UNIMPLEMENTED.
         """
         return self.execute_bidi_stream(
             request=request,
             method=MethodInfo(
                 name="HeartbeatStream",
                 service_name="fleetd.device.v1.AgentService",
-                input=HeartbeatRequest,
-                output=HeartbeatResponse,
+                input=HeartbeatStreamRequest,
+                output=HeartbeatStreamResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.BIDI_STREAM,
             ),
@@ -343,15 +343,15 @@ class AgentServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
-    def heartbeat_stream(self, request: Iterator[HeartbeatRequest], ctx: RequestContext[HeartbeatRequest, HeartbeatResponse], /) -> Iterator[HeartbeatResponse]:
+    def heartbeat_stream(self, request: Iterator[HeartbeatStreamRequest], ctx: RequestContext[HeartbeatStreamRequest, HeartbeatStreamResponse], /) -> Iterator[HeartbeatStreamResponse]:
         """
         Heartbeat over one long-lived stream per device (cheaper per heartbeat than unary
-        calls; see bench/RESULTS.md): each HeartbeatRequest is answered by one
-        HeartbeatResponse with the semantics of Heartbeat, and the server may also send a
-        HeartbeatResponse at any time when the device's desired state or log requests
-        change, without waiting for the next heartbeat. The server ends the stream after a
-        while (OK; the agent opens a new one) so that connections rebalance across gateway
-        processes. Agents prefer it and fall back to Heartbeat on UNIMPLEMENTED.
+        calls; see bench/RESULTS.md): each request is answered by one response with the
+        semantics of Heartbeat, and the server may also send a response at any time when
+        the device's desired state or log requests change, without waiting for the next
+        heartbeat (pushed = true). The server ends the stream after a while (OK; the agent
+        opens a new one) so that connections rebalance across gateway processes. Agents
+        prefer it and fall back to Heartbeat on UNIMPLEMENTED.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -408,8 +408,8 @@ class AgentServiceWSGIApplication(ConnectWSGIApplication):
                     method=MethodInfo(
                         name="HeartbeatStream",
                         service_name="fleetd.device.v1.AgentService",
-                        input=HeartbeatRequest,
-                        output=HeartbeatResponse,
+                        input=HeartbeatStreamRequest,
+                        output=HeartbeatStreamResponse,
                         idempotency_level=IdempotencyLevel.UNKNOWN,
                         stream_type=StreamType.BIDI_STREAM,
                     ),
@@ -530,27 +530,27 @@ class AgentServiceClientSync(ConnectClientSync):
         )
     def heartbeat_stream(
         self,
-        request: Iterator[HeartbeatRequest],
+        request: Iterator[HeartbeatStreamRequest],
         *,
         headers: Headers | Mapping[str, str] | None = None, 
         timeout_ms: int | None = None,
-    ) -> Iterator[HeartbeatResponse]:
+    ) -> Iterator[HeartbeatStreamResponse]:
         """
         Heartbeat over one long-lived stream per device (cheaper per heartbeat than unary
-        calls; see bench/RESULTS.md): each HeartbeatRequest is answered by one
-        HeartbeatResponse with the semantics of Heartbeat, and the server may also send a
-        HeartbeatResponse at any time when the device's desired state or log requests
-        change, without waiting for the next heartbeat. The server ends the stream after a
-        while (OK; the agent opens a new one) so that connections rebalance across gateway
-        processes. Agents prefer it and fall back to Heartbeat on UNIMPLEMENTED.
+        calls; see bench/RESULTS.md): each request is answered by one response with the
+        semantics of Heartbeat, and the server may also send a response at any time when
+        the device's desired state or log requests change, without waiting for the next
+        heartbeat (pushed = true). The server ends the stream after a while (OK; the agent
+        opens a new one) so that connections rebalance across gateway processes. Agents
+        prefer it and fall back to Heartbeat on UNIMPLEMENTED.
         """
         return self.execute_bidi_stream(
             request=request,
             method=MethodInfo(
                 name="HeartbeatStream",
                 service_name="fleetd.device.v1.AgentService",
-                input=HeartbeatRequest,
-                output=HeartbeatResponse,
+                input=HeartbeatStreamRequest,
+                output=HeartbeatStreamResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.BIDI_STREAM,
             ),

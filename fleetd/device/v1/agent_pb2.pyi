@@ -134,6 +134,20 @@ class HeartbeatRequest(_message.Message):
     boot_id: str
     def __init__(self, desired_state_revision: _Optional[int] = ..., stats: _Optional[_Union[DeviceStats, _Mapping]] = ..., installed_artifacts: _Optional[_Iterable[_Union[InstalledArtifact, _Mapping]]] = ..., agent_version: _Optional[str] = ..., boot_id: _Optional[str] = ...) -> None: ...
 
+class HeartbeatStreamRequest(_message.Message):
+    __slots__ = ("heartbeat",)
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    heartbeat: HeartbeatRequest
+    def __init__(self, heartbeat: _Optional[_Union[HeartbeatRequest, _Mapping]] = ...) -> None: ...
+
+class HeartbeatStreamResponse(_message.Message):
+    __slots__ = ("heartbeat", "pushed")
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    PUSHED_FIELD_NUMBER: _ClassVar[int]
+    heartbeat: HeartbeatResponse
+    pushed: bool
+    def __init__(self, heartbeat: _Optional[_Union[HeartbeatResponse, _Mapping]] = ..., pushed: _Optional[bool] = ...) -> None: ...
+
 class HeartbeatResponse(_message.Message):
     __slots__ = ("unchanged", "desired_state", "log_requests", "next_heartbeat_interval", "offboarded", "server_time")
     UNCHANGED_FIELD_NUMBER: _ClassVar[int]

@@ -47,8 +47,8 @@ class AgentServiceStub:
                 _registered_method=True)
         self.HeartbeatStream = channel.stream_stream(
                 '/fleetd.device.v1.AgentService/HeartbeatStream',
-                request_serializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatRequest.SerializeToString,
-                response_deserializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatResponse.FromString,
+                request_serializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatStreamRequest.SerializeToString,
+                response_deserializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatStreamResponse.FromString,
                 _registered_method=True)
         self.ReportArtifactStatus = channel.unary_unary(
                 '/fleetd.device.v1.AgentService/ReportArtifactStatus',
@@ -86,12 +86,12 @@ class AgentServiceServicer:
 
     def HeartbeatStream(self, request_iterator, context):
         """Heartbeat over one long-lived stream per device (cheaper per heartbeat than unary
-        calls; see bench/RESULTS.md): each HeartbeatRequest is answered by one
-        HeartbeatResponse with the semantics of Heartbeat, and the server may also send a
-        HeartbeatResponse at any time when the device's desired state or log requests
-        change, without waiting for the next heartbeat. The server ends the stream after a
-        while (OK; the agent opens a new one) so that connections rebalance across gateway
-        processes. Agents prefer it and fall back to Heartbeat on UNIMPLEMENTED.
+        calls; see bench/RESULTS.md): each request is answered by one response with the
+        semantics of Heartbeat, and the server may also send a response at any time when
+        the device's desired state or log requests change, without waiting for the next
+        heartbeat (pushed = true). The server ends the stream after a while (OK; the agent
+        opens a new one) so that connections rebalance across gateway processes. Agents
+        prefer it and fall back to Heartbeat on UNIMPLEMENTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -129,8 +129,8 @@ def add_AgentServiceServicer_to_server(servicer, server):
             ),
             'HeartbeatStream': grpc.stream_stream_rpc_method_handler(
                     servicer.HeartbeatStream,
-                    request_deserializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatRequest.FromString,
-                    response_serializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatResponse.SerializeToString,
+                    request_deserializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatStreamRequest.FromString,
+                    response_serializer=fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatStreamResponse.SerializeToString,
             ),
             'ReportArtifactStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportArtifactStatus,
@@ -223,8 +223,8 @@ class AgentService:
             request_iterator,
             target,
             '/fleetd.device.v1.AgentService/HeartbeatStream',
-            fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatRequest.SerializeToString,
-            fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatResponse.FromString,
+            fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatStreamRequest.SerializeToString,
+            fleetd_dot_device_dot_v1_dot_agent__pb2.HeartbeatStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
