@@ -21,7 +21,16 @@ from tuf.api.metadata import TargetFile
 from fleetd.tuf_repo import edits, store
 from fleetd.tuf_repo.custom import TargetCustom
 from fleetd.tuf_repo.keys import KeyDirs, signers_for
-from fleetd.tuf_repo.roles import ALL_ROLES, ARTIFACTS, ROOT, SNAPSHOT, TIMESTAMP, utcnow
+from fleetd.tuf_repo.roles import (
+    ALL_ROLES,
+    ARTIFACTS,
+    ONLINE_ROLES,
+    ROOT,
+    SNAPSHOT,
+    TIMESTAMP,
+    resign_due,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +160,12 @@ class TufRepository:
     async def refresh_if_due(self) -> list[str]:
         """Re-sign the online roles past half their lifetime (and what lists them);
         returns the roles published, empty when nothing was due. Cheap when nothing is
-        due: one read, no lock."""
-        state = await self._state(self._pool)
-        if not edits.due_roles(state, self._clock()):
+        due: one small read (versions and expiries, no bodies), no lock."""
+        current = await store.versions(self._pool)
+        if not current:
+            raise RepositoryMissing("no TUF repository yet: run `fleetd init`")
+        now = self._clock()
+        if not any(resign_due(r, current[r][1], now) for r in ONLINE_ROLES if r in current):
             return []
         async with store.locked(self._pool) as conn:
             state = await self._state(conn)  # another replica may have done it meanwhile
