@@ -2,7 +2,9 @@
 
 Layout of the agent's data directory (mode 0700):
 ``device.key`` (0600, PKCS#8 PEM), ``device.pem`` (issued certificate), ``ca.pem`` (fleet
-CA), ``enrollment.json`` (device id, fleet, gateway endpoint). Files are written with
+CA), ``enrollment.json`` (device id, fleet, gateway endpoint), ``tuf-root.json`` (the TUF
+root handed out at enrolment, pinned: the trust anchor for every artifact; public, so it
+survives offboarding like the artifacts it verified). Files are written with
 write-to-temp + fsync + rename, so a power cut leaves either the old or the new file.
 """
 
@@ -23,6 +25,7 @@ KEY_FILE = "device.key"
 CERT_FILE = "device.pem"
 CA_FILE = "ca.pem"
 ENROLLMENT_FILE = "enrollment.json"
+TUF_ROOT_FILE = "tuf-root.json"
 KEY_MATERIAL = (KEY_FILE, CERT_FILE, ENROLLMENT_FILE)
 
 
@@ -102,8 +105,14 @@ class CredentialStore:
         write_atomic(key_path, key_pem, 0o600)
         return key_pem, csr_pem
 
-    def save_enrollment(self, enrollment: Enrollment, cert_pem: bytes, ca_pem: bytes) -> None:
+    def save_enrollment(
+        self, enrollment: Enrollment, cert_pem: bytes, ca_pem: bytes, tuf_root: bytes = b""
+    ) -> None:
+        """Everything enrolment returned; ``enrollment.json`` last, as it marks completion.
+        An empty ``tuf_root`` (a server without a TUF repository) writes no root."""
         write_atomic(self.dir / CA_FILE, ca_pem)
+        if tuf_root:
+            write_atomic(self.dir / TUF_ROOT_FILE, tuf_root)
         write_atomic(self.dir / CERT_FILE, cert_pem)
         write_atomic(self.dir / ENROLLMENT_FILE, json.dumps(asdict(enrollment)).encode(), 0o600)
 
@@ -115,6 +124,13 @@ class CredentialStore:
 
     def ca(self) -> bytes:
         return (self.dir / CA_FILE).read_bytes()
+
+    def tuf_root(self) -> bytes | None:
+        """The TUF root pinned at enrolment, or None if the server handed out none."""
+        try:
+            return (self.dir / TUF_ROOT_FILE).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def wipe(self) -> None:
         """Offboarding: remove key material and credentials (artifacts stay in place)."""

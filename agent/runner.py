@@ -125,7 +125,10 @@ async def enrol(config: AgentConfig, store: CredentialStore) -> Enrollment:
         gateway=config.gateway or response.gateway_endpoint,
     )
     store.save_enrollment(
-        enrollment, response.certificate.encode(), response.ca_certificate.encode()
+        enrollment,
+        response.certificate.encode(),
+        response.ca_certificate.encode(),
+        tuf_root=response.tuf_root,
     )
     log.info("enrolled as %s in fleet %s", enrollment.device_id, enrollment.fleet)
     return enrollment

@@ -1,7 +1,8 @@
 """The operator API as one ASGI application, built at import time from ``FLEETD_*``.
 
 Served by pyvoy (see fleetd.supervisor.api_command): Connect JSON, gRPC and gRPC-Web on
-one TLS port, plus reflection (v1 and v1alpha), ``grpc.health.v1`` and ``/healthz``.
+one TLS port, plus reflection (v1 and v1alpha), ``grpc.health.v1``, ``/healthz`` and the
+TUF repository under ``/tuf/`` (control_api/tuf_files.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from connectrpc.server import ConnectASGIApplication
 
-from control_api import health
+from control_api import health, tuf_files
 from control_api.asgi import Receive, Router, Scope, Send, send_text
 from control_api.auth import AuthInterceptor
 from control_api.devices import DeviceServiceImpl
@@ -90,14 +91,19 @@ def create_app(settings: Settings | None = None) -> SeedStatusCodes:
     async def startup() -> None:
         _quiet_pyvoy_receive_noise(asyncio.get_running_loop())
         await open_resources(settings)
+        await tuf_files.start_refresher()
 
     async def shutdown() -> None:
         health_service.set_all(health.NOT_SERVING)
+        await tuf_files.stop_refresher()
         await close_resources()
 
     router = Router(
         exact={"/healthz": healthz},
-        prefixes={f"{a.path}/": a for a in connect_apps},
+        prefixes={
+            tuf_files.PREFIX: tuf_files.TufFiles(),
+            **{f"{a.path}/": a for a in connect_apps},
+        },
         startup=[startup],
         shutdown=[shutdown],
     )

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf import json_format
 
 import core_ext
-from control_api import convert, event_stream, health_checks, notify, ordering
+from control_api import convert, event_stream, health_checks, notify, ordering, tuf_files
 from control_api.auth import audit_target, current_principal, require
 from control_api.heartbeat import heartbeat as record_heartbeat
 from control_api.pagination import InvalidPageToken
@@ -129,6 +129,7 @@ class DeviceServiceImpl(DeviceService):
             ca_certificate=res.ca.cert_pem.decode() if certificate else "",
             gateway_endpoint=settings.gateway_endpoint,
             fleet=settings.fleet,
+            tuf_root=await tuf_files.repository().root() or b"",
         )
 
     async def _issue_certificate(self, conn: Connection, device_id: str, csr: str) -> str:

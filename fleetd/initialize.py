@@ -1,4 +1,5 @@
-"""``fleetd init``: the fleet CA, server certificates, schema and the first admin API key.
+"""``fleetd init``: the fleet CA, server certificates, schema, the TUF repository and its
+keys (``<data>/tuf/``, docs/tuf.md), and the first admin API key.
 
 Idempotent: what exists is kept, so running it again (or from ``fleetd demo``) is safe.
 The admin key's secret exists only in ``<data>/admin-api-key`` (mode 0600) and, hashed,
@@ -15,6 +16,8 @@ from fleetd.config import Settings
 from fleetd.pki import init_pki
 from fleetd.storage.credentials import authenticate_api_key, create_api_key
 from fleetd.storage.postgres import connect
+from fleetd.tuf_repo import KeyDirs
+from fleetd.tuf_repo.admin import create_repository
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,8 +26,11 @@ class InitResult:
     admin_api_key: str
 
 
-async def initialize(settings: Settings) -> InitResult:
-    """Create what is missing; ``settings`` must carry a reachable database URL."""
+async def initialize(
+    settings: Settings, *, tuf_root_keys: int = 1, tuf_root_threshold: int = 1
+) -> InitResult:
+    """Create what is missing; ``settings`` must carry a reachable database URL. The TUF
+    root key count and threshold apply only when the repository is created."""
     if settings.database_url is None:
         raise ValueError("initialize() needs settings with a database URL")
     paths = settings.paths
@@ -38,6 +44,12 @@ async def initialize(settings: Settings) -> InitResult:
             signing_key = jwt.new_signing_key()
             jwt.save_signing_key(paths.root, signing_key)
         await jwt.publish_key(pool, signing_key)
+        await create_repository(
+            pool,
+            KeyDirs.under(paths.root),
+            root_keys=tuf_root_keys,
+            root_threshold=tuf_root_threshold,
+        )
         if paths.admin_api_key.exists():
             existing = paths.admin_api_key.read_text().strip()
             principal = await authenticate_api_key(pool, existing)

@@ -13,7 +13,7 @@ import re
 import sys
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import asyncpg
 import typer
@@ -21,6 +21,9 @@ from rich.console import Console
 
 from fleetd.cli.logs import logs_app
 from fleetd.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from fleetd.tuf_repo.admin import Rotation
 
 # platformdirs (via pgserver) warns when XDG_RUNTIME_DIR is unset, as on servers and in CI.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -41,6 +44,8 @@ app.add_typer(audit_app, name="audit")
 jwt_app = typer.Typer(help="JWT bearer tokens for people and automation.", no_args_is_help=True)
 app.add_typer(jwt_app, name="jwt")
 app.add_typer(logs_app, name="logs")
+tuf_app = typer.Typer(help="The TUF repository: status, key rotation.", no_args_is_help=True)
+app.add_typer(tuf_app, name="tuf")
 console = Console(stderr=True)
 out = Console()
 
@@ -83,18 +88,32 @@ DataDir = Annotated[
 
 
 @app.command()
-def init(data_dir: DataDir = "") -> None:
-    """Create the fleet CA, server certificates, database schema and an admin API key."""
+def init(
+    data_dir: DataDir = "",
+    tuf_root_keys: Annotated[
+        int, typer.Option(min=1, max=16, help="TUF root keys to create (new repository only).")
+    ] = 1,
+    tuf_root_threshold: Annotated[
+        int, typer.Option(min=1, max=16, help="TUF root signatures required (new repository).")
+    ] = 1,
+) -> None:
+    """Create the fleet CA, server certificates, database schema, TUF repository and an
+    admin API key."""
     from fleetd.initialize import initialize
     from fleetd.storage.embedded import storage_urls
 
+    if tuf_root_threshold > tuf_root_keys:
+        raise typer.BadParameter("--tuf-root-threshold cannot exceed --tuf-root-keys")
     settings = _settings(FLEETD_DATA_DIR=data_dir)
     with storage_urls(settings, need_redis=False) as s:
-        result = asyncio.run(initialize(s))
+        result = asyncio.run(
+            initialize(s, tuf_root_keys=tuf_root_keys, tuf_root_threshold=tuf_root_threshold)
+        )
     paths = settings.paths
     out.print(f"fleet        {settings.fleet}")
     out.print(f"CA           {paths.ca_cert}")
     out.print(f"server cert  {paths.server_cert}")
+    out.print(f"TUF keys     {paths.root / 'tuf'} (move tuf/offline off this machine)")
     note = "created" if result.created_admin_key else "exists"
     out.print(f"admin key    {paths.admin_api_key} ({note})")
 
@@ -365,6 +384,108 @@ def jwt_retire(kid: str, data_dir: DataDir = "") -> None:
         console.print(f"[yellow]no active key {kid}[/yellow]")
         raise typer.Exit(1)
     console.print(f"retired {kid}")
+
+
+KeysDir = Annotated[
+    str,
+    typer.Option("--keys-dir", help="Where the offline TUF keys are (default <data>/tuf/offline)."),
+]
+
+
+def _tuf_run(data_dir: str, keys_dir: str, work: Callable[..., Awaitable[T]]) -> T:
+    """Run ``work(pool, key_dirs)``; refusals (missing keys, no repository, a threshold
+    that cannot be met) become one line on stderr and exit status 1."""
+    from pathlib import Path
+
+    from fleetd.tuf_repo import KeyDirs, MissingKeys
+
+    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    dirs = KeyDirs.under(settings.paths.root, Path(keys_dir) if keys_dir else None)
+    try:
+        return _with_pool(settings, lambda pool: work(pool, dirs))
+    except (MissingKeys, ValueError, RuntimeError) as exc:
+        console.print(f"[red]refused:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@tuf_app.command("status")
+def tuf_status(data_dir: DataDir = "", keys_dir: KeysDir = "") -> None:
+    """Each role's version, expiry, threshold and how many of its keys this node holds."""
+    from rich.table import Table
+
+    from fleetd.tuf_repo import admin
+
+    rows = _tuf_run(data_dir, keys_dir, admin.status)
+    table = Table("role", "version", "expires", "threshold", "keys here", "note")
+    for r in rows:
+        table.add_row(
+            r.role,
+            str(r.version),
+            r.expires.isoformat(timespec="seconds"),
+            f"{r.threshold} of {len(r.keyids)}",
+            str(r.keys_here),
+            r.warning,
+        )
+    out.print(table)
+
+
+def _print_rotation(rotation: Rotation) -> None:
+    for role, version in rotation.published:
+        console.print(f"published {version}.{role}.json")
+    for role, keyid in rotation.retired:
+        console.print(f"retired {role} key {keyid[:16]}… (in tuf/offline/retired: destroy it)")
+
+
+@tuf_app.command("rotate-root")
+def tuf_rotate_root(
+    keys: Annotated[
+        int | None, typer.Option(min=1, max=16, help="New root keys (default: as many as now).")
+    ] = None,
+    threshold: Annotated[
+        int | None, typer.Option(min=1, max=16, help="New root threshold.")
+    ] = None,
+    keep_keys: Annotated[
+        bool, typer.Option(help="Re-sign with the same keys (renew the expiry).")
+    ] = False,
+    online: Annotated[
+        bool, typer.Option(help="Also replace the snapshot and timestamp keys.")
+    ] = False,
+    data_dir: DataDir = "",
+    keys_dir: KeysDir = "",
+) -> None:
+    """Publish the next root, signed by the current root keys and the new ones."""
+    from fleetd.tuf_repo import admin
+
+    rotation = _tuf_run(
+        data_dir,
+        keys_dir,
+        lambda pool, dirs: admin.rotate_root(
+            pool, dirs, keys=keys, threshold=threshold, keep_keys=keep_keys, online=online
+        ),
+    )
+    _print_rotation(rotation)
+
+
+@tuf_app.command("rotate-targets")
+def tuf_rotate_targets(
+    keep_keys: Annotated[
+        bool, typer.Option(help="Re-sign with the same key (renew the expiry; no new root).")
+    ] = False,
+    artifacts: Annotated[bool, typer.Option(help="Also replace the online artifacts key.")] = False,
+    data_dir: DataDir = "",
+    keys_dir: KeysDir = "",
+) -> None:
+    """Publish the next top-level targets (a new key means a new root, too)."""
+    from fleetd.tuf_repo import admin
+
+    rotation = _tuf_run(
+        data_dir,
+        keys_dir,
+        lambda pool, dirs: admin.rotate_targets(
+            pool, dirs, keep_keys=keep_keys, artifacts=artifacts
+        ),
+    )
+    _print_rotation(rotation)
 
 
 @app.command(

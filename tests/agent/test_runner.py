@@ -12,9 +12,10 @@ import asyncpg
 import grpc
 import pytest
 import redis.asyncio as aioredis
+from tuf.api.metadata import Metadata
 
 from agent.config import AgentConfig
-from agent.credentials import KEY_FILE, CredentialStore
+from agent.credentials import KEY_FILE, TUF_ROOT_FILE, CredentialStore
 from agent.runner import Agent, run_agent
 from fleetd.device.v1 import agent_pb2_grpc
 from fleetd.storage.credentials import create_enrollment_token
@@ -86,6 +87,19 @@ async def test_agent_enrols_registers_and_heartbeats_with_real_stats(
     assert await pool.fetchval("SELECT count(*) FROM device_certificates") == 1
 
 
+async def test_enrolment_pins_the_fleet_tuf_root(
+    deployment: Deployment, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    config = await _config(deployment, pool, tmp_path / "agent")
+    assert await run_agent(config) == 0
+    pinned = CredentialStore(tmp_path / "agent").tuf_root()
+    newest = await pool.fetchval(
+        "SELECT body FROM tuf_metadata WHERE role = 'root' ORDER BY version DESC LIMIT 1"
+    )
+    assert pinned is not None and pinned == bytes(newest)
+    assert Metadata.from_bytes(pinned).signed.type == "root"
+
+
 async def test_agent_without_token_or_enrolment_exits_with_an_error(
     deployment: Deployment, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
@@ -132,7 +146,7 @@ async def test_offboarded_agent_wipes_its_keys_and_exits(
     assert await run_agent(replace(config, enrollment_token="")) == 0
     assert CredentialStore(tmp_path / "agent").enrollment() is None
     leftovers = {p.name for p in (tmp_path / "agent").iterdir()}
-    assert leftovers <= {"ca.pem"}
+    assert leftovers <= {"ca.pem", TUF_ROOT_FILE}  # public trust anchors, no key material
 
 
 async def test_agent_on_the_stream_gets_a_pushed_desired_state_at_once(

@@ -1,0 +1,25 @@
+"""fleetd's TUF repository (python-tuf Metadata API), stored in PostgreSQL.
+
+``TufRepository`` is what the control API uses (add targets, refresh the timestamp,
+serve metadata); ``admin`` creates the repository and rotates its offline roles. See
+docs/tuf.md for roles, keys, expiry, rotation and URLs.
+"""
+
+from fleetd.tuf_repo.custom import TargetCustom
+from fleetd.tuf_repo.keys import KeyDirs, MissingKeys
+from fleetd.tuf_repo.repository import (
+    RepositoryFull,
+    RepositoryMissing,
+    TargetConflict,
+    TufRepository,
+)
+
+__all__ = [
+    "KeyDirs",
+    "MissingKeys",
+    "RepositoryFull",
+    "RepositoryMissing",
+    "TargetConflict",
+    "TargetCustom",
+    "TufRepository",
+]

@@ -1,0 +1,197 @@
+"""The online repository: what the control API does with TUF (add targets, keep the
+timestamp fresh, serve metadata).
+
+Every write runs in one PostgreSQL transaction under the repository's writer lock
+(``store.locked``): read the newest versions, compute the next ones (``edits``, pure),
+insert them. Replicas therefore never fork a role's history, and a failed write publishes
+nothing. Signing uses the online keys only (``keys.KeyDirs.online``); the offline roles
+are changed by ``fleetd.tuf_repo.admin``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tuf.api.metadata import TargetFile
+
+from fleetd.tuf_repo import edits, store
+from fleetd.tuf_repo.custom import TargetCustom
+from fleetd.tuf_repo.keys import KeyDirs, signers_for
+from fleetd.tuf_repo.roles import (
+    ALL_ROLES,
+    ARTIFACTS,
+    ONLINE_ROLES,
+    ROOT,
+    SNAPSHOT,
+    TIMESTAMP,
+    resign_due,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_TARGETS_METADATA = 4_000_000
+"""Largest ``artifacts`` metadata this repository signs, in bytes: below python-tuf's
+default client limit for targets metadata (5,000,000), so every client can fetch it."""
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_VERSIONED = re.compile(r"^([1-9][0-9]{0,9})\.([a-z][a-z0-9-]{0,63})\.json$")
+MAX_TARGET_PATH = 512
+
+
+class RepositoryMissing(RuntimeError):
+    """No repository has been created: run ``fleetd init``."""
+
+
+class TargetConflict(ValueError):
+    """The target path is already signed with other content; publish under a new path."""
+
+
+class RepositoryFull(ValueError):
+    """The delegated role's metadata would exceed MAX_TARGETS_METADATA."""
+
+
+def check_target_path(path: str) -> str:
+    """``path`` if it is a safe TUF target path: ``/``-separated segments of letters,
+    digits and ``. _ + -``, not starting with ``.``, at most MAX_TARGET_PATH long (it
+    becomes part of URLs and, on devices, of file names).
+
+    Raises:
+        ValueError: naming what is wrong.
+    """
+    if len(path) > MAX_TARGET_PATH:
+        raise ValueError(f"target path longer than {MAX_TARGET_PATH} characters")
+    if not all(_SEGMENT.match(segment) for segment in path.split("/")):
+        raise ValueError(
+            f"target path {path[:80]!r}: use '/'-separated names of letters, digits, . _ + -"
+            " (no leading '.', no empty segments)"
+        )
+    return path
+
+
+def split_target_url(name: str) -> tuple[str, str] | None:
+    """``dir/<sha256>.file`` (a consistent-snapshot target file name) -> (``dir/file``,
+    sha256); None when ``name`` is not of that form."""
+    directory, _, base = name.rpartition("/")
+    digest, dot, rest = base.partition(".")
+    if not dot or not _SHA256.match(digest) or not rest:
+        return None
+    path = f"{directory}/{rest}" if directory else rest
+    try:
+        check_target_path(path)
+    except ValueError:
+        return None
+    return path, digest
+
+
+class TufRepository:
+    """The repository as seen by one control API process (any number may share it)."""
+
+    def __init__(
+        self, pool: Any, keys: KeyDirs, *, clock: Callable[[], dt.datetime] = utcnow
+    ) -> None:
+        self._pool = pool
+        self._keys = keys
+        self._clock = clock
+
+    def _online(self, state: edits.Published) -> edits.OnlineSigners:
+        roles = edits.roles_keyids(state)
+        found = {
+            role: signers_for(self._keys, role, *roles[role])
+            for role in (ARTIFACTS, SNAPSHOT, TIMESTAMP)
+        }
+        return edits.OnlineSigners(found[ARTIFACTS], found[SNAPSHOT], found[TIMESTAMP])
+
+    async def _state(self, conn: Any) -> edits.Published:
+        state = await store.load(conn)
+        if state is None:
+            raise RepositoryMissing("no TUF repository yet: run `fleetd init`")
+        return state
+
+    async def add_target(
+        self,
+        path: str,
+        length: int,
+        hashes: Mapping[str, str],
+        custom: TargetCustom | Mapping[str, Any],
+    ) -> TargetFile:
+        """Sign a target into the ``artifacts`` role and publish snapshot and timestamp.
+
+        ``hashes`` must hold ``sha256`` (the blob store's key, 64 lowercase hex digits).
+        Adding the same path with the same content again publishes nothing and returns
+        the signed target.
+
+        Raises:
+            ValueError: a malformed path, length, hash or custom metadata.
+            TargetConflict: the path is signed already with other content.
+            RepositoryFull: the artifacts metadata would grow past its size limit.
+        """
+        check_target_path(path)
+        if isinstance(custom, Mapping):
+            custom = TargetCustom.from_json(dict(custom))
+        sha256 = hashes.get("sha256", "")
+        if not _SHA256.match(sha256):
+            raise ValueError("hashes must include sha256 as 64 lowercase hex digits")
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise ValueError(f"length {length!r}: a whole number of bytes >= 0")
+        target = TargetFile(length, dict(hashes), path, {"custom": custom.to_json()})
+        async with store.locked(self._pool) as conn:
+            state = await self._state(conn)
+            existing = state.artifacts.signed.targets.get(path)
+            if existing is not None:
+                if existing.hashes == target.hashes and existing.length == target.length:
+                    return existing
+                raise TargetConflict(f"target {path} is already signed with other content")
+            publication = edits.add_target(state, target, self._online(state), self._clock())
+            size = len(publication[0][1].to_bytes())
+            if size > MAX_TARGETS_METADATA:
+                raise RepositoryFull(
+                    f"artifacts metadata would be {size} bytes (limit {MAX_TARGETS_METADATA})"
+                )
+            await store.insert(conn, publication)
+            await store.insert_target(conn, path, sha256, length, custom)
+        return target
+
+    async def refresh_if_due(self) -> list[str]:
+        """Re-sign the online roles past half their lifetime (and what lists them);
+        returns the roles published, empty when nothing was due. Cheap when nothing is
+        due: one small read (versions and expiries, no bodies), no lock."""
+        current = await store.versions(self._pool)
+        if not current:
+            raise RepositoryMissing("no TUF repository yet: run `fleetd init`")
+        now = self._clock()
+        if not any(resign_due(r, current[r][1], now) for r in ONLINE_ROLES if r in current):
+            return []
+        async with store.locked(self._pool) as conn:
+            state = await self._state(conn)  # another replica may have done it meanwhile
+            publication = edits.refresh(state, self._online(state), self._clock())
+            await store.insert(conn, publication)
+        roles = [role for role, _ in publication]
+        if roles:
+            log.info("TUF: re-signed %s", ", ".join(roles))
+        return roles
+
+    async def metadata(self, name: str) -> bytes | None:
+        """A metadata file by its served name: ``<version>.<role>.json`` for any role,
+        ``timestamp.json`` and ``root.json`` (the newest); None for anything else."""
+        if name == "timestamp.json":
+            return await store.body(self._pool, TIMESTAMP, None)
+        if name == "root.json":
+            return await store.body(self._pool, ROOT, None)
+        match = _VERSIONED.match(name)
+        if match is None or match[2] not in ALL_ROLES:
+            return None
+        return await store.body(self._pool, match[2], int(match[1]))
+
+    async def root(self) -> bytes | None:
+        """The newest root, as clients should pin it at enrolment."""
+        return await store.body(self._pool, ROOT, None)
+
+    async def target_length(self, path: str, sha256: str) -> int | None:
+        """The length of the signed target ``path`` if its content is ``sha256``."""
+        return await store.target_blob(self._pool, path, sha256)
