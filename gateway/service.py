@@ -32,6 +32,11 @@ from gateway.status_reports import StatusReports
 
 ONLINE = device_pb2.ONLINE
 
+REPORT_LIMIT = (2.0, 60)
+"""Status reports per device: 2/s sustained, bursts of 60."""
+UPLOAD_LIMIT = (1 / 60, 4)
+"""Log uploads per device: one a minute sustained, bursts of 4."""
+
 STORE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 """What an unreachable PostgreSQL raises through asyncpg: answered UNAVAILABLE."""
 
@@ -81,9 +86,15 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self._jitter = jitter
         self._heartbeat_limits: DeviceRateLimiter | None = None
         self._register_limits: DeviceRateLimiter | None = None
+        self._report_limits: DeviceRateLimiter | None = None
+        self._upload_limits: DeviceRateLimiter | None = None
         if device_limit is not None:
             self._heartbeat_limits = DeviceRateLimiter(*device_limit)
             self._register_limits = DeviceRateLimiter(*device_limit)
+            # Status reports come in bursts (four states per assignment, retries from the
+            # outbox after an outage); log bundles are rare and large.
+            self._report_limits = DeviceRateLimiter(*REPORT_LIMIT)
+            self._upload_limits = DeviceRateLimiter(*UPLOAD_LIMIT)
 
     async def _caller(
         self, context: grpc.aio.ServicerContext[Any, Any], pem: bytes | None = None
@@ -277,6 +288,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> agent_pb2.ReportArtifactStatusResponse:
         caller = await self._caller(context)
+        await self._limit(self._report_limits, caller, context)
         return await self._status_reports.report(caller, request, context)
 
     async def UploadLogs(
@@ -285,6 +297,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> agent_pb2.UploadLogsResponse:
         caller = await self._caller(context)
+        await self._limit(self._upload_limits, caller, context)
         return await self._log_uploads.upload(caller, request_iterator, context)
 
 
