@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
@@ -43,6 +44,9 @@ class PushHub:
         self._streams: dict[str, Notify] = {}
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
+        self.subscribed_at: float | None = None
+        """``time.monotonic()`` when the current subscription started; None while not
+        subscribed. An answer verified in Redis after it stays current until a notice."""
         self.notices = 0
 
     def register(self, device_id: str, notify: Notify) -> None:
@@ -87,6 +91,7 @@ class PushHub:
                 await pubsub.subscribe(
                     redis_keys.DESIRED_CHANGED_CHANNEL, redis_keys.CERTIFICATES_REVOKED_CHANNEL
                 )
+                self.subscribed_at = time.monotonic()
                 self.subscribed.set()
                 while True:
                     message = await pubsub.get_message(timeout=None)
@@ -100,9 +105,11 @@ class PushHub:
                     else:
                         self.deliver(message["data"])
             except (aioredis.RedisError, OSError) as exc:
+                self.subscribed_at = None
                 self.subscribed.clear()
                 log.warning("desired-state notices interrupted, resubscribing: %s", exc)
             finally:
+                self.subscribed_at = None
                 with contextlib.suppress(aioredis.RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(self._retry_after)

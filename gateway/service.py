@@ -11,6 +11,7 @@ import contextlib
 import functools
 import math
 import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
@@ -22,7 +23,7 @@ from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
 from fleetd.storage.devices import mark_offboard_notified, refresh_registration
 from fleetd.v1 import device_pb2
 from gateway import validation
-from gateway.desired_state import DesiredStateLookup, Unavailable
+from gateway.desired_state import UNCHANGED, DesiredStateLookup, Unavailable
 from gateway.device_limits import DeviceRateLimiter
 from gateway.heartbeats import HeartbeatPipeline
 from gateway.identity import CallerDevice, DeviceAuthenticator, Refused, StandingUnavailable
@@ -31,6 +32,9 @@ from gateway.pushes import PushHub
 from gateway.status_reports import StatusReports
 
 ONLINE = device_pb2.ONLINE
+
+STREAM_TRUST_SECONDS = 600.0
+"""How long a stream answers "unchanged" from its own verification (see _OpenStream)."""
 
 REPORT_LIMIT = (2.0, 60)
 """Status reports per device: 2/s sustained, bursts of 60."""
@@ -196,7 +200,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 request = message.heartbeat
                 # Standing re-checked per beat (cached): revocation ends the stream.
                 caller = await self._caller(context, pem)
-                response = await self._beat(caller, request, context)
+                response = await self._beat(caller, request, context, stream)
                 async with stream.lock:
                     await context.write(agent_pb2.HeartbeatStreamResponse(heartbeat=response))
                     stream.held = (
@@ -212,16 +216,19 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 stream.push.cancel()
 
     def _schedule_push(self, stream: _OpenStream) -> None:
+        stream.invalidated_at = time.monotonic()
         if stream.push is None or stream.push.done():
             stream.push = asyncio.create_task(self._push(stream))
 
     async def _push(self, stream: _OpenStream) -> None:
         """Send the device its new desired state now rather than at its next beat."""
+        started, held = time.monotonic(), stream.held
         try:
-            answer = await self._desired.answer(stream.device_id, stream.held)
+            answer = await self._desired.answer(stream.device_id, held)
         except Unavailable:
             return  # the next beat will ask again
         if answer.unchanged:
+            stream.verified(held, started)
             return
         now = timestamp_pb2.Timestamp()
         now.GetCurrentTime()
@@ -242,6 +249,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         caller: CallerDevice,
         request: agent_pb2.HeartbeatRequest,
         context: grpc.aio.ServicerContext[Any, Any],
+        stream: _OpenStream | None = None,
     ) -> agent_pb2.HeartbeatResponse:
         now = timestamp_pb2.Timestamp()
         now.GetCurrentTime()
@@ -257,10 +265,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         except validation.InvalidRequest as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         self._pipeline.add(caller.device_id, caller.group, ONLINE, cpu, mem, disk, uptime)
-        try:
-            answer = await self._desired.answer(caller.device_id, request.desired_state_revision)
-        except Unavailable as exc:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        held, started = request.desired_state_revision, time.monotonic()
+        if stream is not None and stream.current(held, self._pushes.subscribed_at, started):
+            answer = UNCHANGED  # verified on this stream since, and no notice came
+        else:
+            try:
+                answer = await self._desired.answer(caller.device_id, held)
+            except Unavailable as exc:
+                await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+            if stream is not None and answer.unchanged:
+                stream.verified(held, started)
         response = agent_pb2.HeartbeatResponse(
             next_heartbeat_interval=self._next_interval(), server_time=now
         )
@@ -309,7 +323,14 @@ def _peer_pem(context: grpc.aio.ServicerContext[Any, Any]) -> bytes | None:
 
 
 class _OpenStream:
-    """One device's heartbeat stream: what it holds, and one writer at a time."""
+    """One device's heartbeat stream: what it holds, and one writer at a time.
+
+    A stream also remembers the revision last verified current in Redis and when that
+    lookup started. While the push hub stays subscribed and no notice for this device
+    came since, a beat holding that revision is answered "unchanged" without asking Redis
+    again (any change is published, and the notice would have invalidated it), for at
+    most ``STREAM_TRUST_SECONDS``.
+    """
 
     def __init__(self, device_id: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         self.device_id = device_id
@@ -317,6 +338,20 @@ class _OpenStream:
         self.held = 0
         self.lock = asyncio.Lock()
         self.push: asyncio.Task[None] | None = None
+        self.verified_revision = -1
+        self.verified_at = -math.inf
+        self.invalidated_at = -math.inf
+
+    def verified(self, revision: int, lookup_started: float) -> None:
+        self.verified_revision, self.verified_at = revision, lookup_started
+
+    def current(self, held: int, subscribed_at: float | None, now: float) -> bool:
+        return (
+            held == self.verified_revision
+            and subscribed_at is not None
+            and self.verified_at > max(subscribed_at, self.invalidated_at)
+            and now - self.verified_at < STREAM_TRUST_SECONDS
+        )
 
 
 def _store_down(exc: BaseException) -> str:

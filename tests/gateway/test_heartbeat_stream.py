@@ -112,3 +112,36 @@ async def test_the_newest_stream_of_a_device_gets_the_pushes(
     assert deployment.gateway.pushes.notices == 1
     for call in calls:
         call.cancel()
+
+
+async def test_a_stream_answers_unchanged_without_redis_until_a_notice(
+    deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    await asyncio.wait_for(deployment.gateway.pushes.subscribed.wait(), 5)
+    creds = await enrol_device(pool, ca, "rpi-001")
+    stub = agent_pb2_grpc.AgentServiceStub(
+        device_channel(deployment.gateway_target, deployment.ca_pem, creds)
+    )
+    desired = deployment.gateway.desired
+
+    def lookups() -> int:
+        return desired.redis_hits + desired.postgres_loads
+
+    call = stub.HeartbeatStream(timeout=30)
+    await call.write(_beat())
+    assert (await _read(call)).heartbeat.unchanged  # verified in Redis (or PostgreSQL)
+    before = lookups()
+    for _ in range(3):
+        await call.write(_beat())
+        assert (await _read(call)).heartbeat.unchanged
+    assert lookups() == before  # answered from the stream's own verification
+    # A change is published: the notice invalidates, the push carries the new state...
+    revision = await assign(pool, redis, "rpi-001", model_assignment("detector", "2.0.0"))
+    pushed = await asyncio.wait_for(_read(call), 10)
+    assert pushed.pushed and pushed.heartbeat.desired_state.revision == revision
+    # ...a beat still holding the old revision is asked about again, never told unchanged.
+    await call.write(_beat(0))
+    stale = await _read(call)
+    assert not stale.heartbeat.unchanged
+    assert stale.heartbeat.desired_state.revision == revision
+    call.cancel()
