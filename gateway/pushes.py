@@ -36,10 +36,14 @@ class PushHub:
         redis: aioredis.Redis,
         *,
         on_revoked: Callable[[list[str]], None] | None = None,
+        on_changed: Callable[[list[str]], None] | None = None,
         retry_after: float = 1.0,
     ) -> None:
         self._redis = redis
         self._on_revoked = on_revoked
+        self.on_changed = on_changed
+        """Called with every notice's device ids (before any push): the verified-revision
+        cache (``gateway.verified``) forgets them."""
         self._retry_after = retry_after
         self._streams: dict[str, Notify] = {}
         self._task: asyncio.Task[None] | None = None
@@ -73,7 +77,10 @@ class PushHub:
     def deliver(self, message: bytes | str) -> None:
         """Notify the local streams of the devices listed in one published message."""
         text = message.decode() if isinstance(message, bytes) else message
-        for device_id in text.split():
+        device_ids = text.split()
+        if self.on_changed is not None:  # before the pushes: they look the state up
+            self.on_changed(device_ids)
+        for device_id in device_ids:
             notify = self._streams.get(device_id)
             if notify is not None:
                 self.notices += 1

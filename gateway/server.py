@@ -35,6 +35,7 @@ from gateway.pushes import PushHub
 from gateway.service import AgentService
 from gateway.status_reports import StatusReports
 from gateway.store_health import StoreHealth
+from gateway.verified import VerifiedRevisions
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,8 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
     authenticator = DeviceAuthenticator(settings.fleet, standing, pipeline.group_id)
     desired = DesiredStateLookup(redis, pool)
     pushes = PushHub(redis, on_revoked=authenticator.forget_devices)
+    verified = VerifiedRevisions(lambda: pushes.subscribed_at)
+    pushes.on_changed = verified.invalidate
     server = grpc.aio.server(
         # Past this many calls in flight grpc answers RESOURCE_EXHAUSTED itself: the
         # bound on the work one process queues.
@@ -148,6 +151,7 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
         pipeline,
         desired,
         pushes,
+        verified,
         heartbeat_interval=settings.heartbeat_interval,
         device_limit=settings.gateway_device_limit(),
         status_reports=StatusReports(pool),

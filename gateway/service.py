@@ -30,11 +30,9 @@ from gateway.identity import CallerDevice, DeviceAuthenticator, Refused, Standin
 from gateway.log_uploads import LogUploads
 from gateway.pushes import PushHub
 from gateway.status_reports import StatusReports
+from gateway.verified import VerifiedRevisions
 
 ONLINE = device_pb2.ONLINE
-
-STREAM_TRUST_SECONDS = 600.0
-"""How long a stream answers "unchanged" from its own verification (see _OpenStream)."""
 
 REPORT_LIMIT = (2.0, 60)
 """Status reports per device: 2/s sustained, bursts of 60."""
@@ -69,6 +67,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         pipeline: HeartbeatPipeline,
         desired: DesiredStateLookup,
         pushes: PushHub,
+        verified: VerifiedRevisions,
         *,
         heartbeat_interval: float,
         stream_lifetime: float = 3600.0,
@@ -84,6 +83,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self._pipeline = pipeline
         self._desired = desired
         self._pushes = pushes
+        self._verified = verified
         self._stream_lifetime = stream_lifetime
         self.pushed = 0
         self._interval = heartbeat_interval
@@ -200,7 +200,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 request = message.heartbeat
                 # Standing re-checked per beat (cached): revocation ends the stream.
                 caller = await self._caller(context, pem)
-                response = await self._beat(caller, request, context, stream)
+                response = await self._beat(caller, request, context)
                 async with stream.lock:
                     await context.write(agent_pb2.HeartbeatStreamResponse(heartbeat=response))
                     stream.held = (
@@ -216,7 +216,6 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 stream.push.cancel()
 
     def _schedule_push(self, stream: _OpenStream) -> None:
-        stream.invalidated_at = time.monotonic()
         if stream.push is None or stream.push.done():
             stream.push = asyncio.create_task(self._push(stream))
 
@@ -228,7 +227,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         except Unavailable:
             return  # the next beat will ask again
         if answer.unchanged:
-            stream.verified(held, started)
+            self._verified.verified(stream.device_id, held, started)
             return
         now = timestamp_pb2.Timestamp()
         now.GetCurrentTime()
@@ -249,7 +248,6 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         caller: CallerDevice,
         request: agent_pb2.HeartbeatRequest,
         context: grpc.aio.ServicerContext[Any, Any],
-        stream: _OpenStream | None = None,
     ) -> agent_pb2.HeartbeatResponse:
         now = timestamp_pb2.Timestamp()
         now.GetCurrentTime()
@@ -266,15 +264,15 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         self._pipeline.add(caller.device_id, caller.group, ONLINE, cpu, mem, disk, uptime)
         held, started = request.desired_state_revision, time.monotonic()
-        if stream is not None and stream.current(held, self._pushes.subscribed_at, started):
-            answer = UNCHANGED  # verified on this stream since, and no notice came
+        if self._verified.current(caller.device_id, held, started):
+            answer = UNCHANGED  # verified since, and no change notice came
         else:
             try:
                 answer = await self._desired.answer(caller.device_id, held)
             except Unavailable as exc:
                 await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
-            if stream is not None and answer.unchanged:
-                stream.verified(held, started)
+            if answer.unchanged:
+                self._verified.verified(caller.device_id, held, started)
         response = agent_pb2.HeartbeatResponse(
             next_heartbeat_interval=self._next_interval(), server_time=now
         )
@@ -323,14 +321,7 @@ def _peer_pem(context: grpc.aio.ServicerContext[Any, Any]) -> bytes | None:
 
 
 class _OpenStream:
-    """One device's heartbeat stream: what it holds, and one writer at a time.
-
-    A stream also remembers the revision last verified current in Redis and when that
-    lookup started. While the push hub stays subscribed and no notice for this device
-    came since, a beat holding that revision is answered "unchanged" without asking Redis
-    again (any change is published, and the notice would have invalidated it), for at
-    most ``STREAM_TRUST_SECONDS``.
-    """
+    """One device's heartbeat stream: what it holds, and one writer at a time."""
 
     def __init__(self, device_id: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         self.device_id = device_id
@@ -338,20 +329,6 @@ class _OpenStream:
         self.held = 0
         self.lock = asyncio.Lock()
         self.push: asyncio.Task[None] | None = None
-        self.verified_revision = -1
-        self.verified_at = -math.inf
-        self.invalidated_at = -math.inf
-
-    def verified(self, revision: int, lookup_started: float) -> None:
-        self.verified_revision, self.verified_at = revision, lookup_started
-
-    def current(self, held: int, subscribed_at: float | None, now: float) -> bool:
-        return (
-            held == self.verified_revision
-            and subscribed_at is not None
-            and self.verified_at > max(subscribed_at, self.invalidated_at)
-            and now - self.verified_at < STREAM_TRUST_SECONDS
-        )
 
 
 def _store_down(exc: BaseException) -> str:

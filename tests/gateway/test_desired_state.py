@@ -142,3 +142,24 @@ async def test_pending_log_requests_are_carried_until_fulfilled(
     assert [r.log_request_id for r in response.log_requests] == ["lr-1"]
     assert response.log_requests[0].source == agent_pb2.LOG_SOURCE_AGENT_JOURNAL
     assert response.log_requests[0].max_bytes == 65536
+
+
+async def test_unchanged_answers_skip_redis_until_a_change_is_announced(
+    deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    await asyncio.wait_for(deployment.gateway.pushes.subscribed.wait(), 5)
+    creds = await enrol_device(pool, ca, "rpi-001")
+    stub = _stub(deployment, creds)
+    lookup = deployment.gateway.desired
+    await stub.Heartbeat(agent_pb2.HeartbeatRequest(), timeout=5)  # verified once
+    asked = lookup.redis_hits + lookup.postgres_loads
+    for _ in range(3):
+        assert (await stub.Heartbeat(agent_pb2.HeartbeatRequest(), timeout=5)).unchanged
+    assert lookup.redis_hits + lookup.postgres_loads == asked
+    revision = await assign(pool, redis, "rpi-001", model_assignment("detector", "2.0.0"))
+    for _ in range(100):  # the notice crosses Redis pub/sub
+        response = await stub.Heartbeat(agent_pb2.HeartbeatRequest(), timeout=5)
+        if not response.unchanged:
+            break
+        await asyncio.sleep(0.02)
+    assert response.desired_state.revision == revision
