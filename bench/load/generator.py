@@ -235,6 +235,7 @@ class GrpcDevice:
         self.channel: Any = None
         self.stub: Any = None
         self.call: Any = None
+        self.stream_lock: asyncio.Lock | None = None
         self.request = _heartbeat_request()
         self.stream_request = agent_pb2.HeartbeatStreamRequest(heartbeat=self.request)
         self.sequence = 0
@@ -254,7 +255,15 @@ class GrpcDevice:
 
     async def _stream_beat(self) -> Any:
         """One heartbeat on the device's stream (opened on first use, reopened if the
-        server ended it)."""
+        server ended it). A device's beats on its stream go one at a time: in open mode a
+        beat scheduled while the previous one is in flight waits for it (and its latency,
+        counted from the scheduled instant, shows the wait)."""
+        if self.stream_lock is None:
+            self.stream_lock = asyncio.Lock()
+        async with self.stream_lock:
+            return await self._stream_beat_locked()
+
+    async def _stream_beat_locked(self) -> Any:
         for _ in range(2):
             if self.call is None:
                 self.call = self.stub.HeartbeatStream()
