@@ -10,7 +10,7 @@ class Backoff:
     """Delays grow as base * 2**attempt up to cap; each delay is uniform in [0, that]."""
 
     def __init__(
-        self, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None
+        self, base: float = 1.0, cap: float = 30.0, rng: random.Random | None = None
     ) -> None:
         if base <= 0 or cap < base:
             raise ValueError("need 0 < base <= cap")
