@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import signal
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import asyncpg
@@ -65,24 +66,33 @@ class Gateway:
     service: AgentService
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Drain within about 3 x ``grace``: calls, then pending heartbeats, then storage."""
-        await self.stores.close()
-        await self.pushes.close()
-        await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
-        await self.sweeper.close()
-        try:
-            async with asyncio.timeout(grace):
-                await self.pipeline.close()
-        except TimeoutError:
+        """Drain within a bounded time: calls, then pending heartbeats, then storage.
+
+        Every step has a deadline, so a SIGTERM'd gateway always exits: a step that
+        overruns is logged (with what it was) and the drain goes on."""
+        step = max(grace, 1.0)
+        await _bounded(self.stores.close(), step, "store monitor")
+        await _bounded(self.pushes.close(), step, "push subscription")
+        await _bounded(self.health.enter_graceful_shutdown(), step, "health")
+        await _bounded(self.server.stop(grace), grace + step, "gRPC server")
+        await _bounded(self.sweeper.close(), step + 5.0, "sweeper")
+        if not await _bounded(self.pipeline.close(), grace, "heartbeat flush"):
             log.error("pending heartbeats were not flushed within %.1fs", grace)
-        await self.redis.aclose()
-        try:
-            async with asyncio.timeout(grace):
-                await self.pool.close()
-        except TimeoutError:
+        await _bounded(self.redis.aclose(), step, "Redis client")
+        if not await _bounded(self.pool.close(), grace, "PostgreSQL pool"):
             log.error("PostgreSQL connections did not close within %.1fs; terminating", grace)
             self.pool.terminate()
+
+
+async def _bounded(step: Awaitable[object], seconds: float, what: str) -> bool:
+    """Await ``step`` for at most ``seconds``; False (logged) if it overran."""
+    try:
+        async with asyncio.timeout(seconds):
+            await step
+    except TimeoutError:
+        log.error("gateway stop: %s did not finish within %.1fs; going on", what, seconds)
+        return False
+    return True
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials:

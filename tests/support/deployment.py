@@ -3,6 +3,8 @@ process, on this loop) and the control API (pyvoy, a child process), on free por
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,6 +45,19 @@ class Deployment:
         return f"https://127.0.0.1:{self.api_port}"
 
 
+async def _stop_api(api: PyvoyServer, within: float = 20.0) -> None:
+    """Stop the control API; kill Envoy if it does not go (asyncio can miss the exit of a
+    child reaped elsewhere, and then pyvoy's stop would wait for ever)."""
+    try:
+        async with asyncio.timeout(within):
+            await api.stop()
+    except TimeoutError:
+        process = api._process  # pyvoy exposes no kill
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+
+
 @asynccontextmanager
 async def running_deployment(
     database_url: str,
@@ -77,6 +92,6 @@ async def running_deployment(
         yield deployment
     finally:
         if api is not None:
-            await api.stop()
+            await _stop_api(api)
         # A test may have replaced the gateway (a restart): stop the current one.
         await (deployment.gateway if deployment else gateway).stop(grace=1.0)
