@@ -6,7 +6,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,13 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.storage import StorageServers
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.support.waiting import free_port
 
 
 def _demo_env(path: Path) -> dict[str, str]:
@@ -40,8 +33,8 @@ def demo(servers: StorageServers) -> Iterator[tuple[subprocess.Popen[bytes], Pat
     env = {
         **os.environ,
         "FLEETD_DATA_DIR": str(data_dir),
-        "FLEETD_API_ADDR": f"127.0.0.1:{_free_port()}",
-        "FLEETD_GATEWAY_ADDR": f"127.0.0.1:{_free_port()}",
+        "FLEETD_API_ADDR": f"127.0.0.1:{free_port()}",
+        "FLEETD_GATEWAY_ADDR": f"127.0.0.1:{free_port()}",
     }
     # The demo's own embedded storage, as a fresh machine would run it.
     env.pop("FLEETD_DATABASE_URL", None)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 import redis.asyncio as aioredis
 
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
@@ -14,20 +12,9 @@ from fleetd.pki import CertificateAuthority
 from fleetd.storage import redis_keys
 from fleetd.storage.desired import bump_revisions, mark_changed
 from gateway.desired_state import DesiredStateLookup
-from tests.support.deployment import Deployment, running_deployment
+from tests.support.deployment import Deployment
 from tests.support.desired import assign, model_assignment
 from tests.support.devices import DeviceCredentials, device_channel, enrol_device
-
-
-@pytest.fixture
-async def deployment(database_url: str, redis_url: str) -> AsyncIterator[Deployment]:
-    async with running_deployment(database_url, redis_url, with_api=False) as dep:
-        yield dep
-
-
-@pytest.fixture
-def ca(deployment: Deployment) -> CertificateAuthority:
-    return CertificateAuthority.load(deployment.settings.paths, deployment.settings.fleet)
 
 
 def _stub(dep: Deployment, creds: DeviceCredentials) -> agent_pb2_grpc.AgentServiceStub:

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 import redis.asyncio as aioredis
 
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
 from fleetd.pki import CertificateAuthority
 from fleetd.storage import redis_keys
 from gateway.liveness import LivenessSweeper
-from tests.support.deployment import Deployment, running_deployment
+from tests.support.deployment import Deployment
 from tests.support.devices import DeviceCredentials, device_channel, enrol_device
+from tests.support.waiting import until
 
 FLEET = "default"
-
-
-@pytest.fixture
-async def deployment(database_url: str, redis_url: str) -> AsyncIterator[Deployment]:
-    async with running_deployment(database_url, redis_url, with_api=False) as dep:
-        yield dep
-
-
-@pytest.fixture
-def ca(deployment: Deployment) -> CertificateAuthority:
-    return CertificateAuthority.load(deployment.settings.paths, deployment.settings.fleet)
 
 
 async def _heartbeat(dep: Deployment, creds: DeviceCredentials) -> None:
@@ -47,21 +34,12 @@ def _text(fields: dict[bytes | str, bytes | str] | None, name: bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-async def _until(predicate: object, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await predicate():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
-
-
 async def test_first_heartbeat_announces_the_device_online_once(
     deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool, redis: aioredis.Redis
 ) -> None:
     creds = await enrol_device(pool, ca, "rpi-001")
     await _heartbeat(deployment, creds)
-    await _until(lambda: _has_events(redis, 1))
+    await until(lambda: _has_events(redis, 1), within=5.0)
     await _heartbeat(deployment, creds)
     await _settle(deployment)
     assert await _events(redis) == [("device.online", "rpi-001")]

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
@@ -27,6 +26,7 @@ from tests.support.outage import (
     redis_target,
     redis_url_via,
 )
+from tests.support.waiting import until
 
 LOAD_DEVICES = 8
 
@@ -46,15 +46,6 @@ async def _health(dep: Deployment, creds: DeviceCredentials) -> int:
     )
     await channel.close(None)
     return int(response.status)
-
-
-async def _until(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 @contextlib.asynccontextmanager
@@ -99,20 +90,20 @@ async def test_redis_outage_keeps_heartbeats_flowing_to_postgres(
         async with _background_load(dep, ca, pool) as codes:
             await asyncio.sleep(1)
             await cut_redis.cut()
-            await _until(lambda: _is(dep, creds, health_pb2.HealthCheckResponse.NOT_SERVING))
+            await until(lambda: _is(dep, creds, health_pb2.HealthCheckResponse.NOT_SERVING))
             # Desired state now comes from PostgreSQL; heartbeats still reach it.
             response = await stub.Heartbeat(_beat(cpu=55.0), timeout=5)
             assert response.unchanged
-            await _until(lambda: _cpu_is(pool, "rpi-001", 55.0))
+            await until(lambda: _cpu_is(pool, "rpi-001", 55.0))
             await asyncio.sleep(1)
             await cut_redis.restore()
-            await _until(lambda: _is(dep, creds, health_pb2.HealthCheckResponse.SERVING))
+            await until(lambda: _is(dep, creds, health_pb2.HealthCheckResponse.SERVING))
             await asyncio.sleep(1)
         assert set(codes) <= {"OK", "UNAVAILABLE"}, codes
         assert codes["OK"] > 0
         # Back to normal without a restart: stats reach Redis again.
         await stub.Heartbeat(_beat(cpu=66.0), timeout=5)
-        await _until(lambda: _redis_cpu_is(redis, "rpi-001", 66.0))
+        await until(lambda: _redis_cpu_is(redis, "rpi-001", 66.0))
 
 
 async def test_postgres_outage_serves_known_devices_and_keeps_acknowledged_heartbeats(
@@ -132,7 +123,7 @@ async def test_postgres_outage_serves_known_devices_and_keeps_acknowledged_heart
         async with _background_load(dep, ca, pool) as codes:
             await asyncio.sleep(1)
             await cut_postgres.cut()
-            await _until(lambda: _is(dep, known, health_pb2.HealthCheckResponse.NOT_SERVING))
+            await until(lambda: _is(dep, known, health_pb2.HealthCheckResponse.NOT_SERVING))
             # A device seen recently keeps heartbeating (standing and desired state cached).
             response = await stub.Heartbeat(_beat(cpu=77.0), timeout=5)
             assert response.unchanged
@@ -146,11 +137,11 @@ async def test_postgres_outage_serves_known_devices_and_keeps_acknowledged_heart
                 assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value
             await asyncio.sleep(1)
             await cut_postgres.restore()
-            await _until(lambda: _is(dep, known, health_pb2.HealthCheckResponse.SERVING))
+            await until(lambda: _is(dep, known, health_pb2.HealthCheckResponse.SERVING))
             await asyncio.sleep(1)
         assert set(codes) <= {"OK", "UNAVAILABLE"}, codes
         # The heartbeat acknowledged during the outage reached PostgreSQL afterwards.
-        await _until(lambda: _cpu_is(pool, "rpi-001", 77.0))
+        await until(lambda: _cpu_is(pool, "rpi-001", 77.0))
         assert (await _stub(dep, unseen).Heartbeat(_beat(), timeout=5)).unchanged
 
 

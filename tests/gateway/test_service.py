@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import cast
 
 import asyncpg
@@ -20,17 +19,6 @@ from fleetd.v1.device_pb2 import ONLINE
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.devices import DeviceCredentials, device_channel, enrol_device
 from tests.support.http import connect_json
-
-
-@pytest.fixture
-async def deployment(database_url: str, redis_url: str) -> AsyncIterator[Deployment]:
-    async with running_deployment(database_url, redis_url, with_api=False) as dep:
-        yield dep
-
-
-@pytest.fixture
-def ca(deployment: Deployment) -> CertificateAuthority:
-    return CertificateAuthority.load(deployment.settings.paths, deployment.settings.fleet)
 
 
 def _stub(dep: Deployment, creds: DeviceCredentials | None) -> agent_pb2_grpc.AgentServiceStub:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,9 @@ from fleetd.initialize import initialize
 from fleetd.pki import CertificateAuthority
 from fleetd.storage import redis_keys
 from tests.support.devices import device_channel, enrol_device
+from tests.support.waiting import free_port
 
 DEVICES = 12
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _spawn_gateway(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -61,7 +54,7 @@ async def test_workers_share_the_port_and_drain_on_sigterm(
     database_url: str, redis_url: str, pool: asyncpg.Pool, redis: aioredis.Redis
 ) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="fleetd-gw-", dir="/tmp"))
-    port = _free_port()
+    port = free_port()
     settings = Settings(data_dir=data_dir, database_url=database_url, redis_url=redis_url)
     await initialize(settings)
     env = {

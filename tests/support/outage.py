@@ -57,11 +57,10 @@ class CuttableProxy:
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (OSError, asyncio.IncompleteReadError):
-        pass
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):  # a cut connection
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
     finally:
         writer.transport.abort()
 
