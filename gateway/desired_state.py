@@ -32,7 +32,8 @@ import redis.asyncio as aioredis
 
 from fleetd.device.v1 import agent_pb2
 from fleetd.storage import redis_keys
-from fleetd.storage.desired import CACHE_TTL_SECONDS, load_heartbeat_answers
+from fleetd.storage.desired import CACHE_TTL_SECONDS
+from fleetd.storage.heartbeat_answers import load_heartbeat_answers
 from fleetd.storage.redis_scripts import LuaScript
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 
 import redis.asyncio as aioredis
 
-from fleetd.device.v1 import agent_pb2
 from fleetd.storage import redis_keys
 from fleetd.storage.redis_scripts import LuaScript
 from fleetd.storage.types import Queryable
@@ -82,62 +81,3 @@ async def mark_changed(redis: aioredis.Redis, revisions: Mapping[str, int]) -> b
         log.warning("desired-state cache not updated for %d devices: %s", len(revisions), exc)
         return False
     return True
-
-
-_LOAD = """
-SELECT d.device_id, d.desired_revision,
-       ARRAY(SELECT a.spec FROM assignments a
-             WHERE a.device_id = d.device_id AND a.active ORDER BY a.name) AS specs,
-       l.ids, l.sources, l.sinces, l.untils, l.max_bytes
-FROM devices d
-LEFT JOIN LATERAL (
-    SELECT array_agg(log_request_id ORDER BY created_at) AS ids,
-           array_agg(source ORDER BY created_at) AS sources,
-           array_agg(since ORDER BY created_at) AS sinces,
-           array_agg(until ORDER BY created_at) AS untils,
-           array_agg(max_bytes ORDER BY created_at) AS max_bytes
-    FROM log_requests r
-    WHERE r.device_id = d.device_id AND r.fulfilled_at IS NULL AND r.expires_at > now()
-) l ON true
-WHERE d.device_id = ANY($1::text[])
-"""
-
-_LOG_SOURCES = {
-    "agent_journal": agent_pb2.LOG_SOURCE_AGENT_JOURNAL,
-    "agent_log_file": agent_pb2.LOG_SOURCE_AGENT_LOG_FILE,
-}
-
-
-async def load_heartbeat_answers(
-    conn: Queryable, device_ids: Sequence[str]
-) -> dict[str, tuple[int, bytes]]:
-    """Per device: its revision and the heartbeat answer's body, read in one snapshot.
-
-    The body is a serialized ``HeartbeatResponse`` with only ``desired_state`` (active
-    assignments by name) and ``log_requests`` (pending, oldest first) set. Unknown devices
-    are absent.
-    """
-    answers: dict[str, tuple[int, bytes]] = {}
-    for row in await conn.fetch(_LOAD, list(device_ids)):
-        response = agent_pb2.HeartbeatResponse()
-        state = response.desired_state
-        state.revision = row["desired_revision"]
-        for spec in row["specs"]:
-            state.assignments.add().MergeFromString(spec)
-        for request_id, source, since, until, max_bytes in zip(
-            row["ids"] or (),
-            row["sources"] or (),
-            row["sinces"] or (),
-            row["untils"] or (),
-            row["max_bytes"] or (),
-            strict=True,
-        ):
-            request = response.log_requests.add(
-                log_request_id=request_id, source=_LOG_SOURCES[source], max_bytes=max_bytes
-            )
-            if since is not None:
-                request.since.FromDatetime(since)
-            if until is not None:
-                request.until.FromDatetime(until)
-        answers[row["device_id"]] = (row["desired_revision"], response.SerializeToString())
-    return answers

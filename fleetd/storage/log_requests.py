@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from google.protobuf import timestamp_pb2
@@ -215,13 +216,24 @@ async def issue_log_request(
 async def pending_log_requests(conn: Queryable, device_id: str) -> list[agent_pb2.LogRequest]:
     """The device's requests that are neither fulfilled nor expired, oldest first: what
     its heartbeat carries."""
+    return (await pending_log_requests_of(conn, [device_id])).get(device_id, [])
+
+
+async def pending_log_requests_of(
+    conn: Queryable, device_ids: Sequence[str]
+) -> dict[str, list[agent_pb2.LogRequest]]:
+    """``pending_log_requests`` for many devices in one query (devices with none absent)."""
     rows = await conn.fetch(
         f"""SELECT {_COLUMNS} FROM log_requests r
-            WHERE r.device_id = $1 AND r.fulfilled_at IS NULL AND r.expires_at > now()
+            WHERE r.device_id = ANY($1::text[]) AND r.fulfilled_at IS NULL
+              AND r.expires_at > now()
             ORDER BY r.created_at, r.log_request_id""",
-        device_id,
+        list(device_ids),
     )
-    return [LogRequestRecord(**row).to_proto() for row in rows]
+    pending: dict[str, list[agent_pb2.LogRequest]] = {}
+    for row in rows:
+        pending.setdefault(row["device_id"], []).append(LogRequestRecord(**row).to_proto())
+    return pending
 
 
 async def list_log_requests(
