@@ -22,7 +22,6 @@ answered and misses raise ``Unavailable``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from fleetd.storage import redis_keys
 from fleetd.storage.desired import CACHE_TTL_SECONDS
 from fleetd.storage.heartbeat_answers import load_heartbeat_answers
 from fleetd.storage.redis_scripts import LuaScript
+from gateway.batching import BatchedLookup
 
 log = logging.getLogger(__name__)
 
@@ -97,45 +97,27 @@ class DesiredStateLookup:
         self._pool = pool
         self._lookup = LuaScript(_LOOKUP)
         self._fill = LuaScript(_FILL)
-        self._pending: list[tuple[str, int, asyncio.Future[Answer]]] = []
-        self._scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._batches: BatchedLookup[tuple[str, int], Answer | Unavailable] = BatchedLookup(
+            self._resolve_batch, max_batch=MAX_BATCH, max_in_flight=MAX_IN_FLIGHT
+        )
         self.redis_hits = 0
         self.postgres_loads = 0
 
     async def answer(self, device_id: str, held_revision: int) -> Answer:
         """The answer for a device holding ``held_revision``; raises ``Unavailable``."""
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._pending.append((device_id, held_revision, future))
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_batch)
-        return await future
-
-    def _start_batch(self) -> None:
-        self._scheduled = False
-        # At most MAX_IN_FLIGHT batches at once: under load, lookups wait for a slot and
-        # join a larger batch, instead of one small batch (and connection) per iteration.
-        while self._pending and len(self._tasks) < MAX_IN_FLIGHT:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            self._tasks.add(task := asyncio.create_task(self._resolve(batch)))
-            task.add_done_callback(self._batch_done)
-
-    def _batch_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if self._pending and not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_batch)
-
-    async def _resolve(self, batch: list[tuple[str, int, asyncio.Future[Answer]]]) -> None:
         try:
-            await self._resolve_batch(batch)
-        except Exception as exc:  # never leave a heartbeat waiting on a broken batch
+            result = await self._batches.get((device_id, held_revision))
+        except Exception as exc:  # never leave a heartbeat with an unexpected error
             log.exception("desired-state batch failed")
-            for _, _, future in batch:
-                _fail(future, Unavailable(f"desired state unavailable: {exc.__class__.__name__}"))
+            raise Unavailable(f"desired state unavailable: {exc.__class__.__name__}") from exc
+        if isinstance(result, Answer):
+            return result
+        raise Unavailable(str(result) if result else "desired state unavailable")
 
-    async def _resolve_batch(self, batch: list[tuple[str, int, asyncio.Future[Answer]]]) -> None:
+    async def _resolve_batch(
+        self, batch: list[tuple[str, int]]
+    ) -> dict[tuple[str, int], Answer | Unavailable]:
+        """Redis first; its misses from PostgreSQL (then filled into Redis)."""
         try:
             results = await self._from_redis(batch)
         except (aioredis.RedisError, OSError) as exc:
@@ -144,38 +126,36 @@ class DesiredStateLookup:
             redis_up = False
         else:
             redis_up = True
-        misses: list[int] = []
-        for index, result in enumerate(results):
+        answers: dict[tuple[str, int], Answer | Unavailable] = {}
+        misses: list[tuple[str, int]] = []
+        for key, result in zip(batch, results, strict=True):
             if result is None:
-                misses.append(index)
+                misses.append(key)
             else:
                 self.redis_hits += 1
-                _settle(batch[index][2], result)
+                answers[key] = result
         if not misses:
-            return
+            return answers
         try:
-            loaded = await load_heartbeat_answers(self._pool, [batch[i][0] for i in misses])
+            loaded = await load_heartbeat_answers(self._pool, [device for device, _ in misses])
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as exc:
             error = Unavailable(f"desired state unavailable: {exc.__class__.__name__}")
-            for index in misses:
-                _fail(batch[index][2], error)
-            return
+            answers.update(dict.fromkeys(misses, error))
+            return answers
         self.postgres_loads += len(misses)
         fills: list[tuple[str, int, bytes]] = []
-        for index in misses:
-            device_id, held, future = batch[index]
+        for device_id, held in misses:
             revision, body = loaded.get(device_id, (0, b""))
             fills.append((device_id, revision, body))
-            _settle(future, UNCHANGED if revision == held else Answer(False, body))
+            answers[(device_id, held)] = UNCHANGED if revision == held else Answer(False, body)
         if redis_up:
             await self._fill_cache(fills)
+        return answers
 
-    async def _from_redis(
-        self, batch: Sequence[tuple[str, int, asyncio.Future[Answer]]]
-    ) -> list[Answer | None]:
+    async def _from_redis(self, batch: Sequence[tuple[str, int]]) -> list[Answer | None]:
         replies = await self._lookup.run_many(
             self._redis,
-            [(redis_keys.desired_state(d), held, CACHE_TTL_SECONDS) for d, held, _ in batch],
+            [(redis_keys.desired_state(d), held, CACHE_TTL_SECONDS) for d, held in batch],
         )
         results: list[Answer | None] = []
         for reply in replies:
@@ -198,13 +178,3 @@ class DesiredStateLookup:
             )
         except (aioredis.RedisError, OSError) as exc:
             log.debug("desired-state cache fill failed: %s", exc)
-
-
-def _settle(future: asyncio.Future[Answer], answer: Answer) -> None:
-    if not future.done():  # the call may have been cancelled meanwhile
-        future.set_result(answer)
-
-
-def _fail(future: asyncio.Future[Answer], error: Exception) -> None:
-    if not future.done():
-        future.set_exception(error)
