@@ -21,18 +21,15 @@ from control_api.fieldmask_compat import FieldMaskCompat
 from control_api.reflection import reflection_apps
 from control_api.resources import close_resources, open_resources
 from control_api.status_codes import SeedStatusCodes
+from control_api.updates import UpdateServiceImpl
 from fleetd.config import Settings
 from fleetd.v1 import analytics_pb2, binary_pb2, device_pb2, update_pb2
 from fleetd.v1.analytics_connect import AnalyticsService, AnalyticsServiceASGIApplication
 from fleetd.v1.binary_connect import BinaryService, BinaryServiceASGIApplication
 from fleetd.v1.device_connect import DeviceServiceASGIApplication
-from fleetd.v1.update_connect import UpdateService, UpdateServiceASGIApplication
+from fleetd.v1.update_connect import UpdateServiceASGIApplication
 
 log = logging.getLogger(__name__)
-
-
-class UpdateServiceImpl(UpdateService):
-    """Every method answers UNIMPLEMENTED until the updates work lands."""
 
 
 class AnalyticsServiceImpl(AnalyticsService):
