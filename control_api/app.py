@@ -2,7 +2,9 @@
 
 Served by pyvoy (see fleetd.supervisor.api_command): Connect JSON, gRPC and gRPC-Web on
 one TLS port, plus reflection (v1 and v1alpha), ``grpc.health.v1``, ``/healthz`` and the
-TUF repository under ``/tuf/`` (control_api/tuf_files.py).
+TUF repository under ``/tuf/`` (control_api/tuf_files.py). Each event loop's start-up
+also starts the background roles: the TUF timestamp refresher and the rollout engine
+(fleetd/rollout/engine.py; one active across replicas).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from control_api.resources import close_resources, open_resources
 from control_api.status_codes import SeedStatusCodes
 from control_api.updates import UpdateServiceImpl
 from fleetd.config import Settings
+from fleetd.rollout import engine as rollout_engine
 from fleetd.v1 import analytics_pb2, binary_pb2, device_pb2, update_pb2
 from fleetd.v1.analytics_connect import AnalyticsService, AnalyticsServiceASGIApplication
 from fleetd.v1.binary_connect import BinaryService, BinaryServiceASGIApplication
@@ -87,11 +90,17 @@ def create_app(settings: Settings | None = None) -> SeedStatusCodes:
 
     async def startup() -> None:
         _quiet_pyvoy_receive_noise(asyncio.get_running_loop())
-        await open_resources(settings)
+        res = await open_resources(settings)
         await tuf_files.start_refresher()
+        rollout_engine.start(
+            res.pool, res.redis, database_url=settings.database_url or "",
+            fleet=settings.fleet, tick=settings.rollout_tick,
+            heartbeat_interval=settings.heartbeat_interval, offline_after=settings.offline_after,
+        )  # fmt: skip
 
     async def shutdown() -> None:
         health_service.set_all(health.NOT_SERVING)
+        await rollout_engine.stop()
         await tuf_files.stop_refresher()
         await close_resources()
 

@@ -126,6 +126,8 @@ class Settings:
     exact_count_limit: int = 10_000
     """ListDevices counts total_count exactly up to this many devices, then estimates
     (fleetd.storage.devices.total_devices); 0 always counts exactly."""
+    rollout_tick: float = 1.0
+    """Seconds between two rounds of the rollout engine (fleetd.rollout.engine)."""
     gateway_device_rate: str = ""
     """Per-device Heartbeat/Register limit in the gateway: ``COUNT/s|m|h`` (burst COUNT),
     ``off``, or empty for the default, derived from the heartbeat interval."""
@@ -172,6 +174,7 @@ class Settings:
             "FLEETD_RATE_DEVICE": self.rate_device,
             "FLEETD_GATEWAY_DEVICE_RATE": self.gateway_device_rate,
             "FLEETD_EXACT_COUNT_LIMIT": str(self.exact_count_limit),
+            "FLEETD_ROLLOUT_TICK": repr(self.rollout_tick),
         }
         if self.database_url:
             env["FLEETD_DATABASE_URL"] = self.database_url
@@ -218,6 +221,7 @@ class Settings:
             rate_device=_rate(env, "FLEETD_RATE_DEVICE", "10/m"),
             gateway_device_rate=_gateway_rate(env),
             exact_count_limit=_int(env, "FLEETD_EXACT_COUNT_LIMIT", 10_000, 0),
+            rollout_tick=_float(env, "FLEETD_ROLLOUT_TICK", 1.0, 0.01),
         )
 
 

@@ -17,6 +17,7 @@ its failure never undoes a change (callers log it; see ``control_api.events``).
 | ``device.online``, ``device.offline`` | ``previous`` (the status before, optional), ``last_seen`` (Unix seconds, optional) |
 | ``device.registered``, ``device.updated``, ``device.deleted`` | none (readers load the device) |
 | ``device.deployment`` | ``assignment_id``, ``deployment_id``, ``state`` (the assignment's new state), ``reason`` |
+| ``deployment.started``, ``.wave_started``, ``.awaiting_approval``, ``.paused``, ``.resumed``, ``.completed``, ``.failed``, ``.cancelled``, ``.rolling_back``, ``.rolled_back`` | ``deployment_id``, ``update_id``, ``state``, ``wave``, ``message``; ``device_id`` is empty (a deployment event is about no one device) |
 
 Unknown types and extra fields are allowed: readers skip what they do not know.
 """  # noqa: E501
@@ -40,6 +41,9 @@ REGISTERED = "device.registered"
 UPDATED = "device.updated"
 DELETED = "device.deleted"
 DEPLOYMENT = "device.deployment"
+
+DEPLOYMENT_EVENT_PREFIX = "deployment."
+"""Deployment state changes (fleetd.rollout): the only events without a device id."""
 
 _RESERVED = frozenset({"type", "device_id", "at"})
 
@@ -66,13 +70,17 @@ def encode(event: Event) -> dict[str, str]:
         ValueError: an event-specific field reuses ``type``, ``device_id`` or ``at``, or
             the type or device id is empty.
     """
-    if not event.type or not event.device_id:
+    if not event.type or not (event.device_id or _about_deployment(event.type)):
         raise ValueError("an event needs a type and a device_id")
     clash = _RESERVED.intersection(event.fields)
     if clash:
         raise ValueError(f"event field names {sorted(clash)} are reserved")
     return {"type": event.type, "device_id": event.device_id, "at": repr(float(event.at)),
             **event.fields}  # fmt: skip
+
+
+def _about_deployment(event_type: str) -> bool:
+    return event_type.startswith(DEPLOYMENT_EVENT_PREFIX)
 
 
 def _text(value: bytes | str) -> str:
@@ -97,7 +105,7 @@ def decode(entry: EntryFields) -> Event:
     event_type = fields.pop("type", "")
     device_id = fields.pop("device_id", "")
     at_text = fields.pop("at", "")
-    if not event_type or not device_id:
+    if not event_type or not (device_id or _about_deployment(event_type)):
         raise InvalidEvent("event without a type or device_id")
     try:
         at = float(at_text)

@@ -36,6 +36,7 @@ import asyncpg
 
 from fleetd import lifecycle
 from fleetd.device.v1 import agent_pb2
+from fleetd.storage import deployment_progress
 from fleetd.storage.desired import bump_revisions
 from fleetd.storage.types import Connection, Queryable
 
@@ -263,7 +264,7 @@ async def _record(
 ) -> ReportOutcome:
     async with conn.transaction():
         assignment = await conn.fetchrow(
-            """SELECT state, last_sequence FROM assignments
+            """SELECT state, last_sequence, deployment_id FROM assignments
                WHERE assignment_id = $1 AND device_id = $2 FOR UPDATE""",
             report.assignment_id,
             device_id,
@@ -320,4 +321,15 @@ async def _record(
             sequence,
             report.observed_at,
         )
+        if assignment["deployment_id"]:  # the deployment's progress, in this transaction
+            await deployment_progress.on_report(
+                conn,
+                device_id=device_id,
+                deployment_id=assignment["deployment_id"],
+                assignment_id=report.assignment_id,
+                state=report.state,
+                reason=report.reason,
+                message=report.message,
+                installed_version=report.installed_version,
+            )
     return ReportOutcome(duplicate=False)

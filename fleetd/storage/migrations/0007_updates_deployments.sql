@@ -47,19 +47,22 @@ CREATE TABLE deployments (
     state            text NOT NULL DEFAULT 'pending'
                      CHECK (state IN ('pending', 'running', 'paused', 'completed', 'failed',
                                       'cancelled', 'rolling_back', 'rolled_back')),
-    -- Serialized fleetd.v1.DeploymentConfig, defaults resolved.
+    -- Serialized fleetd.v1.DeploymentConfig, defaults resolved (waves always explicit).
     config           bytea NOT NULL,
     device_filter    text NOT NULL DEFAULT '',
+    -- Every resolved target, skipped ones included.
     target_device_count integer NOT NULL CHECK (target_device_count >= 0),
-    -- Cumulative number of targets once wave i is done; the last equals the count.
+    -- Cumulative number of targets to update (skipped ones excluded) once wave i is done;
+    -- the last equals the targets that are not skipped.
     wave_ends        integer[] NOT NULL,
     current_wave     integer NOT NULL DEFAULT 0,
     awaiting_approval boolean NOT NULL DEFAULT false,
     -- When the current wave's devices all reached a terminal state (validation starts).
     wave_settled_at  timestamptz,
-    -- Failures an operator acknowledged by resuming after a halt; the failure budget
-    -- counts only failures beyond them.
+    -- Failures (failed + rolled back) and rollbacks an operator acknowledged by resuming
+    -- after a halt; the failure budget and the rollback gate count only those beyond.
     acknowledged_failures integer NOT NULL DEFAULT 0,
+    acknowledged_rolled_back integer NOT NULL DEFAULT 0,
     message          text NOT NULL DEFAULT '',
     created_by       text NOT NULL DEFAULT '',
     created_at       timestamptz NOT NULL DEFAULT now(),
@@ -74,6 +77,10 @@ CREATE INDEX deployments_active_idx ON deployments (state)
 
 -- Every resolved target of a deployment: its wave (by a stable hash of deployment and
 -- device id, fixed at creation) and its progress. state 'waiting' = not yet assigned.
+-- A device gets one assignment per artifact of the update that fits its type
+-- (assignment_ids); previous_assignment_ids[i] is the assignment assignment_ids[i]
+-- superseded ('' when there was none: a first install), the rollback source;
+-- rollback_assignment_ids are the assignments RollbackDeployment gave it.
 CREATE TABLE deployment_targets (
     deployment_id    text NOT NULL REFERENCES deployments (deployment_id) ON DELETE CASCADE,
     device_id        text NOT NULL,
@@ -82,7 +89,9 @@ CREATE TABLE deployment_targets (
                      CHECK (state IN ('waiting', 'pending', 'downloading', 'verifying',
                                       'applying', 'healthy', 'rolled_back', 'failed',
                                       'cancelled', 'skipped')),
-    assignment_id    text,
+    assignment_ids   text[] NOT NULL DEFAULT '{}',
+    previous_assignment_ids text[] NOT NULL DEFAULT '{}',
+    rollback_assignment_ids text[] NOT NULL DEFAULT '{}',
     previous_version text NOT NULL DEFAULT '',
     installed_version text NOT NULL DEFAULT '',
     reason           text NOT NULL DEFAULT '',
@@ -95,13 +104,17 @@ CREATE TABLE deployment_targets (
 
 CREATE INDEX deployment_targets_wave_idx ON deployment_targets (deployment_id, wave, state);
 
--- Per-state counters of a deployment, sharded so concurrent status reports about one
--- deployment do not all wait on one row: a report moves one count between two states
--- of one shard (O(1)); readers sum the shards.
+-- Per-wave, per-state counters of a deployment, sharded so concurrent status reports
+-- about one deployment do not all wait on one row: a report moves one count between two
+-- states of one shard (O(1), whatever the deployment's size); readers sum the shards. A
+-- shard's count may be negative (creation writes every count into shard 0); the sum over
+-- shards is the number of targets in that wave and state. The extra state
+-- 'rollback_pending' counts targets whose rollback assignments have not all ended.
 CREATE TABLE deployment_counters (
     deployment_id    text NOT NULL REFERENCES deployments (deployment_id) ON DELETE CASCADE,
+    wave             integer NOT NULL,
     shard            smallint NOT NULL,
     state            text NOT NULL,
-    count            integer NOT NULL,
-    PRIMARY KEY (deployment_id, shard, state)
+    count            bigint NOT NULL,
+    PRIMARY KEY (deployment_id, wave, shard, state)
 );
