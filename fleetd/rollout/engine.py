@@ -192,15 +192,20 @@ class Engine:
                     await tell(operations.COMPLETED, "completed")
                 return False
             if isinstance(decision, FinishRollback):
-                kept = await conn.fetchval(
-                    """SELECT count(*) FROM deployment_targets
-                       WHERE deployment_id = $1 AND reason = 'NO_PREVIOUS_VERSION'""",
+                notes = dict(await conn.fetch(
+                    """SELECT reason, count(*) FROM deployment_targets
+                       WHERE deployment_id = $1
+                         AND reason IN ('NO_PREVIOUS_VERSION', 'SUPERSEDED')
+                       GROUP BY reason""",
                     deployment_id,
-                )
-                message = "rolled back" + (
-                    f"; {kept} device(s) kept the update (first install, no previous version)"
-                    if kept else ""
-                )  # fmt: skip
+                ))  # fmt: skip
+                message = "rolled back"
+                if notes.get("NO_PREVIOUS_VERSION"):
+                    message += (f"; {notes['NO_PREVIOUS_VERSION']} device(s) kept the update "
+                                "(first install, no previous version)")  # fmt: skip
+                if notes.get("SUPERSEDED"):
+                    message += (f"; {notes['SUPERSEDED']} device(s) have a newer assignment "
+                                "and were left alone")  # fmt: skip
                 if await deployments.transition(conn, deployment_id, ["rolling_back"],
                                                 "rolled_back", message=message):  # fmt: skip
                     await tell(operations.ROLLED_BACK, "rolled_back", message)

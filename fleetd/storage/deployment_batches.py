@@ -99,12 +99,15 @@ async def assign_batch(
         if current is None or current["state"] != "running" or current["current_wave"] != wave:
             return batch
         picked = await conn.fetch(
-            """UPDATE deployment_targets t
+            # MATERIALIZED: evaluated once. As a plain subquery the planner may rescan it,
+            # and every rescan under SKIP LOCKED picks further rows past the LIMIT.
+            """WITH pick AS MATERIALIZED (
+                   SELECT device_id FROM deployment_targets
+                   WHERE deployment_id = $1 AND wave = $2 AND state = 'waiting'
+                   ORDER BY device_id LIMIT $3 FOR UPDATE SKIP LOCKED)
+               UPDATE deployment_targets t
                SET state = 'pending', assigned_at = now(), updated_at = now()
-               FROM (SELECT device_id FROM deployment_targets
-                     WHERE deployment_id = $1 AND wave = $2 AND state = 'waiting'
-                     ORDER BY device_id LIMIT $3 FOR UPDATE SKIP LOCKED) AS pick
-               WHERE t.deployment_id = $1 AND t.device_id = pick.device_id
+               FROM pick WHERE t.deployment_id = $1 AND t.device_id = pick.device_id
                RETURNING t.device_id""",
             deployment_id,
             wave,
@@ -255,15 +258,16 @@ async def expire_timeouts(
             list(IN_FLIGHT),
         )
         expired = await conn.fetch(
-            """UPDATE deployment_targets t
+            """WITH o AS MATERIALIZED (
+                   SELECT device_id, wave, state FROM deployment_targets
+                   WHERE deployment_id = $1 AND device_id = ANY($2::text[])
+                     AND state = ANY($4::text[]) FOR UPDATE)
+               UPDATE deployment_targets t
                SET state = 'failed', reason = 'TIMEOUT', completed_at = now(),
                    updated_at = now(),
                    message = 'no terminal state within device_timeout ('
                              || $3::text || ' s) of the assignment'
-               FROM (SELECT device_id, wave, state FROM deployment_targets
-                     WHERE deployment_id = $1 AND device_id = ANY($2::text[])
-                       AND state = ANY($4::text[]) FOR UPDATE) AS o
-               WHERE t.deployment_id = $1 AND t.device_id = o.device_id
+               FROM o WHERE t.deployment_id = $1 AND t.device_id = o.device_id
                RETURNING o.wave, o.state""",
             deployment_id,
             [r["device_id"] for r in candidates],

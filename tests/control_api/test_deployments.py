@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from fleetd.pki import CertificateAuthority
 from fleetd.v1 import update_pb2, update_pb2_grpc
-from tests.support.deployment import Deployment, running_deployment
+from tests.support.deployment import Deployment, restart_api, running_deployment
 from tests.support.simulator import Behaviour, Simulator
 from tests.support.updates import create_update
 from tests.support.waiting import until
@@ -131,3 +131,328 @@ async def test_all_at_once_deployment_completes_and_counters_match_device_rows(
         created.deployment_id,
     )
     assert {r["state"]: r["n"] for r in rows} == {r["state"]: r["n"] for r in counters}
+
+
+async def _events(redis: aioredis.Redis, fleet: str, deployment_id: str) -> list[str]:
+    entries = await redis.xrange(f"{{{fleet}}}:events" if False else _events_key(fleet))
+    return [
+        fields[b"type"].decode()
+        for _, fields in entries
+        if fields.get(b"deployment_id", b"").decode() == deployment_id
+    ]
+
+
+def _events_key(fleet: str) -> str:
+    from fleetd.storage import redis_keys
+
+    return redis_keys.events(fleet)
+
+
+async def test_rolling_deployment_halts_at_the_failure_threshold(
+    deployment: Deployment,
+    pool: asyncpg.Pool,
+    ca: CertificateAuthority,
+    operator: Operator,
+    redis: aioredis.Redis,
+) -> None:
+    update_id = await create_update(pool, version="2.0.0")
+    behaviour = Behaviour(failure_rate=0.5, seed=7)
+    async with Simulator.running(deployment, pool, ca, ids(30), behaviour=behaviour):
+        created = await operator.deploy(
+            update_id, device_filter="type:raspberry-pi",
+            config=U.DeploymentConfig(strategy=U.ROLLING, max_parallel=3,
+                                      max_failure_percentage=10),
+        )  # fmt: skip
+        halted = await operator.reaches(created.deployment_id, DS.FAILED)
+    metrics = halted.metrics
+    finished = metrics.healthy_count + metrics.failed_count + metrics.rolled_back_count
+    assert finished >= 10  # the minimum sample
+    assert 100 * (metrics.failed_count + metrics.rolled_back_count) / finished > 10
+    assert metrics.pending_count > 0  # devices left unassigned: the rollout stopped
+    assert "max_failure_percentage" in halted.status.message
+    kinds = await _events(redis, deployment.settings.fleet, created.deployment_id)
+    assert kinds[:2] == ["deployment.started", "deployment.wave_started"]
+    assert kinds[-1] == "deployment.failed"
+
+
+async def test_canary_promotes_after_the_validation_window_when_healthy(
+    deployment: Deployment,
+    pool: asyncpg.Pool,
+    ca: CertificateAuthority,
+    operator: Operator,
+    redis: aioredis.Redis,
+) -> None:
+    update_id = await create_update(pool, version="2.0.0")
+    async with Simulator.running(deployment, pool, ca, ids(10)) as sim:
+        created = await operator.deploy(
+            update_id, device_filter="type:raspberry-pi",
+            config=U.DeploymentConfig(
+                strategy=U.CANARY, canary_percentage=20, auto_promote=True,
+                validation_duration={"seconds": 1},
+                health_gates=[U.HealthGate(metric="cpu_usage", aggregation="MAX",
+                                           max_value=50)],
+            ),
+        )  # fmt: skip
+
+        async def canary_validating() -> bool:
+            row = await pool.fetchrow(
+                "SELECT wave_settled_at FROM deployments WHERE deployment_id = $1",
+                created.deployment_id,
+            )
+            return row is not None and row["wave_settled_at"] is not None
+
+        await until(canary_validating)
+        assert len(sim.received("2.0.0")) == 2  # only the canary, during validation
+        done = await operator.reaches(created.deployment_id, DS.COMPLETED)
+        assert done.metrics.healthy_count == 10
+        assert len(sim.received("2.0.0")) == 10
+    entries = await redis.xrange(_events_key(deployment.settings.fleet))
+    waves = {
+        int(f[b"wave"]): float(f[b"at"])
+        for _, f in entries
+        if f[b"type"] == b"deployment.wave_started"
+    }
+    settled = await pool.fetchval(
+        "SELECT extract(epoch FROM started_at) FROM deployments WHERE deployment_id = $1",
+        created.deployment_id,
+    )
+    assert waves[1] - waves[0] >= 1.0  # not promoted before the window passed
+    assert waves[1] > float(settled)
+
+
+async def test_canary_stops_when_its_devices_stop_heartbeating(
+    deployment: Deployment, pool: asyncpg.Pool, ca: CertificateAuthority, operator: Operator
+) -> None:
+    update_id = await create_update(pool, version="2.0.0")
+    behaviour = Behaviour(silent_after_versions=frozenset({"2.0.0"}))
+    async with Simulator.running(deployment, pool, ca, ids(10), behaviour=behaviour) as sim:
+        created = await operator.deploy(
+            update_id, device_filter="type:raspberry-pi",
+            config=U.DeploymentConfig(strategy=U.CANARY, canary_percentage=20,
+                                      auto_promote=True, validation_duration={"seconds": 1}),
+        )  # fmt: skip
+        halted = await operator.reaches(created.deployment_id, DS.FAILED)
+        assert "stopped heartbeating" in halted.status.message
+        assert halted.status.current_wave == 0
+        assert halted.metrics.healthy_count == 2
+        assert len(sim.received("2.0.0")) == 2  # the rest never got it
+
+
+async def test_canary_stops_when_a_health_gate_fails(
+    deployment: Deployment, pool: asyncpg.Pool, ca: CertificateAuthority, operator: Operator
+) -> None:
+    update_id = await create_update(pool, version="2.0.0")
+    behaviour = Behaviour(cpu_percent=95.0)
+    async with Simulator.running(deployment, pool, ca, ids(10), behaviour=behaviour) as sim:
+        created = await operator.deploy(
+            update_id, device_filter="type:raspberry-pi",
+            config=U.DeploymentConfig(
+                strategy=U.CANARY, canary_percentage=20, auto_promote=True,
+                validation_duration={"seconds": 1},
+                health_gates=[U.HealthGate(metric="cpu_usage", max_value=80)],
+            ),
+        )  # fmt: skip
+        halted = await operator.reaches(created.deployment_id, DS.FAILED)
+        assert "health gate AVG(cpu_usage)" in halted.status.message
+        assert len(sim.received("2.0.0")) == 2
+
+
+async def test_manual_approval_waits_for_approve_wave_of_the_next_wave(
+    deployment: Deployment, pool: asyncpg.Pool, ca: CertificateAuthority, operator: Operator
+) -> None:
+    update_id = await create_update(pool, version="2.0.0")
+    async with Simulator.running(deployment, pool, ca, ids(6)) as sim:
+        created = await operator.deploy(
+            update_id, device_ids=ids(6),
+            config=U.DeploymentConfig(strategy=U.CANARY, canary_percentage=30,
+                                      validation_duration={"seconds": 0}),
+        )  # fmt: skip
+        waiting = await operator.reaches(created.deployment_id, DS.PAUSED)
+        assert waiting.status.awaiting_approval
+        assert waiting.status.current_wave == 0 and waiting.status.total_waves == 2
+        assert len(sim.received("2.0.0")) == 2
+        stale = await operator.refused(
+            "ApproveWave", U.ApproveWaveRequest(deployment_id=created.deployment_id, wave=2)
+        )
+        assert stale.code() == grpc.StatusCode.FAILED_PRECONDITION
+        resumed = await operator.refused(
+            "ResumeDeployment", U.ResumeDeploymentRequest(deployment_id=created.deployment_id)
+        )
+        assert "ApproveWave" in (resumed.details() or "")
+        approved = await operator.call(
+            "ApproveWave", U.ApproveWaveRequest(deployment_id=created.deployment_id, wave=1)
+        )
+        assert isinstance(approved, U.ApproveWaveResponse)
+        assert approved.status.state == DS.RUNNING and approved.status.current_wave == 1
+        again = await operator.refused(
+            "ApproveWave", U.ApproveWaveRequest(deployment_id=created.deployment_id, wave=1)
+        )
+        assert again.code() == grpc.StatusCode.FAILED_PRECONDITION
+        await operator.reaches(created.deployment_id, DS.COMPLETED)
+        assert len(sim.received("2.0.0")) == 6
+
+
+async def test_rollback_gives_devices_their_previous_version_back(
+    deployment: Deployment, pool: asyncpg.Pool, ca: CertificateAuthority, operator: Operator
+) -> None:
+    first = await create_update(pool, version="1.0.0")
+    second = await create_update(pool, version="2.0.0")
+    async with Simulator.running(deployment, pool, ca, ids(6)) as sim:
+        one = await operator.deploy(first, device_filter="type:raspberry-pi")
+        await operator.reaches(one.deployment_id, DS.COMPLETED)
+        two = await operator.deploy(second, device_filter="type:raspberry-pi")
+        await operator.reaches(two.deployment_id, DS.COMPLETED)
+        unforced = await operator.refused(
+            "RollbackDeployment", U.RollbackDeploymentRequest(deployment_id=two.deployment_id)
+        )
+        assert unforced.code() == grpc.StatusCode.FAILED_PRECONDITION
+        rollback = await operator.call(
+            "RollbackDeployment",
+            U.RollbackDeploymentRequest(deployment_id=two.deployment_id, reason="bad model",
+                                        force=True),
+        )  # fmt: skip
+        assert isinstance(rollback, U.RollbackDeploymentResponse)
+        assert rollback.success and rollback.devices_rolled_back == 6
+        done = await operator.reaches(two.deployment_id, DS.ROLLED_BACK)
+        assert done.metrics.rolled_back_count == 6
+        for device in sim.devices:
+            assert device.installed["detector-model"] == "1.0.0"
+            last = device.received[-1]
+            assert (last.version, last.deployment_id) == ("1.0.0", two.deployment_id)
+            assert last.previous.version == "2.0.0"
+    details = await operator.status(two.deployment_id, details=True)
+    assert {d.installed_version for d in details.device_statuses} == {"1.0.0"}
+    assert {d.previous_version for d in details.device_statuses} == {"1.0.0"}
+    # The first deployment's assignments were replaced since: rolling it back leaves
+    # the devices' newer assignments alone.
+    rollback_old = await operator.call(
+        "RollbackDeployment",
+        U.RollbackDeploymentRequest(deployment_id=one.deployment_id, force=True),
+    )
+    assert isinstance(rollback_old, U.RollbackDeploymentResponse)
+    assert rollback_old.devices_rolled_back == 0
+    old = await operator.reaches(one.deployment_id, DS.ROLLED_BACK)
+    assert "6 device(s) have a newer assignment" in old.status.message
+
+
+async def test_rollback_of_a_first_install_keeps_it_and_says_so(
+    deployment: Deployment, pool: asyncpg.Pool, ca: CertificateAuthority, operator: Operator
+) -> None:
+    update_id = await create_update(pool, name="fresh-model", version="1.0.0")
+    async with Simulator.running(deployment, pool, ca, ids(4)) as sim:
+        created = await operator.deploy(update_id, device_filter="type:raspberry-pi")
+        await operator.reaches(created.deployment_id, DS.COMPLETED)
+        rollback = await operator.call(
+            "RollbackDeployment",
+            U.RollbackDeploymentRequest(deployment_id=created.deployment_id, force=True),
+        )
+        assert isinstance(rollback, U.RollbackDeploymentResponse)
+        assert rollback.devices_rolled_back == 0
+        kept = await operator.reaches(created.deployment_id, DS.ROLLED_BACK)
+        assert "4 device(s) kept the update" in kept.status.message
+        assert all(d.installed["fresh-model"] == "1.0.0" for d in sim.devices)
+        assert len(sim.received()) == 4  # nothing new was assigned
+    details = await operator.status(created.deployment_id, details=True)
+    assert {d.reason for d in details.device_statuses} == {"NO_PREVIOUS_VERSION"}
+
+
+async def test_control_api_restart_mid_rollout_resumes_without_double_assignment(
+    deployment: Deployment, pool: asyncpg.Pool, ca: CertificateAuthority, operator: Operator
+) -> None:
+    update_id = await create_update(pool, version="2.0.0")
+    behaviour = Behaviour(step_delay=0.15)
+    async with Simulator.running(deployment, pool, ca, ids(12), behaviour=behaviour) as sim:
+        created = await operator.deploy(
+            update_id, device_filter="type:raspberry-pi",
+            config=U.DeploymentConfig(strategy=U.ROLLING, max_parallel=2),
+        )  # fmt: skip
+
+        async def some_assigned() -> bool:
+            return len(sim.received("2.0.0")) >= 3
+
+        await until(some_assigned)
+        await restart_api(deployment)
+        assert len(sim.received("2.0.0")) < 12  # stopped mid-rollout
+        restarted = Operator(deployment)
+        try:
+            done = await restarted.reaches(created.deployment_id, DS.COMPLETED)
+        finally:
+            await restarted.channel.close()
+        assert done.metrics.healthy_count == 12
+        received = sim.received("2.0.0")
+    assert sorted(d for d, _ in received) == ids(12)  # each device exactly once
+    per_device = await pool.fetch(
+        """SELECT device_id, count(*) AS n FROM assignments WHERE deployment_id = $1
+           GROUP BY device_id""",
+        created.deployment_id,
+    )
+    assert {r["n"] for r in per_device} == {1} and len(per_device) == 12
+
+
+async def test_pause_resume_and_cancel(
+    deployment: Deployment, pool: asyncpg.Pool, ca: CertificateAuthority, operator: Operator
+) -> None:
+    update_id = await create_update(pool, version="2.0.0")
+    behaviour = Behaviour(step_delay=0.1)
+    async with Simulator.running(deployment, pool, ca, ids(10), behaviour=behaviour) as sim:
+        created = await operator.deploy(
+            update_id, device_filter="type:raspberry-pi",
+            config=U.DeploymentConfig(strategy=U.ROLLING, max_parallel=1),
+        )  # fmt: skip
+        dep_id = created.deployment_id
+
+        async def one_done() -> bool:
+            return (await operator.status(dep_id)).metrics.healthy_count >= 1
+
+        await until(one_done)
+        paused = await operator.call(
+            "PauseDeployment", U.PauseDeploymentRequest(deployment_id=dep_id, reason="lunch")
+        )
+        assert isinstance(paused, U.PauseDeploymentResponse)
+        assert paused.status.state == DS.PAUSED and "lunch" in paused.status.message
+        again = await operator.call("PauseDeployment", U.PauseDeploymentRequest(deployment_id=dep_id))
+        assert isinstance(again, U.PauseDeploymentResponse)  # idempotent
+        settled = await operator.status(dep_id)
+        await until(lambda: _no_in_flight(operator, dep_id))
+        frozen = len(sim.received("2.0.0"))
+        await _sleep(1.0)
+        assert len(sim.received("2.0.0")) == frozen  # nothing assigned while paused
+        assert settled.status.state == DS.PAUSED
+        resumed = await operator.call("ResumeDeployment", U.ResumeDeploymentRequest(deployment_id=dep_id))
+        assert isinstance(resumed, U.ResumeDeploymentResponse)
+        assert resumed.status.state == DS.RUNNING
+        await until(lambda: _received_more(sim, frozen))
+        cancelled = await operator.call(
+            "CancelDeployment", U.CancelDeploymentRequest(deployment_id=dep_id, reason="enough")
+        )
+        assert isinstance(cancelled, U.CancelDeploymentResponse)
+        assert cancelled.status.state == DS.CANCELLED
+        assert cancelled.devices_cancelled >= 1
+        illegal = await operator.refused(
+            "ResumeDeployment", U.ResumeDeploymentRequest(deployment_id=dep_id)
+        )
+        assert illegal.code() == grpc.StatusCode.FAILED_PRECONDITION
+        count = len(sim.received("2.0.0"))
+        await _sleep(0.8)
+        assert len(sim.received("2.0.0")) == count
+    final = await operator.status(dep_id)
+    m = final.metrics
+    assert m.skipped_count + m.cancelled_count == cancelled.devices_cancelled
+    assert m.pending_count == 0 or m.cancelled_count >= 0
+
+
+async def _no_in_flight(operator: Operator, deployment_id: str) -> bool:
+    m = (await operator.status(deployment_id)).metrics
+    return m.downloading_count + m.verifying_count + m.applying_count == 0 and (
+        m.pending_count + m.healthy_count == m.total_devices
+    )
+
+
+async def _received_more(sim: Simulator, count: int) -> bool:
+    return len(sim.received("2.0.0")) > count
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)

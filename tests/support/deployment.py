@@ -91,7 +91,20 @@ async def running_deployment(
         deployment = Deployment(settings, init.admin_api_key, gateway, api)
         yield deployment
     finally:
-        if api is not None:
-            await _stop_api(api)
+        # A test may have restarted the API (restart_api): stop the current one.
+        current_api = deployment.api if deployment is not None else api
+        if current_api is not None:
+            await _stop_api(current_api)
         # A test may have replaced the gateway (a restart): stop the current one.
         await (deployment.gateway if deployment else gateway).stop(grace=1.0)
+
+
+async def restart_api(deployment: Deployment) -> None:
+    """Stop the control API and start a new one on a new port (same settings, storage and
+    data directory): what a crash and restart of the API process looks like."""
+    if deployment.api is not None:
+        await _stop_api(deployment.api)
+    api = build_server(deployment.settings, port=0)
+    await api.start()
+    deployment.api = api
+    deployment.settings = replace(deployment.settings, api_port=api.listener_port)

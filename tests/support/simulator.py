@@ -40,6 +40,9 @@ class Behaviour:
     faulty_versions: frozenset[str] | None = None
     step_delay: float = 0.02
     cpu_percent: float = 20.0
+    silent_after_versions: frozenset[str] = frozenset()
+    """The device stops heartbeating once it receives an assignment of one of these
+    versions (it still applies and reports it): a device the update knocked offline."""
     seed: int = 1
 
     def outcome(self, device_id: str, assignment: S.ArtifactAssignment) -> S.ArtifactState:
@@ -104,6 +107,8 @@ class SimulatedDevice:
                 self._handled.add(assignment.assignment_id)
                 self.received.append(assignment)
                 self._queue.put_nowait(assignment)
+                if assignment.version in self.behaviour.silent_after_versions:
+                    self.heartbeating = False
 
     async def apply_forever(self) -> None:
         while True:
