@@ -417,4 +417,3 @@ def _list_filter(text: str) -> tuple[list[str], str, str]:
         else:
             found[key] = value
     return states, found.get("update_id", ""), found.get("created_by", "")
-

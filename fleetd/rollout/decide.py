@@ -223,7 +223,9 @@ def decide(snapshot: Snapshot, policy: Policy, gates: GateResult | None = None) 
         return Complete()
     if snapshot.wave_settled_at is None:
         return Settle(wave)
-    remaining = policy.validation_seconds - (snapshot.now - snapshot.wave_settled_at).total_seconds()
+    remaining = (
+        policy.validation_seconds - (snapshot.now - snapshot.wave_settled_at).total_seconds()
+    )
     if remaining > 0:
         return Wait(f"wave {wave} validating for {remaining:.1f} s more")
     reason = _wave_gates(snapshot, policy, wave)

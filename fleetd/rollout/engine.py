@@ -45,6 +45,7 @@ from fleetd.rollout.decide import (
 from fleetd.storage import deployment_batches, deployments
 from fleetd.storage.deployments import Artifact
 from fleetd.storage.desired import mark_changed
+from fleetd.storage.types import Connection
 from fleetd.v1 import update_pb2
 
 log = logging.getLogger(__name__)
@@ -192,13 +193,14 @@ class Engine:
                     await tell(operations.COMPLETED, "completed")
                 return False
             if isinstance(decision, FinishRollback):
-                notes = dict(await conn.fetch(
-                    """SELECT reason, count(*) FROM deployment_targets
+                rows = await conn.fetch(
+                    """SELECT reason, count(*) AS n FROM deployment_targets
                        WHERE deployment_id = $1
                          AND reason IN ('NO_PREVIOUS_VERSION', 'SUPERSEDED')
                        GROUP BY reason""",
                     deployment_id,
-                ))  # fmt: skip
+                )
+                notes = {r["reason"]: r["n"] for r in rows}
                 message = "rolled back"
                 if notes.get("NO_PREVIOUS_VERSION"):
                     message += (f"; {notes['NO_PREVIOUS_VERSION']} device(s) kept the update "
@@ -231,7 +233,7 @@ class Engine:
         raise AssertionError(f"unhandled decision {decision!r}")
 
     async def _assign(
-        self, conn: asyncpg.Connection, deployment_id: str, decision: Assign, update_id: str
+        self, conn: Connection, deployment_id: str, decision: Assign, update_id: str
     ) -> bool:
         artifacts = self._artifacts.get(update_id)
         if artifacts is None:
@@ -300,6 +302,7 @@ class Engine:
             wave,
             since,
         )
+        assert heard is not None  # an aggregate always returns a row
         n, silent = heard["n"], heard["silent"]
         offline_pct = 100.0 * silent / n if n else 0.0
         if silent and offline_pct > policy.max_failure_percentage:
@@ -327,12 +330,12 @@ class Engine:
             if (gate.HasField("min_value") and value < gate.min_value) or (
                 gate.HasField("max_value") and value > gate.max_value
             ):
-                bounds = (f"[{gate.min_value if gate.HasField('min_value') else '-inf'}, "
-                          f"{gate.max_value if gate.HasField('max_value') else 'inf'}]")  # fmt: skip
+                low = gate.min_value if gate.HasField("min_value") else "-inf"
+                high = gate.max_value if gate.HasField("max_value") else "inf"
                 return GateResult(
                     False,
                     f"health gate {gate.aggregation}({gate.metric}) = {value:.2f} "
-                    f"outside {bounds}",
+                    f"outside [{low}, {high}]",
                 )
         return GateResult(True)
 
@@ -365,7 +368,8 @@ class EngineRunner:
     async def _hold_and_run(self) -> None:
         lock = await asyncpg.connect(self._database_url)
         try:
-            while not await lock.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+            # Polling PostgreSQL: there is nothing local to wait on.
+            while not await lock.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):  # noqa: ASYNC110
                 await asyncio.sleep(self._lock_retry)
             self.active = True
             log.info("rollout engine active in this process")

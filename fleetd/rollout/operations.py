@@ -8,7 +8,6 @@ published and desired-state revisions marked after the commit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import asyncpg
@@ -17,6 +16,7 @@ import redis.asyncio as aioredis
 from fleetd import events
 from fleetd.storage import deployment_batches, deployments
 from fleetd.storage.desired import mark_changed
+from fleetd.storage.types import Connection
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +69,16 @@ async def announce(
         log.warning("%s event for %s not published: %s", event_type, deployment_id, exc)
 
 
-async def _locked(conn: asyncpg.Connection, deployment_id: str) -> asyncpg.Record:
+async def _locked(conn: Connection, deployment_id: str) -> asyncpg.Record:
     row = await deployments.get_deployment(conn, deployment_id, for_update=True)
     if row is None:
         raise NotFound(deployment_id)
     return row
 
 
-def _refuse(action: str, row: Mapping[str, object], allowed: str) -> IllegalState:
+def _refuse(action: str, row: asyncpg.Record, allowed: str) -> IllegalState:
     return IllegalState(
-        f"cannot {action} deployment {row['deployment_id']}: it is {row['state']} "
-        f"({allowed})"
+        f"cannot {action} deployment {row['deployment_id']}: it is {row['state']} ({allowed})"
     )
 
 

@@ -153,8 +153,10 @@ async def assign_batch(
             index = 0
             for artifact in fitting:
                 old = actives.get((device_id, artifact.name))
-                if old is not None and old["state"] == "healthy" and (
-                    old["version"] == artifact.version
+                if (
+                    old is not None
+                    and old["state"] == "healthy"
+                    and (old["version"] == artifact.version)
                 ):
                     continue  # this artifact is already in place
                 spec = agent_pb2.ArtifactAssignment()

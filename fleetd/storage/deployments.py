@@ -363,9 +363,7 @@ async def transition(
     return row
 
 
-async def device_statuses(
-    conn: Queryable, deployment_id: str, limit: int
-) -> list[asyncpg.Record]:
+async def device_statuses(conn: Queryable, deployment_id: str, limit: int) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT t.device_id, coalesce(d.name, '') AS device_name, t.wave, t.state,
                   coalesce(t.assignment_ids[1], '') AS assignment_id, t.previous_version,

@@ -5,14 +5,15 @@ lifecycle statuses, real PostgreSQL and Redis."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
 
 import asyncpg
 import grpc
 import pytest
 import redis.asyncio as aioredis
 
+from fleetd import events
 from fleetd.pki import CertificateAuthority
+from fleetd.storage import redis_keys
 from fleetd.v1 import update_pb2, update_pb2_grpc
 from tests.support.deployment import Deployment, restart_api, running_deployment
 from tests.support.simulator import Behaviour, Simulator
@@ -96,7 +97,7 @@ class Operator:
 async def operator(deployment: Deployment) -> AsyncIterator[Operator]:
     op = Operator(deployment)
     yield op
-    await op.channel.close()
+    await op.channel.close(None)
 
 
 def ids(count: int, prefix: str = "rpi") -> list[str]:
@@ -133,19 +134,11 @@ async def test_all_at_once_deployment_completes_and_counters_match_device_rows(
     assert {r["state"]: r["n"] for r in rows} == {r["state"]: r["n"] for r in counters}
 
 
-async def _events(redis: aioredis.Redis, fleet: str, deployment_id: str) -> list[str]:
-    entries = await redis.xrange(f"{{{fleet}}}:events" if False else _events_key(fleet))
-    return [
-        fields[b"type"].decode()
-        for _, fields in entries
-        if fields.get(b"deployment_id", b"").decode() == deployment_id
-    ]
-
-
-def _events_key(fleet: str) -> str:
-    from fleetd.storage import redis_keys
-
-    return redis_keys.events(fleet)
+async def _events(redis: aioredis.Redis, fleet: str, deployment_id: str) -> list[events.Event]:
+    """The deployment's events on the fleet's stream, in order."""
+    entries = await redis.xrange(redis_keys.events(fleet))
+    decoded = [events.decode(fields) for _, fields in entries or () if fields]
+    return [e for e in decoded if e.fields.get("deployment_id") == deployment_id]
 
 
 async def test_rolling_deployment_halts_at_the_failure_threshold(
@@ -170,7 +163,7 @@ async def test_rolling_deployment_halts_at_the_failure_threshold(
     assert 100 * (metrics.failed_count + metrics.rolled_back_count) / finished > 10
     assert metrics.pending_count > 0  # devices left unassigned: the rollout stopped
     assert "max_failure_percentage" in halted.status.message
-    kinds = await _events(redis, deployment.settings.fleet, created.deployment_id)
+    kinds = [e.type for e in await _events(redis, deployment.settings.fleet, created.deployment_id)]
     assert kinds[:2] == ["deployment.started", "deployment.wave_started"]
     assert kinds[-1] == "deployment.failed"
 
@@ -206,12 +199,9 @@ async def test_canary_promotes_after_the_validation_window_when_healthy(
         done = await operator.reaches(created.deployment_id, DS.COMPLETED)
         assert done.metrics.healthy_count == 10
         assert len(sim.received("2.0.0")) == 10
-    entries = await redis.xrange(_events_key(deployment.settings.fleet))
-    waves = {
-        int(f[b"wave"]): float(f[b"at"])
-        for _, f in entries
-        if f[b"type"] == b"deployment.wave_started"
-    }
+    seen = await _events(redis, deployment.settings.fleet, created.deployment_id)
+    waves = {int(e.fields["wave"]): e.at for e in seen if e.type == "deployment.wave_started"}
+    assert [e.type for e in seen][-1] == "deployment.completed"
     settled = await pool.fetchval(
         "SELECT extract(epoch FROM started_at) FROM deployments WHERE deployment_id = $1",
         created.deployment_id,
@@ -377,7 +367,7 @@ async def test_control_api_restart_mid_rollout_resumes_without_double_assignment
         try:
             done = await restarted.reaches(created.deployment_id, DS.COMPLETED)
         finally:
-            await restarted.channel.close()
+            await restarted.channel.close(None)
         assert done.metrics.healthy_count == 12
         received = sim.received("2.0.0")
     assert sorted(d for d, _ in received) == ids(12)  # each device exactly once
@@ -410,7 +400,9 @@ async def test_pause_resume_and_cancel(
         )
         assert isinstance(paused, U.PauseDeploymentResponse)
         assert paused.status.state == DS.PAUSED and "lunch" in paused.status.message
-        again = await operator.call("PauseDeployment", U.PauseDeploymentRequest(deployment_id=dep_id))
+        again = await operator.call(
+            "PauseDeployment", U.PauseDeploymentRequest(deployment_id=dep_id)
+        )
         assert isinstance(again, U.PauseDeploymentResponse)  # idempotent
         settled = await operator.status(dep_id)
         await until(lambda: _no_in_flight(operator, dep_id))
@@ -418,7 +410,9 @@ async def test_pause_resume_and_cancel(
         await _sleep(1.0)
         assert len(sim.received("2.0.0")) == frozen  # nothing assigned while paused
         assert settled.status.state == DS.PAUSED
-        resumed = await operator.call("ResumeDeployment", U.ResumeDeploymentRequest(deployment_id=dep_id))
+        resumed = await operator.call(
+            "ResumeDeployment", U.ResumeDeploymentRequest(deployment_id=dep_id)
+        )
         assert isinstance(resumed, U.ResumeDeploymentResponse)
         assert resumed.status.state == DS.RUNNING
         await until(lambda: _received_more(sim, frozen))

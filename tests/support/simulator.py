@@ -113,10 +113,9 @@ class SimulatedDevice:
     async def apply_forever(self) -> None:
         while True:
             assignment = await self._queue.get()
-            try:
+            # A refused report (the assignment was withdrawn): on to the next one.
+            with contextlib.suppress(grpc.aio.AioRpcError):
                 await self._apply(assignment)
-            except grpc.aio.AioRpcError:
-                pass  # withdrawn (FAILED_PRECONDITION) or gone: the next one
 
     async def _apply(self, assignment: S.ArtifactAssignment) -> None:
         for state in (S.ARTIFACT_STATE_DOWNLOADING, S.ARTIFACT_STATE_VERIFYING,
@@ -203,4 +202,4 @@ class Simulator:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             for d in devices:
-                await d.channel.close()
+                await d.channel.close(None)
