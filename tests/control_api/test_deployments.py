@@ -450,3 +450,77 @@ async def _sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+async def test_deploy_update_refuses_bad_requests_with_the_seed_codes(
+    deployment: Deployment, pool: asyncpg.Pool, ca: CertificateAuthority, operator: Operator
+) -> None:
+    update_id = await create_update(pool)
+    async with Simulator.running(deployment, pool, ca, ids(2)):
+        cases: list[tuple[U.DeployUpdateRequest, grpc.StatusCode, str]] = [
+            (U.DeployUpdateRequest(update_id="upd-none", device_filter="type:x"),
+             grpc.StatusCode.NOT_FOUND, "update upd-none"),
+            (U.DeployUpdateRequest(update_id=update_id), grpc.StatusCode.INVALID_ARGUMENT,
+             "device_ids, device_filter"),
+            (U.DeployUpdateRequest(update_id=update_id, device_filter="type:jetson"),
+             grpc.StatusCode.FAILED_PRECONDITION, "no device matches"),
+            (U.DeployUpdateRequest(update_id=update_id, device_ids=["rpi-000", "ghost"]),
+             grpc.StatusCode.NOT_FOUND, "ghost"),
+            (U.DeployUpdateRequest(update_id=update_id, device_filter="type:"),
+             grpc.StatusCode.INVALID_ARGUMENT, "device_filter"),
+            (U.DeployUpdateRequest(update_id=update_id, device_ids=["rpi-000"],
+                                   config=U.DeploymentConfig(max_failure_percentage=150)),
+             grpc.StatusCode.INVALID_ARGUMENT, "config.max_failure_percentage"),
+            (U.DeployUpdateRequest(update_id=update_id, device_ids=["rpi-000"],
+                                   config=U.DeploymentConfig(waves=[
+                                       U.Wave(cumulative_percentage=60),
+                                       U.Wave(cumulative_percentage=40)])),
+             grpc.StatusCode.INVALID_ARGUMENT, "config.waves[1]"),
+        ]  # fmt: skip
+        for request, code, text in cases:
+            error = await operator.refused("DeployUpdate", request)
+            assert error.code() == code, (request, error.details())
+            assert text in (error.details() or ""), (request, error.details())
+        missing = await operator.refused(
+            "GetDeploymentStatus", U.GetDeploymentStatusRequest(deployment_id="dep-none")
+        )
+        assert missing.code() == grpc.StatusCode.NOT_FOUND
+    assert await pool.fetchval("SELECT count(*) FROM deployments") == 0
+
+
+async def test_list_deployments_pages_newest_first_and_filters_by_state(
+    deployment: Deployment, pool: asyncpg.Pool, ca: CertificateAuthority, operator: Operator
+) -> None:
+    update_id = await create_update(pool)
+    async with Simulator.running(deployment, pool, ca, ids(1)):
+        made = []
+        for _ in range(3):
+            created = await operator.deploy(
+                update_id, device_ids=ids(1),
+                config=U.DeploymentConfig(strategy=U.ROLLING),
+            )  # fmt: skip
+            await operator.call(
+                "CancelDeployment", U.CancelDeploymentRequest(deployment_id=created.deployment_id)
+            )
+            made.append(created.deployment_id)
+    first = await operator.call("ListDeployments", U.ListDeploymentsRequest(page_size=2))
+    assert isinstance(first, U.ListDeploymentsResponse)
+    assert [d.deployment_id for d in first.deployments] == made[::-1][:2]
+    assert first.total_count == 3 and first.next_page_token
+    second = await operator.call(
+        "ListDeployments", U.ListDeploymentsRequest(page_size=2, page_token=first.next_page_token)
+    )
+    assert isinstance(second, U.ListDeploymentsResponse)
+    assert [d.deployment_id for d in second.deployments] == [made[0]]
+    assert not second.next_page_token
+    running = await operator.call(
+        "ListDeployments", U.ListDeploymentsRequest(filter="state:running")
+    )
+    assert isinstance(running, U.ListDeploymentsResponse) and running.total_count == 0
+    cancelled = await operator.call(
+        "ListDeployments",
+        U.ListDeploymentsRequest(filter=f"state:cancelled AND update_id:{update_id}"),
+    )
+    assert isinstance(cancelled, U.ListDeploymentsResponse) and cancelled.total_count == 3
+    bad = await operator.refused("ListDeployments", U.ListDeploymentsRequest(filter="foo:bar"))
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
