@@ -96,6 +96,9 @@ class Engine:
         self._clock = clock
         self._artifacts: dict[str, list[Artifact]] = {}
         self._rollback_cursor: dict[str, str] = {}
+        # Where each wave's walk over its waiting devices is (memory only: a restart
+        # walks again from the start, which finds the devices still waiting).
+        self._assign_cursor: dict[tuple[str, int], str] = {}
 
     async def tick(self) -> None:
         """One round: each active deployment steps as far as it can right now."""
@@ -240,15 +243,22 @@ class Engine:
             artifacts = await deployments.update_artifacts(conn, update_id) or []
             self._artifacts[update_id] = artifacts
         remaining = decision.count
+        key = (deployment_id, decision.wave)
         for _ in range(BATCHES_PER_STEP):
             if remaining <= 0:
                 return True
+            after = self._assign_cursor.get(key, "")
             batch = await deployment_batches.assign_batch(
-                conn, deployment_id, decision.wave, min(BATCH, remaining), artifacts
-            )
+                conn, deployment_id, decision.wave, min(BATCH, remaining), artifacts,
+                after_device_id=after,
+            )  # fmt: skip
             await mark_changed(self._redis, batch.revisions)
             if batch.processed == 0:
-                return False
+                # Past the last waiting device: start over (devices locked by another
+                # writer were skipped); nothing left at all ends this step.
+                self._assign_cursor.pop(key, None)
+                return bool(after)
+            self._assign_cursor[key] = batch.last_device_id
             remaining -= batch.processed
         return False
 

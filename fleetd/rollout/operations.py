@@ -206,7 +206,7 @@ async def start_rollback(
         batch = await deployment_batches.withdraw_unstarted(conn, deployment_id, "ROLLED_BACK")
         devices: int = await conn.fetchval(
             """SELECT count(*) FROM deployment_targets
-               WHERE deployment_id = $1 AND rollback_assignment_ids = '{}'
+               WHERE deployment_id = $1 AND rollback_assignment_ids IS NULL
                  AND state IN ('downloading', 'verifying', 'applying', 'healthy')
                  AND EXISTS (SELECT 1 FROM unnest(previous_assignment_ids) AS p
                              WHERE p <> '')""",

@@ -85,10 +85,15 @@ async def assign_batch(
     wave: int,
     limit: int,
     artifacts: Sequence[Artifact],
+    *,
+    after_device_id: str = "",
 ) -> Batch:
-    """Assign up to ``limit`` waiting devices of ``wave`` (only while the deployment is
-    running that wave). A device whose type no longer has an artifact, that was
-    offboarded, or already runs every artifact is skipped instead."""
+    """Assign up to ``limit`` waiting devices of ``wave`` with ids above
+    ``after_device_id`` (only while the deployment is running that wave); the caller
+    passes the returned ``last_device_id`` next time, so a wave is walked once in
+    primary-key order (``processed`` 0: no waiting device past the cursor). A device
+    whose type no longer has an artifact, that was offboarded, or already runs every
+    artifact is skipped instead."""
     batch = Batch()
     moves = _Moves()
     async with conn.transaction():
@@ -103,7 +108,8 @@ async def assign_batch(
             # and every rescan under SKIP LOCKED picks further rows past the LIMIT.
             """WITH pick AS MATERIALIZED (
                    SELECT device_id FROM deployment_targets
-                   WHERE deployment_id = $1 AND wave = $2 AND state = 'waiting'
+                   WHERE deployment_id = $1 AND device_id > $4 AND wave = $2
+                     AND state = 'waiting'
                    ORDER BY device_id LIMIT $3 FOR UPDATE SKIP LOCKED)
                UPDATE deployment_targets t
                SET state = 'pending', assigned_at = now(), updated_at = now()
@@ -112,8 +118,9 @@ async def assign_batch(
             deployment_id,
             wave,
             limit,
+            after_device_id,
         )
-        ids = [r["device_id"] for r in picked]
+        ids = sorted(r["device_id"] for r in picked)
         batch.processed = len(ids)
         if not ids:
             return batch
@@ -256,7 +263,7 @@ async def expire_timeouts(
                       updated_at = now()
                WHERE assignment_id = ANY($1::text[]) AND state = ANY($2::text[])
                RETURNING device_id""",
-            [a for r in candidates for a in r["assignment_ids"]],
+            [a for r in candidates for a in r["assignment_ids"] or ()],
             list(IN_FLIGHT),
         )
         expired = await conn.fetch(
@@ -359,7 +366,7 @@ async def rollback_batch(
     candidates = await conn.fetch(
         """SELECT device_id, assignment_ids, previous_assignment_ids FROM deployment_targets
            WHERE deployment_id = $1 AND device_id > $2
-             AND state = ANY($3::text[]) AND rollback_assignment_ids = '{}'
+             AND state = ANY($3::text[]) AND rollback_assignment_ids IS NULL
              AND reason NOT IN ('NO_PREVIOUS_VERSION', 'SUPERSEDED')
            ORDER BY device_id LIMIT $4""",
         deployment_id,
@@ -379,8 +386,8 @@ async def rollback_batch(
         if state != "rolling_back":
             batch.processed = 0
             return batch
-        main_ids = [a for r in candidates for a in r["assignment_ids"]]
-        previous_ids = [p for r in candidates for p in r["previous_assignment_ids"] if p]
+        main_ids = [a for r in candidates for a in r["assignment_ids"] or ()]
+        previous_ids = [p for r in candidates for p in r["previous_assignment_ids"] or () if p]
         mains = {
             r["assignment_id"]: r
             for r in await conn.fetch(
@@ -400,7 +407,8 @@ async def rollback_batch(
             """SELECT device_id, wave, state, assignment_ids, previous_assignment_ids
                FROM deployment_targets
                WHERE deployment_id = $1 AND device_id = ANY($2::text[])
-                 AND state = ANY($3::text[]) AND rollback_assignment_ids = '{}' FOR UPDATE""",
+                 AND state = ANY($3::text[]) AND rollback_assignment_ids IS NULL
+               FOR UPDATE""",
             deployment_id,
             [r["device_id"] for r in candidates],
             [*IN_FLIGHT, "healthy"],
@@ -416,7 +424,7 @@ async def rollback_batch(
             ids: list[str] = []
             kept = superseded = 0
             for main_id, prev_id in zip(
-                t["assignment_ids"], t["previous_assignment_ids"], strict=True
+                t["assignment_ids"] or (), t["previous_assignment_ids"] or (), strict=True
             ):
                 main = mains.get(main_id)
                 if main is None:
@@ -512,7 +520,7 @@ async def rollback_batch(
                                 WHERE a.assignment_id = ANY(t.assignment_ids)) AS states
                    FROM deployment_targets t
                    WHERE t.deployment_id = $1 AND t.device_id = ANY($2::text[])
-                     AND t.rollback_assignment_ids = '{}'""",
+                     AND t.rollback_assignment_ids IS NULL""",
                 deployment_id,
                 sorted(withdrawn_devices),
             )

@@ -82,8 +82,8 @@ async def on_report(
     if target is None:
         return
     old = target["state"]
-    ids: list[str] = target["assignment_ids"]
-    rollback_ids: list[str] = target["rollback_assignment_ids"]
+    ids: list[str] = target["assignment_ids"] or []
+    rollback_ids: list[str] = target["rollback_assignment_ids"] or []
     deltas: list[tuple[str, int]] = []
     if assignment_id in ids:
         if old in TERMINAL:

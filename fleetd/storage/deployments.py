@@ -39,6 +39,9 @@ SKIP_SUMMARY = {
 }
 
 
+CREATE_WORK_MEM = "256MB"
+
+
 class NoTargets(LookupError):
     """No device matched, or every matching device would be skipped."""
 
@@ -121,6 +124,8 @@ async def create_deployment(
         NoTargets: nothing matched, or every target would be skipped (nothing written).
     """
     async with conn.transaction(isolation="repeatable_read"):
+        # The ranking sorts every target once: in memory, not in temporary files.
+        await conn.execute(f"SET LOCAL work_mem = '{CREATE_WORK_MEM}'")
         if new.device_ids is not None:
             missing = await conn.fetchval(
                 """SELECT array_agg(id ORDER BY id) FROM unnest($1::text[]) AS id
@@ -141,10 +146,19 @@ async def create_deployment(
             new.device_filter,
             new.created_by,
         )
+        # What a device of each type must receive, decided here from the few artifacts
+        # (so the statement does no per-device join against them): per type with
+        # artifacts of its own, the number of names it gets; every other type gets the
+        # names of the artifacts for all types (0: nothing to deploy: skipped).
+        generic = {a.name for a in artifacts if a.platform == ""}
+        own = sorted({a.platform for a in artifacts if a.platform})
+        wanted = [len(generic | {a.name for a in artifacts if a.platform == t}) for t in own]
         params: list[Any] = [
             new.deployment_id,
+            own,
+            wanted,
+            len(generic),
             [a.name for a in artifacts],
-            [a.platform for a in artifacts],
             [a.version for a in artifacts],
         ]
         where = ["offboarded_at IS NULL"]
@@ -163,35 +177,30 @@ async def create_deployment(
         wave = f"CASE {' '.join(cases)} ELSE {last} END" if cases else "0"
         rows = await conn.fetch(
             f"""
-            WITH arts AS (
-                SELECT * FROM unnest($2::text[], $3::text[], $4::text[])
-                    AS a(name, platform, version)),
-            matched AS (
-                SELECT device_id, device_type FROM devices WHERE {" AND ".join(where)}),
-            wanted AS (
-                SELECT m.device_id, a.name, a.version FROM matched m JOIN arts a
-                  ON a.platform = m.device_type
-                  OR (a.platform = '' AND NOT EXISTS (
-                        SELECT 1 FROM arts b WHERE b.name = a.name
-                                               AND b.platform = m.device_type))),
-            per_device AS (
-                SELECT w.device_id, count(*) AS wanted, count(s.assignment_id) AS current
-                FROM wanted w LEFT JOIN assignments s
-                  ON s.device_id = w.device_id AND s.active AND s.name = w.name
-                 AND s.state = 'healthy' AND s.version = w.version
-                GROUP BY w.device_id),
+            WITH current AS (
+                -- Devices already running some of these artifacts at these versions: few
+                -- rows, found by scanning only the active healthy assignments of the names.
+                SELECT s.device_id, count(*) AS n FROM assignments s
+                JOIN unnest($5::text[], $6::text[]) AS a(name, version)
+                  ON s.name = a.name AND s.version = a.version
+                WHERE s.active AND s.state = 'healthy'
+                GROUP BY s.device_id),
             classified AS (
-                SELECT m.device_id,
-                       CASE WHEN p.device_id IS NULL THEN 'NO_ARTIFACT_FOR_TYPE'
-                            WHEN p.current = p.wanted THEN 'ALREADY_RUNNING'
-                            ELSE '' END AS skip
-                FROM matched m LEFT JOIN per_device p USING (device_id)),
+                SELECT d.device_id,
+                       coalesce(($3::int[])[array_position($2::text[], d.device_type)], $4)
+                           AS wanted,
+                       coalesce(c.n, 0) AS current
+                FROM devices d LEFT JOIN current c USING (device_id)
+                WHERE {" AND ".join(where)}),
             ranked AS (
-                SELECT device_id, skip,
-                       row_number() OVER (PARTITION BY skip = ''
+                SELECT device_id,
+                       CASE WHEN wanted = 0 THEN 'NO_ARTIFACT_FOR_TYPE'
+                            WHEN current >= wanted THEN 'ALREADY_RUNNING'
+                            ELSE '' END AS skip,
+                       row_number() OVER (PARTITION BY wanted > 0 AND current < wanted
                            ORDER BY hashtextextended($1 || '/' || device_id, 0), device_id)
                            AS rn,
-                       count(*) OVER (PARTITION BY skip = '') AS n
+                       count(*) OVER (PARTITION BY wanted > 0 AND current < wanted) AS n
                 FROM classified),
             inserted AS (
                 INSERT INTO deployment_targets (deployment_id, device_id, wave, state,
@@ -203,6 +212,7 @@ async def create_deployment(
                        CASE WHEN skip = '' THEN NULL ELSE now() END,
                        CASE WHEN skip = '' THEN NULL ELSE now() END
                 FROM ranked
+                ORDER BY device_id  -- primary-key entries appended in order: far cheaper
                 RETURNING wave, state, reason)
             SELECT wave, state, reason, count(*) AS n FROM inserted GROUP BY wave, state, reason
             """,
@@ -370,7 +380,7 @@ async def device_statuses(conn: Queryable, deployment_id: str, limit: int) -> li
                   t.installed_version, t.reason, t.message, t.assigned_at, t.updated_at,
                   t.completed_at
            FROM deployment_targets t LEFT JOIN devices d USING (device_id)
-           WHERE t.deployment_id = $1 ORDER BY t.wave, t.device_id LIMIT $2""",
+           WHERE t.deployment_id = $1 ORDER BY t.device_id LIMIT $2""",
         deployment_id,
         limit,
     )

@@ -81,17 +81,21 @@ CREATE INDEX deployments_active_idx ON deployments (state)
 -- (assignment_ids); previous_assignment_ids[i] is the assignment assignment_ids[i]
 -- superseded ('' when there was none: a first install), the rollback source;
 -- rollback_assignment_ids are the assignments RollbackDeployment gave it.
+-- No foreign key to deployments: a million-row INSERT would run the referential check
+-- once per row (a large share of DeployUpdate's time); rows are only ever written by
+-- code that has just created or locked their deployment, and deployments are not deleted.
 CREATE TABLE deployment_targets (
-    deployment_id    text NOT NULL REFERENCES deployments (deployment_id) ON DELETE CASCADE,
+    deployment_id    text NOT NULL,
     device_id        text NOT NULL,
     wave             integer NOT NULL,
     state            text NOT NULL DEFAULT 'waiting'
                      CHECK (state IN ('waiting', 'pending', 'downloading', 'verifying',
                                       'applying', 'healthy', 'rolled_back', 'failed',
                                       'cancelled', 'skipped')),
-    assignment_ids   text[] NOT NULL DEFAULT '{}',
-    previous_assignment_ids text[] NOT NULL DEFAULT '{}',
-    rollback_assignment_ids text[] NOT NULL DEFAULT '{}',
+    -- NULL until set (cheaper than empty arrays in a million-row insert).
+    assignment_ids   text[],
+    previous_assignment_ids text[],
+    rollback_assignment_ids text[],
     previous_version text NOT NULL DEFAULT '',
     installed_version text NOT NULL DEFAULT '',
     reason           text NOT NULL DEFAULT '',
@@ -102,7 +106,12 @@ CREATE TABLE deployment_targets (
     PRIMARY KEY (deployment_id, device_id)
 );
 
-CREATE INDEX deployment_targets_wave_idx ON deployment_targets (deployment_id, wave, state);
+-- Only the primary key is written when a deployment is created (every further index
+-- would cost DeployUpdate about as much again): the engine walks a wave's waiting devices
+-- in primary-key order from a cursor. Devices in flight (timeouts, withdrawal) have a
+-- partial index, which creation does not touch.
+CREATE INDEX deployment_targets_in_flight_idx ON deployment_targets (deployment_id, assigned_at)
+    WHERE state IN ('pending', 'downloading', 'verifying', 'applying');
 
 -- Per-wave, per-state counters of a deployment, sharded so concurrent status reports
 -- about one deployment do not all wait on one row: a report moves one count between two

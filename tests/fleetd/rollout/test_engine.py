@@ -91,6 +91,7 @@ async def test_targets_are_classified_and_waves_cut_deterministically(
     ends = await pool.fetchval("SELECT wave_ends FROM deployments")
     assert ends == [5, 19]
     # Same deployment id, same membership (the hash is of deployment id and device id).
+    await pool.execute("DELETE FROM deployment_targets")
     await pool.execute("DELETE FROM deployments")
     await deploy(pool, update_id, config=config)
     again = await pool.fetch("SELECT wave FROM deployment_targets ORDER BY device_id")
