@@ -3,10 +3,12 @@ guarded state changes.
 
 :func:`create_deployment` resolves the targets with one ``INSERT ... SELECT`` in a
 REPEATABLE READ transaction: the matching devices are classified (no artifact for their
-type, already running the update: SKIPPED with a reason), the others ranked by a stable
-hash of deployment id and device id and cut into waves at the cumulative percentages, and
-the per-wave counters written from the inserted rows in the same statement. Nothing is
-done per device in Python, so a million targets take seconds (bench/deploy_update.py).
+type, already running the update: SKIPPED with a reason); the others are ranked by a
+stable hash of deployment id and device id (``hashtextextended``), and wave i ends at the
+hash of rank ceil(p_i% of them) (one sort of bare integers, not of rows); the rows are
+then inserted in primary-key order (appending to the index), and the counters follow
+from the counts by arithmetic. Nothing is done per device in Python, and only the primary
+key is maintained, so a million targets take seconds (bench/deploy_update.py).
 
 State changes go through :func:`transition`, which changes the state only from the
 states it names (under the row lock), so two callers (an operator and the engine) can
@@ -16,8 +18,10 @@ never both win; the callers map a refusal to FAILED_PRECONDITION.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -82,6 +86,14 @@ async def update_artifacts(conn: Queryable, update_id: str) -> list[Artifact] | 
     ]  # fmt: skip
 
 
+def _wave_sizes(percentages: Sequence[float], eligible: int) -> list[int]:
+    """Devices per wave: wave i ends at rank ceil(p_i% of the eligible), computed like the
+    SQL does (exact decimals), the last at all of them."""
+    ends = [math.ceil(Decimal(str(p)) * eligible / 100) for p in percentages[:-1]]
+    ends.append(eligible)
+    return [end - start for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
 def applicable(artifacts: Sequence[Artifact], device_type: str) -> list[Artifact]:
     """The artifacts a device of ``device_type`` receives: per name, the one for its
     type, else the one for every type (platform '')."""
@@ -124,7 +136,7 @@ async def create_deployment(
         NoTargets: nothing matched, or every target would be skipped (nothing written).
     """
     async with conn.transaction(isolation="repeatable_read"):
-        # The ranking sorts every target once: in memory, not in temporary files.
+        # The ranking sorts every eligible target's hash: in memory, not in temp files.
         await conn.execute(f"SET LOCAL work_mem = '{CREATE_WORK_MEM}'")
         if new.device_ids is not None:
             missing = await conn.fetchval(
@@ -169,13 +181,16 @@ async def create_deployment(
         if new.device_ids is not None:
             params.append(new.device_ids)
             where.append(f"device_id = ANY(${len(params)}::text[])")
-        cases = []
-        for index, pct in enumerate(new.percentages[:-1]):
-            params.append(pct)
-            cases.append(f"WHEN rn <= ceil(${len(params)}::numeric * n / 100) THEN {index}")
+        params.append([str(p) for p in new.percentages[:-1]])
+        percentages = f"${len(params)}::numeric[]"
         last = len(new.percentages) - 1
-        wave = f"CASE {' '.join(cases)} ELSE {last} END" if cases else "0"
-        rows = await conn.fetch(
+        wave = " ".join(f"WHEN h <= cuts.t[{i + 1}] THEN {i}" for i in range(last))
+        wave = f"CASE {wave} ELSE {last} END" if last else "0"
+        needs = "coalesce(($3::int[])[array_position($2::text[], d.device_type)], $4)"
+        source = f"""FROM devices d LEFT JOIN current c USING (device_id)
+                     WHERE {" AND ".join(where)}"""
+        eligible = f"{needs} > 0 AND coalesce(c.n, 0) < {needs}"
+        row = await conn.fetchrow(
             f"""
             WITH current AS (
                 -- Devices already running some of these artifacts at these versions: few
@@ -185,23 +200,33 @@ async def create_deployment(
                   ON s.name = a.name AND s.version = a.version
                 WHERE s.active AND s.state = 'healthy'
                 GROUP BY s.device_id),
+            sorted AS (
+                -- The eligible devices' hashes in order (a sort of bare integers): the
+                -- hash at rank ceil(p% of n) is where a wave ends. And the skip counts.
+                SELECT array_agg(hashtextextended($1 || '/' || d.device_id, 0)
+                                 ORDER BY hashtextextended($1 || '/' || d.device_id, 0))
+                           FILTER (WHERE {eligible}) AS hs,
+                       count(*) FILTER (WHERE {eligible}) AS n,
+                       count(*) FILTER (WHERE {needs} = 0) AS no_artifact,
+                       count(*) FILTER (WHERE {needs} > 0 AND coalesce(c.n, 0) >= {needs})
+                           AS already
+                {source}),
+            cuts AS MATERIALIZED (  -- once, not once per row
+                SELECT ARRAY(SELECT hs[ceil(p * n / 100)::bigint]
+                             FROM unnest({percentages}) WITH ORDINALITY AS x(p, i)
+                             ORDER BY i) AS t,
+                       -- Two devices with the same hash astride a cut (a 64-bit collision)
+                       -- would put one more device in the earlier wave than computed.
+                       EXISTS (SELECT 1 FROM unnest({percentages}) AS x(p)
+                               WHERE hs[ceil(p * n / 100)::bigint]
+                                     = hs[ceil(p * n / 100)::bigint + 1]) AS tie
+                FROM sorted),
             classified AS (
-                SELECT d.device_id,
-                       coalesce(($3::int[])[array_position($2::text[], d.device_type)], $4)
-                           AS wanted,
-                       coalesce(c.n, 0) AS current
-                FROM devices d LEFT JOIN current c USING (device_id)
-                WHERE {" AND ".join(where)}),
-            ranked AS (
-                SELECT device_id,
-                       CASE WHEN wanted = 0 THEN 'NO_ARTIFACT_FOR_TYPE'
-                            WHEN current >= wanted THEN 'ALREADY_RUNNING'
-                            ELSE '' END AS skip,
-                       row_number() OVER (PARTITION BY wanted > 0 AND current < wanted
-                           ORDER BY hashtextextended($1 || '/' || device_id, 0), device_id)
-                           AS rn,
-                       count(*) OVER (PARTITION BY wanted > 0 AND current < wanted) AS n
-                FROM classified),
+                SELECT d.device_id, hashtextextended($1 || '/' || d.device_id, 0) AS h,
+                       CASE WHEN {needs} = 0 THEN 'NO_ARTIFACT_FOR_TYPE'
+                            WHEN coalesce(c.n, 0) >= {needs} THEN 'ALREADY_RUNNING'
+                            ELSE '' END AS skip
+                {source}),
             inserted AS (
                 INSERT INTO deployment_targets (deployment_id, device_id, wave, state,
                                                 reason, updated_at, completed_at)
@@ -211,21 +236,32 @@ async def create_deployment(
                        skip,
                        CASE WHEN skip = '' THEN NULL ELSE now() END,
                        CASE WHEN skip = '' THEN NULL ELSE now() END
-                FROM ranked
-                ORDER BY device_id  -- primary-key entries appended in order: far cheaper
-                RETURNING wave, state, reason)
-            SELECT wave, state, reason, count(*) AS n FROM inserted GROUP BY wave, state, reason
+                FROM classified, cuts
+                ORDER BY device_id)  -- primary-key entries appended in order: far cheaper
+            SELECT n, no_artifact, already, tie FROM sorted, cuts
             """,
             *params,
         )
-        total = sum(r["n"] for r in rows)
+        assert row is not None  # aggregates always return a row
         skipped: dict[str, int] = {}
-        per_wave = [0] * len(new.percentages)
-        for r in rows:
-            if r["state"] == "skipped":
-                skipped[r["reason"]] = skipped.get(r["reason"], 0) + r["n"]
-            else:
-                per_wave[r["wave"]] += r["n"]
+        if row["no_artifact"]:
+            skipped["NO_ARTIFACT_FOR_TYPE"] = row["no_artifact"]
+        if row["already"]:
+            skipped["ALREADY_RUNNING"] = row["already"]
+        eligible_count: int = row["n"]
+        total = eligible_count + sum(skipped.values())
+        per_wave = _wave_sizes(new.percentages, eligible_count)
+        if row["tie"]:
+            waves = await conn.fetch(
+                """SELECT wave, count(*) AS n FROM deployment_targets
+                   WHERE deployment_id = $1 AND state = 'waiting' GROUP BY wave""",
+                new.deployment_id,
+            )
+            per_wave = [0] * len(new.percentages)
+            for w in waves:
+                per_wave[w["wave"]] = w["n"]
+        counter_rows = [(i, "waiting", n) for i, n in enumerate(per_wave) if n]
+        counter_rows += [(0, "skipped", sum(skipped.values()))] if skipped else []
         to_update = sum(per_wave)
         if total == 0:
             raise NoTargets("no device matches the targets")
@@ -240,7 +276,7 @@ async def create_deployment(
                VALUES ($1, $2, 0, $3, $4)
                ON CONFLICT (deployment_id, wave, shard, state)
                DO UPDATE SET count = c.count + excluded.count""",
-            [(new.deployment_id, r["wave"], r["state"], r["n"]) for r in rows],
+            [(new.deployment_id, wave, state, n) for wave, state, n in counter_rows],
         )
         ends, running = [], 0
         for n in per_wave:

@@ -4,6 +4,7 @@ lifecycle statuses, real PostgreSQL and Redis."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
@@ -404,12 +405,11 @@ async def test_pause_resume_and_cancel(
             "PauseDeployment", U.PauseDeploymentRequest(deployment_id=dep_id)
         )
         assert isinstance(again, U.PauseDeploymentResponse)  # idempotent
-        settled = await operator.status(dep_id)
-        await until(lambda: _no_in_flight(operator, dep_id))
+        await until(lambda: _nothing_in_flight(pool, dep_id))  # assigned ones finish
         frozen = len(sim.received("2.0.0"))
-        await _sleep(1.0)
+        await asyncio.sleep(1.0)
         assert len(sim.received("2.0.0")) == frozen  # nothing assigned while paused
-        assert settled.status.state == DS.PAUSED
+        assert (await operator.status(dep_id)).status.state == DS.PAUSED
         resumed = await operator.call(
             "ResumeDeployment", U.ResumeDeploymentRequest(deployment_id=dep_id)
         )
@@ -427,29 +427,31 @@ async def test_pause_resume_and_cancel(
         )
         assert illegal.code() == grpc.StatusCode.FAILED_PRECONDITION
         count = len(sim.received("2.0.0"))
-        await _sleep(0.8)
+        await until(lambda: _nothing_in_flight(pool, dep_id))  # in flight ones finish
+        await asyncio.sleep(0.5)
         assert len(sim.received("2.0.0")) == count
     final = await operator.status(dep_id)
     m = final.metrics
     assert m.skipped_count + m.cancelled_count == cancelled.devices_cancelled
-    assert m.pending_count == 0 or m.cancelled_count >= 0
-
-
-async def _no_in_flight(operator: Operator, deployment_id: str) -> bool:
-    m = (await operator.status(deployment_id)).metrics
-    return m.downloading_count + m.verifying_count + m.applying_count == 0 and (
-        m.pending_count + m.healthy_count == m.total_devices
+    assert m.healthy_count + m.skipped_count + m.cancelled_count == 10
+    waiting = await pool.fetchval(
+        "SELECT count(*) FROM deployment_targets WHERE deployment_id = $1 AND state = 'waiting'",
+        dep_id,
     )
+    assert waiting == 0
+
+
+async def _nothing_in_flight(pool: asyncpg.Pool, deployment_id: str) -> bool:
+    busy: int = await pool.fetchval(
+        """SELECT count(*) FROM deployment_targets WHERE deployment_id = $1
+           AND state IN ('pending', 'downloading', 'verifying', 'applying')""",
+        deployment_id,
+    )
+    return busy == 0
 
 
 async def _received_more(sim: Simulator, count: int) -> bool:
     return len(sim.received("2.0.0")) > count
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
 
 
 async def test_deploy_update_refuses_bad_requests_with_the_seed_codes(
