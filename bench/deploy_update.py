@@ -47,9 +47,11 @@ MAX_RATIO = 1.5
 
 
 async def load_devices(conn: asyncpg.Connection, count: int, prefix: str, kind: str) -> None:
+    # 'offline': they never heartbeat here, and 'online' devices without a heartbeat would
+    # be marked offline by the gateway's liveness sweeper while DeployUpdate is timed.
     await conn.copy_records_to_table(
         "devices",
-        records=((f"{prefix}-{i:07d}", "default", kind, "online") for i in range(count)),
+        records=((f"{prefix}-{i:07d}", "default", kind, "offline") for i in range(count)),
         columns=["device_id", "fleet", "device_type", "status"],
     )
 

@@ -19,6 +19,9 @@ are idempotent per ``(device_id, sequence)``, the agent's outbox sequence:
   ``fleetd.lifecycle``: stale, backwards or after-the-end reports are refused, as are
   reports older (by sequence) than the last one accepted for the assignment.
 
+A report accepted about an assignment of a deployment also moves that deployment's
+progress (``fleetd.storage.deployment_progress.on_report``) in the same transaction.
+
 Only the owning device may report on an assignment; any other assignment id, existing or
 not, is :class:`AssignmentNotFound` (a device learns nothing about other devices).
 Superseded assignments (``active = false`` but not cancelled) still accept reports: the

@@ -133,6 +133,12 @@ async def test_all_at_once_deployment_completes_and_counters_match_device_rows(
         created.deployment_id,
     )
     assert {r["state"]: r["n"] for r in rows} == {r["state"]: r["n"] for r in counters}
+    audited = await pool.fetch(
+        "SELECT outcome FROM audit_log WHERE method = $1 AND target = $2 ORDER BY seq",
+        "fleetd.v1.UpdateService/DeployUpdate",
+        created.deployment_id,
+    )
+    assert [r["outcome"] for r in audited] == ["OK"]  # the STARTED entry has no target yet
 
 
 async def _events(redis: aioredis.Redis, fleet: str, deployment_id: str) -> list[events.Event]:
