@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -533,3 +536,64 @@ async def test_a_viewer_may_not_create_updates(
             metadata=(("x-api-key", viewer.token),),
         )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+SEED_CREATE_UPDATE = """{
+  "name": "Firmware Update v2.0",
+  "version": "2.0.0",
+  "description": "Security patches and performance improvements",
+  "artifacts": [{
+    "platform": "raspberry-pi",
+    "url": "https://updates.fleetd.io/firmware-2.0.0-rpi.tar.gz",
+    "checksum": "sha256:abc123...",
+    "size_bytes": 104857600
+  }],
+  "strategy": {
+    "type": "ROLLING",
+    "max_parallel": 10,
+    "max_failure_percentage": 5
+  }
+}"""
+
+
+def _grpcurl(dep: Deployment, body: str) -> subprocess.CompletedProcess[str]:
+    tool = shutil.which("grpcurl") or str(Path(sys.executable).with_name("grpcurl"))
+    return subprocess.run(
+        [tool, "-cacert", str(dep.settings.paths.ca_cert), "-H",
+         f"X-API-Key: {dep.admin_api_key}", "-d", body, f"127.0.0.1:{dep.api_port}",
+         "fleetd.v1.UpdateService/CreateUpdate"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+async def test_the_seed_create_update_example_over_grpcurl(
+    deployment: Deployment, files: FileServer, pool: asyncpg.Pool
+) -> None:
+    # As written, the example's checksum is a placeholder no content can match: refused,
+    # naming the field, before anything is fetched.
+    refused = await asyncio.to_thread(_grpcurl, deployment, SEED_CREATE_UPDATE)
+    assert refused.returncode != 0
+    assert "InvalidArgument" in refused.stderr
+    assert "artifacts[0].checksum must be sha256:<64 hex digits>" in refused.stderr
+    # With the artifact host changed to a local (plain HTTP) server holding the 100 MiB
+    # file, and its real checksum, the example works as written.
+    content = hashlib.sha256(b"seed").digest() * (104857600 // 32)
+    url = files.serve("/firmware-2.0.0-rpi.tar.gz", content)
+    body = SEED_CREATE_UPDATE.replace(
+        "https://updates.fleetd.io/firmware-2.0.0-rpi.tar.gz", url
+    ).replace("sha256:abc123...", _sha(content))
+    out = await asyncio.to_thread(_grpcurl, deployment, body)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)  # grpcurl prints proto field names
+    update = result["update"]
+    assert result["update_id"] == update["id"] and result["created_at"]
+    assert update["name"] == "Firmware Update v2.0" and update["version"] == "2.0.0"
+    assert update["strategy"] == {
+        "type": "ROLLING", "max_parallel": 10, "max_failure_percentage": 5
+    }  # fmt: skip
+    (artifact,) = update["artifacts"]
+    assert artifact["platform"] == "raspberry-pi" and artifact["size_bytes"] == "104857600"
+    assert artifact["tuf_target_path"] == (
+        "Firmware-Update-v2.0/2.0.0/raspberry-pi/r1/firmware-2.0.0-rpi.tar.gz"
+    )
+    assert await _stored(pool) == (1, 1, 1)
