@@ -129,6 +129,10 @@ class Settings:
     gateway_device_rate: str = ""
     """Per-device Heartbeat/Register limit in the gateway: ``COUNT/s|m|h`` (burst COUNT),
     ``off``, or empty for the default, derived from the heartbeat interval."""
+    insecure_registries: tuple[str, ...] = ()
+    """Container registries (``host[:port]``) CreateUpdate reaches over plain http to
+    resolve image tags; every other registry is reached over https
+    (``FLEETD_INSECURE_REGISTRIES``, comma-separated)."""
 
     def gateway_device_limit(self) -> tuple[float, int] | None:
         """``(calls per second, burst)`` for one device at the gateway; None when off.
@@ -172,6 +176,7 @@ class Settings:
             "FLEETD_RATE_DEVICE": self.rate_device,
             "FLEETD_GATEWAY_DEVICE_RATE": self.gateway_device_rate,
             "FLEETD_EXACT_COUNT_LIMIT": str(self.exact_count_limit),
+            "FLEETD_INSECURE_REGISTRIES": ",".join(self.insecure_registries),
         }
         if self.database_url:
             env["FLEETD_DATABASE_URL"] = self.database_url
@@ -218,6 +223,11 @@ class Settings:
             rate_device=_rate(env, "FLEETD_RATE_DEVICE", "10/m"),
             gateway_device_rate=_gateway_rate(env),
             exact_count_limit=_int(env, "FLEETD_EXACT_COUNT_LIMIT", 10_000, 0),
+            insecure_registries=tuple(
+                r.strip()
+                for r in (env.get("FLEETD_INSECURE_REGISTRIES") or "").split(",")
+                if r.strip()
+            ),
         )
 
 
