@@ -9,6 +9,7 @@ import hashlib
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,7 @@ async def test_multi_chunk_upload_round_trips_with_matching_hash_over_grpc(
         "SELECT sha256, chunk_size, chunk_digests, uploaded_by FROM binaries WHERE binary_id = $1",
         uploaded.binary_id,
     )
+    assert row is not None
     assert row["sha256"] == digest and row["chunk_size"] == MiB
     assert row["chunk_digests"] == b"".join(
         hashlib.sha256(data[i : i + MiB]).digest() for i in range(0, len(data), MiB)
@@ -242,7 +244,7 @@ async def test_bad_downloads_are_refused(deployment: Deployment) -> None:
             ({"binary_id": bid, "offset": 11}, grpc.StatusCode.INVALID_ARGUMENT),
         ]
         for fields, expected in cases:
-            code = await _grpc_code(lambda fields=fields: client.download(**fields))
+            code = await _grpc_code(partial(client.download, **fields))
             assert code == expected, fields
         assert len(await client.download(binary_id=bid, offset=10)) == 1  # metadata only
 
@@ -294,7 +296,7 @@ async def test_every_refused_upload_leaves_nothing_stored(
     channel, client = await _grpc(deployment)
     async with channel:
         for name, messages, expected in _refusals():
-            code = await _grpc_code(lambda messages=messages: client.upload(messages))
+            code = await _grpc_code(partial(client.upload, messages))
             assert code == expected, name
             assert await _stored(deployment, pool) == NOTHING, name
 
@@ -411,15 +413,24 @@ def test_seed_examples_are_transcribed_verbatim() -> None:
     assert SEED_DOWNLOAD_EXAMPLE in text
 
 
+class _ApiKey(grpc.AuthMetadataPlugin):
+    """Sends X-API-Key on every call of the channel (the seed's Authentication section)."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def __call__(
+        self, context: grpc.AuthMetadataContext, callback: grpc.AuthMetadataPluginCallback
+    ) -> None:
+        callback((("x-api-key", self._key),), None)
+
+
 def _seed_round_trip(dep: Deployment, source: Path, target: Path) -> str:
     """Run the seed's two functions as written; only the channel (host, TLS, API key)
     is ours, as the seed's Authentication section asks."""
     namespace: dict[str, Any] = {}
     exec(SEED_UPLOAD_EXAMPLE + "\n" + SEED_DOWNLOAD_EXAMPLE, namespace)
-    key = dep.admin_api_key
-    call_credentials = grpc.metadata_call_credentials(
-        lambda _context, callback: callback((("x-api-key", key),), None)
-    )
+    call_credentials = grpc.metadata_call_credentials(_ApiKey(dep.admin_api_key))
     credentials = grpc.composite_channel_credentials(
         grpc.ssl_channel_credentials(root_certificates=dep.ca_pem), call_credentials
     )
