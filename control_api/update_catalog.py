@@ -35,7 +35,7 @@ from control_api.resources import Resources, resources
 from fleetd.blobs import Blob, FilesystemBlobStore, index_blob
 from fleetd.catalog import fetch, registry, spec, targets
 from fleetd.storage import updates as update_store
-from fleetd.tuf_repo import RepositoryFull, RepositoryMissing, TargetConflict
+from fleetd.tuf_repo import NewTarget, RepositoryFull, RepositoryMissing, TargetConflict
 from fleetd.v1 import update_pb2
 
 DEFAULT_PAGE_SIZE = 20
@@ -150,9 +150,10 @@ class CatalogMethods:
             counters = await update_store.next_release_counters(
                 conn, [(a.name, a.platform, targets.hardware(a.platform)) for a in plan.artifacts]
             )
-            artifacts = []
+            artifacts = await _sign(
+                repo, [(r, counters[(r.plan.name, r.plan.platform)]) for r in resolved]
+            )
             for r in resolved:
-                artifacts.append(await _sign(repo, r, counters[(r.plan.name, r.plan.platform)]))
                 await index_blob(conn, r.blob)
             created_at = await update_store.insert_update(conn, new, artifacts)
         update = update_pb2.Update(
@@ -230,21 +231,35 @@ def _exists(plan: spec.UpdatePlan) -> ConnectError:
     )
 
 
-async def _sign(repo: Any, resolved: _Resolved, counter: int) -> update_store.NewArtifact:
-    """Sign ``resolved`` into TUF under its path and make its stored row."""
-    plan = resolved.plan
-    content = resolved.content
-    path = targets.target_path(plan, counter, content)
+async def _sign(repo: Any, counted: list[tuple[_Resolved, int]]) -> list[update_store.NewArtifact]:
+    """Sign every artifact into TUF (one publication) and make their stored rows."""
+    paths = [targets.target_path(r.plan, counter, r.content) for r, counter in counted]
     try:
-        await repo.add_target(
-            path, content.length, {"sha256": content.sha256}, targets.target_custom(plan, counter)
+        await repo.add_targets(
+            [
+                NewTarget(
+                    path,
+                    r.content.length,
+                    {"sha256": r.content.sha256},
+                    targets.target_custom(r.plan, counter),
+                )
+                for path, (r, counter) in zip(paths, counted, strict=True)
+            ]
         )
     except RepositoryMissing as exc:
         raise ConnectError(Code.FAILED_PRECONDITION, str(exc)) from None
     except RepositoryFull as exc:
         raise ConnectError(Code.RESOURCE_EXHAUSTED, f"TUF repository: {exc}") from None
     except TargetConflict as exc:  # paths carry a fresh counter: a bug if it happens
-        raise ConnectError(Code.INTERNAL, f"{plan.field}: {exc}") from None
+        raise ConnectError(Code.INTERNAL, str(exc)) from None
+    return [
+        _artifact_row(r, counter, path) for path, (r, counter) in zip(paths, counted, strict=True)
+    ]
+
+
+def _artifact_row(resolved: _Resolved, counter: int, path: str) -> update_store.NewArtifact:
+    plan = resolved.plan
+    content = resolved.content
     artifact = update_pb2.Artifact()
     artifact.CopyFrom(plan.spec)
     artifact.id = f"artifact-{secrets.token_hex(8)}"
