@@ -69,6 +69,15 @@ def file_sha256(path: Path) -> str | None:
     return digest.hexdigest()
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether both names link one inode: ``rename`` between two such names does nothing
+    (POSIX), so keeping the previous version again after a crash must be skipped."""
+    try:
+        return os.path.samestat(os.lstat(a), os.lstat(b))
+    except FileNotFoundError:
+        return False
+
+
 def discard(destination: Path) -> None:
     """Remove the operation's temporary files (kept previous version untouched)."""
     unlink_durably(*temporaries(destination))
@@ -119,7 +128,7 @@ def swap(destination: Path, *, sha256: str, had_previous: bool) -> None:
         if file_sha256(destination) == sha256:
             return  # swapped before a crash
         raise ApplyFailed(f"the staged copy of {destination} is gone; nothing was changed")
-    if had_previous and os.path.lexists(destination):
+    if had_previous and os.path.lexists(destination) and not _same_file(destination, previous):
         tmp = _previous_tmp(destination)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -56,9 +56,13 @@ class Rig:
             if assignment_id is None or r.assignment_id == assignment_id
         ]
 
-    def reload_state(self, **kw: object) -> Converger:
-        """A new converger over the same directories, as after a restart."""
-        self.converger = make_converger(self.root, self.fetcher, **kw).converger
+    def reload_state(self) -> Converger:
+        """A new converger over the same directories and settings, as after a restart."""
+        old = self.converger
+        self.converger = make_converger(
+            self.root, self.fetcher, policy=old.policy, runtime=old.runtime,
+            device_type=old.device_type,
+        ).converger  # fmt: skip
         return self.converger
 
 
