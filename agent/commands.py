@@ -23,11 +23,12 @@ class Completed:
     returncode: int | None
     """None when the command timed out (it was killed)."""
     output: bytes
-    """stdout and stderr, interleaved, at most MAX_OUTPUT bytes (the end)."""
+    """stdout and stderr, interleaved: the last ``keep`` bytes."""
 
 
-async def run(argv: Sequence[str], within: float) -> Completed:
-    """Run ``argv`` to completion or for at most ``within`` seconds; OSError if it cannot start."""
+async def run(argv: Sequence[str], within: float, keep: int = MAX_OUTPUT) -> Completed:
+    """Run ``argv`` to completion or for at most ``within`` seconds, keeping the last
+    ``keep`` bytes of its output; OSError if it cannot start."""
     process = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.DEVNULL,
@@ -43,7 +44,7 @@ async def run(argv: Sequence[str], within: float) -> Completed:
         assert process.stdout is not None
         while chunk := await process.stdout.read(65536):
             output.extend(chunk)
-            del output[:-MAX_OUTPUT]
+            del output[:-keep]
 
     reader = asyncio.ensure_future(read())
     try:
