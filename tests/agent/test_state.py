@@ -23,19 +23,9 @@ def test_state_round_trips_with_an_operation_in_progress(tmp_path: Path) -> None
     store = StateStore(tmp_path)
     assert store.load() == AgentState()
     spec = agent_pb2.ArtifactAssignment(assignment_id="as-1", name="m", version="2")
+    kept = Previous("0", "b" * 64, "/opt/m.fleetd-previous")
     state = AgentState(
-        installed={
-            "m": Installed(
-                "m",
-                "1",
-                "a" * 64,
-                "model",
-                "/opt/m",
-                3,
-                "as-0",
-                Previous("0", "b" * 64, "/opt/m.fleetd-previous"),
-            ),
-        },  # fmt: skip
+        installed={"m": Installed("m", "1", "a" * 64, "model", "/opt/m", 3, "as-0", kept)},
         operation=Operation(spec, Step.SWAPPED, reported=3, had_previous=True, interruptions=1),
         finished={"as-0": "healthy"},
     )
