@@ -60,6 +60,8 @@ ROLLED_BACK = agent_pb2.ARTIFACT_STATE_ROLLED_BACK
 FAILED = agent_pb2.ARTIFACT_STATE_FAILED
 OUTCOMES = {HEALTHY: "healthy", ROLLED_BACK: "rolled_back", FAILED: "failed"}
 
+FAILURE_PAUSE = 30.0
+"""Wait after an unexpected error in the loop before recovering."""
 MAX_INTERRUPTIONS = 2
 """Restarts after the swap before the new version is rolled back unprobed."""
 
@@ -114,11 +116,19 @@ class Converger:
 
     async def run(self) -> None:
         """Recover, then converge on every desired state offered, until cancelled."""
-        await self.recover()
         while True:
-            await self._changed.wait()
-            self._changed.clear()
-            await self.converge_all()
+            try:
+                await self.recover()
+                while True:
+                    await self._changed.wait()
+                    self._changed.clear()
+                    await self.converge_all()
+            except Exception:
+                # A bug or an unexpected OS error must not end updates for good: the
+                # operation is recorded, so recover from it as after a crash, later.
+                log.exception("the converge loop failed; recovering in %.0fs", FAILURE_PAUSE)
+                self._changed.set()
+                await asyncio.sleep(FAILURE_PAUSE)
 
     async def converge_all(self) -> None:
         """Work through the latest desired state once."""
