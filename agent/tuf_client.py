@@ -64,11 +64,13 @@ __all__ = [
     "TargetUnavailable",
     "TufClient",
     "VerifiedTarget",
+    "consistent_snapshot",
     "download_verified",
     "find_verified",
     "open_updater",
     "remove_partials",
     "target_file",
+    "target_url",
     "updater_config",
 ]
 
