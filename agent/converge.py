@@ -223,6 +223,10 @@ class Converger:
                 op = await self._report(op, VERIFYING)
                 _cross_check(spec, ins, target)
                 op = await self._stage(op, ins, target)
+                # Staged is our own copy: the cache's is no longer needed (device disks
+                # are small; a later fetch downloads it again).
+                if self.fetcher is not None:
+                    await asyncio.to_thread(self.fetcher.evict, target)
             except Refused as exc:
                 await self._discard(ins)
                 await self._conclude(spec, FAILED, exc.reason, exc.message, op=op)

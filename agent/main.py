@@ -11,16 +11,32 @@ import time
 from collections.abc import Callable, Sequence
 
 from agent.config import AgentConfig, ConfigError, load
+from agent.credentials import CA_FILE
 from agent.logs import LOG_TIME_FORMAT
 from agent.runner import run_agent
 from agent.targets import TargetFetcher
+from agent.tuf_client import TufClient
 
 FetcherFactory = Callable[[AgentConfig], TargetFetcher | None]
 
 
-def no_fetcher(config: AgentConfig) -> TargetFetcher | None:
-    """Until the TUF client is wired in here, assignments fail with NO_ARTIFACT_SOURCE."""
-    return None
+def tuf_fetcher(config: AgentConfig) -> TargetFetcher | None:
+    """The agent's TUF client: the repository at ``--tuf-url`` (default: the control
+    API's ``/tuf``), trusting the fleet CA, anchored in the pinned root. The root and the
+    CA are read when a target is fetched, so they may arrive with enrolment. None (every
+    assignment then fails with NO_ARTIFACT_SOURCE) without a repository URL."""
+    base = config.tuf_url or (f"{config.api_endpoint}/tuf" if config.api_endpoint else "")
+    if not base:
+        return None
+    base = base.rstrip("/")
+    return TufClient(
+        metadata_dir=config.data_dir / "tuf" / "metadata",
+        targets_dir=config.data_dir / "tuf" / "targets",
+        metadata_url=f"{base}/metadata/",
+        targets_url=f"{base}/targets/",
+        ca_file=config.ca_cert or config.data_dir / CA_FILE,
+        pinned_root=config.pinned_root,
+    )
 
 
 async def _main(config: AgentConfig, fetcher: TargetFetcher | None) -> int:
@@ -46,7 +62,7 @@ def _log_to_file(config: AgentConfig) -> None:
     logging.getLogger().addHandler(handler)
 
 
-def main(argv: Sequence[str] | None = None, fetcher_factory: FetcherFactory = no_fetcher) -> int:
+def main(argv: Sequence[str] | None = None, fetcher_factory: FetcherFactory = tuf_fetcher) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -33,9 +33,10 @@ class TargetRefused(Exception):
     """A permanent refusal; retrying cannot help. ``reason`` is machine-readable
     (WRONG_HARDWARE, RELEASE_COUNTER_ROLLBACK, DIGEST_MISMATCH, UNKNOWN_TARGET...)."""
 
-    def __init__(self, reason: str, message: str = "") -> None:
-        super().__init__(message or reason)
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.detail = detail
 
 
 class TargetUnavailable(Exception):
@@ -54,3 +55,6 @@ class TargetFetcher(Protocol):
         device_type: str,
         min_release_counter: int,
     ) -> VerifiedTarget: ...
+
+    def evict(self, target: VerifiedTarget) -> None:
+        """Drop ``target`` from the fetcher's cache once the caller has its own copy."""

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from urllib import parse
 
@@ -43,6 +42,7 @@ from tuf.api.metadata import Metadata, Root, TargetFile
 from tuf.ngclient import Updater, UpdaterConfig
 from tuf.ngclient.fetcher import FetcherInterface
 
+from agent.targets import TargetRefused, TargetUnavailable, VerifiedTarget
 from agent.tuf_fetcher import AgentFetcher, close_stream
 from agent.tuf_policy import (
     DIGEST_MISMATCH,
@@ -50,7 +50,6 @@ from agent.tuf_policy import (
     RELEASE_COUNTER_ROLLBACK,
     UNKNOWN_TARGET,
     WRONG_HARDWARE,
-    TargetRefused,
     check_target,
 )
 
@@ -84,29 +83,6 @@ TARGETS_MAX_LENGTH = 5_000_000
 MAX_ROOT_ROTATIONS = 256
 MAX_DELEGATIONS = 32
 _COPY_CHUNK = 1 << 20
-
-
-class TargetUnavailable(Exception):
-    """No verified target this time: network, server, or metadata that did not verify.
-
-    Transient: the caller retries with backoff. ``__cause__`` is the python-tuf or OS
-    error."""
-
-
-@dataclass(frozen=True, slots=True)
-class VerifiedTarget:
-    """A target verified against the trusted metadata and the assignment.
-
-    ``path`` is a file in the agent's target cache: callers copy it, never move or apply
-    it in place (the next fetch of the same target path reuses or replaces it)."""
-
-    path: Path
-    sha256: str
-    length: int
-    hardware: str
-    release_counter: int
-    kind: str
-    name: str
 
 
 def updater_config() -> UpdaterConfig:

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from agent.targets import TargetRefused
+
 ANY_HARDWARE = "*"
 KINDS = ("file", "model", "config", "container")
 MAX_RELEASE_COUNTER = 2**53 - 1
@@ -27,20 +29,6 @@ INVALID_CUSTOM = "INVALID_CUSTOM"
 WRONG_HARDWARE = "WRONG_HARDWARE"
 RELEASE_COUNTER_ROLLBACK = "RELEASE_COUNTER_ROLLBACK"
 DIGEST_MISMATCH = "DIGEST_MISMATCH"
-
-
-class TargetRefused(Exception):
-    """The target is signed but must not be installed here; permanent for the assignment.
-
-    ``reason`` is one of UNKNOWN_TARGET (no trusted role lists the path), INVALID_CUSTOM
-    (its custom metadata lacks or garbles fleetd's fields), WRONG_HARDWARE,
-    RELEASE_COUNTER_ROLLBACK, DIGEST_MISMATCH (its signed sha256 or length is not the
-    assignment's)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
+from agent.targets import TargetRefused
 from agent.tuf_policy import (
     DIGEST_MISMATCH,
     INVALID_CUSTOM,
     RELEASE_COUNTER_ROLLBACK,
     WRONG_HARDWARE,
     TargetCustom,
-    TargetRefused,
     check_target,
 )
 

@@ -101,3 +101,6 @@ class DirectoryFetcher:
             kind=info["kind"],
             name=info["name"],
         )
+
+    def evict(self, target: VerifiedTarget) -> None:
+        target.path.unlink(missing_ok=True)
