@@ -25,8 +25,8 @@ counts, including ones inside functions.
 only ``fleetd.v1`` and ``fleetd.device``; the server's own distribution has the regular
 package with the same generated files (see docs/agent.md, "The fleetd name").
 
-The tree is staged under ``build/agent-dist/`` with ``agent/packaging/pyproject.toml`` and built by
-pip with the setuptools of the running environment (no build isolation: no download).
+The tree is staged under ``build/agent-dist/`` with ``agent/packaging/pyproject.toml`` and
+built by pip with the setuptools of the running environment (no build isolation: no download).
 """
 
 from __future__ import annotations
