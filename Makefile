@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: demo serve bootstrap build test test-pure lint fmt proto proto-check bench-core clean
 .PHONY: fuzz-filter
-.PHONY: agent-wheel agent-arm64-e2e
+.PHONY: agent-wheel agent-arm64-e2e agent-systemd-e2e
 .PHONY: bench-load-ceiling bench-load-connections bench-load-storm bench-load-locust bench-load-headline
 .PHONY: fuzz-identity fuzz-identity-merge
 
@@ -95,6 +95,9 @@ agent-wheel: bootstrap   ## build/agent-wheel/fleetd_agent-*.whl
 
 agent-arm64-e2e: bootstrap  ## enrol/register/heartbeat from an arm64 rootfs (qemu-user)
 	scripts/arm64-agent-e2e.sh
+
+agent-systemd-e2e: bootstrap  ## the hardened unit under a real systemd (nspawn container)
+	scripts/agent-systemd-e2e.sh
 
 proto:                   ## regenerate Python code from proto/
 	$(PY) scripts/gen_proto.py

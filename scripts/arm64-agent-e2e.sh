@@ -125,6 +125,9 @@ machine = struct.unpack_from("<H", header, 18)[0]
 print(f"{path}: ELF e_machine={machine} ({'aarch64' if machine == 183 else 'NOT aarch64'})")
 sys.exit(0 if header[:4] == b"\x7fELF" and machine == 183 else 1)
 EOF
+# debootstrap writes no /etc/hosts; a device has one.
+[ -f "$ROOTFS/etc/hosts" ] || printf '127.0.0.1 localhost\n::1 localhost ip6-localhost\n' \
+    >"$ROOTFS/etc/hosts"
 mount -t proc proc "$ROOTFS/proc" && MOUNTS+=("$ROOTFS/proc")
 mount --bind /dev "$ROOTFS/dev" && MOUNTS+=("$ROOTFS/dev")
 in_rootfs() {  # a clean environment: nothing of the host's (PYTHONPATH, PIP_*, venv) leaks in
@@ -139,9 +142,13 @@ ROOTFS_PY=$(in_rootfs python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys
 say "agent wheel, and arm64 binary wheels of its dependencies (python $ROOTFS_PY)"
 rm -rf "$WHEELS" && mkdir -p "$WHEELS"
 AGENT_WHEEL=$("$PY" scripts/build_agent_wheel.py --out "$WHEELS")
-# Binary wheels only (no sdist, so nothing to compile); manylinux up to bookworm's glibc 2.36.
+# Binary wheels only (no sdist, so nothing to compile), for every manylinux tag the rootfs's
+# glibc accepts (pip does not widen an explicit --platform to the older ones by itself).
+GLIBC_MINOR=$(in_rootfs ldd --version | head -n1 | grep -oE '2\.[0-9]+$' | cut -d. -f2)
+PLATFORMS=(--platform manylinux2014_aarch64)
+for minor in $(seq 17 "$GLIBC_MINOR"); do PLATFORMS+=(--platform "manylinux_2_${minor}_aarch64"); done
 "$PY" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-    --platform manylinux_2_36_aarch64 --python-version "$ROOTFS_PY" --implementation cp \
+    "${PLATFORMS[@]}" --python-version "$ROOTFS_PY" --implementation cp \
     --dest "$WHEELS" "$AGENT_WHEEL"
 ls "$WHEELS"
 say "install into the rootfs: python3 -m venv /opt/fleetd-agent; pip install --no-index"
@@ -177,7 +184,7 @@ API_KEY=$(cat "$DATA/admin-api-key")
 SERVER_PID=$!
 ENDPOINT=https://127.0.0.1:$API_PORT
 operator() {  # METHOD JSON: a Connect JSON call to the operator API, as the README does it
-    curl -sS --fail-with-body --cacert "$DATA/ca.pem" -H "X-API-Key: $API_KEY" \
+    curl -sS --fail-with-body --cacert "$DATA/pki/ca.pem" -H "X-API-Key: $API_KEY" \
         -H 'content-type: application/json' -d "$2" "$ENDPOINT/fleetd.v1.DeviceService/$1"
 }
 for _ in $(seq 1 120); do
@@ -191,7 +198,7 @@ echo "control API $ENDPOINT, gateway 127.0.0.1:$GATEWAY_PORT, heartbeat ${HEARTB
 # ---------------------------------------------------------------- the agent, inside the rootfs
 say "agent in the arm64 rootfs: enrol, register, heartbeat"
 mkdir -p "$ROOTFS/etc/fleetd-agent"
-cp "$DATA/ca.pem" "$ROOTFS/etc/fleetd-agent/ca.pem"
+cp "$DATA/pki/ca.pem" "$ROOTFS/etc/fleetd-agent/ca.pem"
 rm -rf "$ROOTFS/var/lib/fleetd-agent"
 # The same file the systemd unit reads (EnvironmentFile=/etc/fleetd-agent/agent.env).
 cat >"$ROOTFS/etc/fleetd-agent/agent.env" <<EOF
