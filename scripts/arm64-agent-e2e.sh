@@ -144,7 +144,7 @@ rm -rf "$WHEELS" && mkdir -p "$WHEELS"
 AGENT_WHEEL=$("$PY" scripts/build_agent_wheel.py --out "$WHEELS")
 # Binary wheels only (no sdist, so nothing to compile), for every manylinux tag the rootfs's
 # glibc accepts (pip does not widen an explicit --platform to the older ones by itself).
-GLIBC_MINOR=$(in_rootfs ldd --version | head -n1 | grep -oE '2\.[0-9]+$' | cut -d. -f2)
+GLIBC_MINOR=$(in_rootfs python3 -c 'import platform; print(platform.libc_ver()[1].split(".")[1])')
 PLATFORMS=(--platform manylinux2014_aarch64)
 for minor in $(seq 17 "$GLIBC_MINOR"); do PLATFORMS+=(--platform "manylinux_2_${minor}_aarch64"); done
 "$PY" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
@@ -211,8 +211,10 @@ FLEETD_AGENT_TAGS=arm64,qemu
 FLEETD_ENROLLMENT_TOKEN=$TOKEN
 EOF
 chmod 600 "$ROOTFS/etc/fleetd-agent/agent.env"
-in_rootfs /bin/sh -c 'set -a; . /etc/fleetd-agent/agent.env; set +a;
-    exec /opt/fleetd-agent/bin/fleetd-agent' >"$WORK/agent.log" 2>&1 &
+# exec all the way down (subshell -> chroot -> env -> sh -> the agent): $! is the agent.
+(exec chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+    LANG=C.UTF-8 /bin/sh -c 'set -a; . /etc/fleetd-agent/agent.env; set +a;
+    exec /opt/fleetd-agent/bin/fleetd-agent') >"$WORK/agent.log" 2>&1 &
 AGENT_PID=$!
 
 device_field() {  # PATH.IN.JSON: one field of GetDevice's device, "" when absent
