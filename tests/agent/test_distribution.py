@@ -136,9 +136,9 @@ def test_the_wheel_is_pure_and_holds_the_agent_and_only_the_protos_it_imports(
         "fleetd.v1.device_pb2_grpc", "fleetd.v1.common_pb2", "fleetd.v1.update_pb2",
     } <= modules  # fmt: skip
     assert "fleetd.v1.analytics_pb2" not in modules  # nothing the agent does not import
-    for name in generated:  # byte for byte what `make proto` wrote
-        with zipfile.ZipFile(installed.wheel) as zf:
-            assert zf.read(name) == (REPO_ROOT / name).read_bytes()
+    with zipfile.ZipFile(installed.wheel) as zf:
+        for name in generated:  # byte for byte what `make proto` wrote
+            assert zf.read(name) == (REPO_ROOT / name).read_bytes(), name
     assert not [n for n in names if n.endswith((".so", ".pyx", ".c", "_connect.py"))]
     requires = {
         line.split(":", 1)[1].strip().split("<")[0].split(">")[0].split(";")[0]
