@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -132,11 +133,15 @@ class CredentialStore:
         except FileNotFoundError:
             return None
 
-    def wipe(self) -> None:
-        """Offboarding: remove key material and credentials (artifacts stay in place)."""
-        for name in KEY_MATERIAL:
-            path = self.dir / name
-            with contextlib.suppress(FileNotFoundError):
+    def wipe(self, extra: Sequence[Path] = ()) -> None:
+        """Offboarding: overwrite and remove key material and credentials — the key, the
+        certificate, the enrolment record, the temporaries a crash may have left of them,
+        and ``extra`` (the enrolment token file). Artifacts, the agent's state and the
+        public trust anchors (fleet CA, TUF root) stay in place."""
+        paths = [self.dir / name for name in KEY_MATERIAL]
+        paths += [self.dir / f".{name}.tmp" for name in KEY_MATERIAL]
+        for path in [*paths, *extra]:
+            with contextlib.suppress(FileNotFoundError, PermissionError):
                 size = path.stat().st_size
                 with open(path, "r+b") as f:  # overwrite before unlinking
                     f.write(b"\0" * size)

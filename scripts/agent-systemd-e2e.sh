@@ -128,14 +128,25 @@ install -m 0644 "$DATA/pki/ca.pem" "$ROOTFS/etc/fleetd-agent/ca.pem"
 cat >"$ROOTFS/etc/fleetd-agent/agent.env" <<EOF
 FLEETD_API_ENDPOINT=$ENDPOINT
 FLEETD_CA_CERT=/etc/fleetd-agent/ca.pem
-FLEETD_ENROLLMENT_TOKEN=$TOKEN
+FLEETD_ENROLLMENT_TOKEN_FILE=/var/lib/fleetd-agent/enrollment-token
+FLEETD_AGENT_CONFIG=/etc/fleetd-agent/agent.toml
+FLEETD_CONTAINER_RUNTIME=none
 FLEETD_DEVICE_ID=$DEVICE_ID
 FLEETD_DEVICE_TYPE=raspberry-pi
 FLEETD_AGENT_TAGS=systemd
 FLEETD_AGENT_DATA_DIR=/var/lib/fleetd-agent
 EOF
 chmod 0600 "$ROOTFS/etc/fleetd-agent/agent.env"
+cat >"$ROOTFS/etc/fleetd-agent/agent.toml" <<EOF
+# The allowlists match the paths.conf drop-in (docs/agent.md, "Configuration").
+tuf_url = "$ENDPOINT/tuf"
+allowed_dirs = ["/etc/demo-app"]
+systemd_units = ["demo-app.service"]
+EOF
 rm -rf "$ROOTFS/var/lib/fleetd-agent"
+install -d -m 0700 "$ROOTFS/var/lib/fleetd-agent"
+printf '%s\n' "$TOKEN" >"$ROOTFS/var/lib/fleetd-agent/enrollment-token"
+chmod 0600 "$ROOTFS/var/lib/fleetd-agent/enrollment-token"
 printf 'not for the agent\n' >"$ROOTFS/root/secret"  # ProtectHome must hide it
 # debootstrap writes no /etc/hosts; a device has one (the probe resolves localhost).
 [ -f "$ROOTFS/etc/hosts" ] || printf '127.0.0.1 localhost\n::1 localhost ip6-localhost\n' \

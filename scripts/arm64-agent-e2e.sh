@@ -208,9 +208,17 @@ FLEETD_AGENT_DATA_DIR=/var/lib/fleetd-agent
 FLEETD_DEVICE_ID=$DEVICE_ID
 FLEETD_DEVICE_TYPE=raspberry-pi
 FLEETD_AGENT_TAGS=arm64,qemu
-FLEETD_ENROLLMENT_TOKEN=$TOKEN
+FLEETD_ENROLLMENT_TOKEN_FILE=/var/lib/fleetd-agent/enrollment-token
+FLEETD_AGENT_CONFIG=/etc/fleetd-agent/agent.toml
+FLEETD_CONTAINER_RUNTIME=none
 EOF
 chmod 600 "$ROOTFS/etc/fleetd-agent/agent.env"
+cat >"$ROOTFS/etc/fleetd-agent/agent.toml" <<EOF
+tuf_url = "$ENDPOINT/tuf"
+EOF
+install -d -m 0700 "$ROOTFS/var/lib/fleetd-agent"
+printf '%s\n' "$TOKEN" >"$ROOTFS/var/lib/fleetd-agent/enrollment-token"
+chmod 0600 "$ROOTFS/var/lib/fleetd-agent/enrollment-token"
 # exec all the way down (subshell -> chroot -> env -> sh -> the agent): $! is the agent.
 (exec chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
     LANG=C.UTF-8 /bin/sh -c 'set -a; . /etc/fleetd-agent/agent.env; set +a;

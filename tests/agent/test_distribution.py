@@ -167,13 +167,22 @@ def test_installed_alone_the_agent_imports_without_any_server_dependency(
     assert all(GENERATED.match(m) for m in report["fleetd_modules"]), report["fleetd_modules"]
 
 
-def test_the_installed_console_script_answers_help(installed: Installed) -> None:
+@pytest.mark.parametrize(
+    ("script", "flags"),
+    [
+        ("fleetd-agent", ("--api-endpoint", "--ca-cert", "--data-dir", "--config", "--once")),
+        ("fleetd-agent-tuf", ("--metadata-dir", "--metadata-url", "--target-name")),
+    ],
+)
+def test_the_installed_console_scripts_answer_help(
+    installed: Installed, script: str, flags: tuple[str, ...]
+) -> None:
     shown = subprocess.run(
-        [str(installed.bin("fleetd-agent")), "--help"],
+        [str(installed.bin(script)), "--help"],
         capture_output=True, text=True, timeout=60, cwd=installed.workdir, env=installed.env,
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
-    for flag in ("--api-endpoint", "--ca-cert", "--data-dir", "--device-id", "--once"):
+    for flag in flags:
         assert flag in shown.stdout
 
 
