@@ -261,10 +261,12 @@ ls -l "$ROOTFS/var/lib/fleetd-agent"
 
 # ---------------------------------------------------------------- further end-to-end checks
 # The converge check (issue 7: a deployment is downloaded through TUF, applied, probed and
-# reported healthy) goes here, while the agent above is still running: create the update and
-# deployment with the operator API (`operator`-style calls to fleetd.v1.UpdateService), wait
-# for GetDeploymentStatus to say healthy for $DEVICE_ID, and check the applied file inside
-# $ROOTFS. Keep every check in this section driven from the host through public APIs.
+# reported healthy) goes here, while the agent above is still running. It needs the operator
+# API's deployments (CreateDeployment, GetDeploymentStatus: issue 6, not on main when this
+# was written; CreateUpdate is). Then: add `allowed_dirs = ["/opt/e2e"]` to agent.toml above,
+# CreateUpdate with a file artifact for /opt/e2e/model.bin, CreateDeployment targeting
+# $DEVICE_ID, poll GetDeploymentStatus until healthy, and compare $ROOTFS/opt/e2e/model.bin
+# with the artifact. Keep every check here driven from the host through public APIs.
 
 say "SIGTERM: the agent stops cleanly"
 kill -TERM "$AGENT_PID"
