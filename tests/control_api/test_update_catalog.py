@@ -20,6 +20,7 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
+from agent.tuf_fetcher import AgentFetcher
 from fleetd.device.v1 import agent_pb2
 from fleetd.storage.updates import assignment_templates
 from fleetd.v1 import update_pb2, update_pb2_grpc
@@ -27,7 +28,7 @@ from tests.support.binaries import store_binary
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.file_server import FileServer, file_server
 from tests.support.oci_registry import Registry, oci_registry
-from tests.support.tuf_client import CAFetcher, updater
+from tests.support.tuf_client import updater
 from tests.support.waiting import free_port
 
 FIRMWARE = b"\x7fELF firmware 2.0.0 for the raspberry pi\n" * 500
@@ -90,7 +91,7 @@ def _sha(content: bytes) -> str:
 
 def _verified_download(dep: Deployment, workdir: Path, path: str) -> tuple[bytes, dict[str, Any]]:
     """What a device does: pin the served root, refresh, download and verify ``path``."""
-    fetcher = CAFetcher(dep.settings.paths.ca_cert)
+    fetcher = AgentFetcher(dep.settings.paths.ca_cert)
     root = b"".join(fetcher.fetch(f"{dep.api_endpoint}/tuf/root.json"))
     client = updater(workdir, root, fetcher, f"{dep.api_endpoint}/tuf")
     client.refresh()
