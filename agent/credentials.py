@@ -10,8 +10,8 @@ write-to-temp + fsync + rename, so a power cut leaves either the old or the new 
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -21,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+log = logging.getLogger("fleetd.agent")
 
 KEY_FILE = "device.key"
 CERT_FILE = "device.pem"
@@ -141,10 +143,16 @@ class CredentialStore:
         paths = [self.dir / name for name in KEY_MATERIAL]
         paths += [self.dir / f".{name}.tmp" for name in KEY_MATERIAL]
         for path in [*paths, *extra]:
-            with contextlib.suppress(FileNotFoundError, PermissionError):
+            try:
                 size = path.stat().st_size
                 with open(path, "r+b") as f:  # overwrite before unlinking
                     f.write(b"\0" * size)
                     f.flush()
                     os.fsync(f.fileno())
                 path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                # Go on with the rest (a token on a read-only path must not keep the key
+                # in place), but say what could not be wiped.
+                log.error("offboarding: could not wipe %s: %s", path, exc)
