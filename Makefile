@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: demo serve bootstrap build test test-pure lint fmt proto proto-check bench-core clean
 .PHONY: fuzz-filter
+.PHONY: agent-wheel agent-arm64-e2e agent-systemd-e2e
 .PHONY: bench-load-ceiling bench-load-connections bench-load-storm bench-load-locust bench-load-headline
 .PHONY: fuzz-identity fuzz-identity-merge
 
@@ -85,6 +86,18 @@ fuzz-identity-merge:     ## fold what the last fuzz-identity run found into the 
 	PATH=$(abspath $(VENV))/bin:$$PATH FLEETD_FUZZ_NATIVE=build/fuzz-native \
 		$(PY) core_ext/fuzz/identity.py core_ext/fuzz/corpus/identity $(FUZZ_WORK) \
 		-merge=1 -max_len=20000
+
+# The device agent alone (docs/agent.md): a py3-none-any wheel with the generated protos it
+# imports, and its end-to-end run inside an arm64 Debian root filesystem under qemu-user
+# (root, apt and a few minutes; not part of `make test`).
+agent-wheel: bootstrap   ## build/agent-wheel/fleetd_agent-*.whl
+	$(PY) scripts/build_agent_wheel.py
+
+agent-arm64-e2e: bootstrap  ## enrol/register/heartbeat from an arm64 rootfs (qemu-user)
+	scripts/arm64-agent-e2e.sh
+
+agent-systemd-e2e: bootstrap  ## the hardened unit under a real systemd (nspawn container)
+	scripts/agent-systemd-e2e.sh
 
 proto:                   ## regenerate Python code from proto/
 	$(PY) scripts/gen_proto.py

@@ -10,9 +10,10 @@ write-to-temp + fsync + rename, so a power cut leaves either the old or the new 
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+log = logging.getLogger("fleetd.agent")
 
 KEY_FILE = "device.key"
 CERT_FILE = "device.pem"
@@ -132,14 +135,24 @@ class CredentialStore:
         except FileNotFoundError:
             return None
 
-    def wipe(self) -> None:
-        """Offboarding: remove key material and credentials (artifacts stay in place)."""
-        for name in KEY_MATERIAL:
-            path = self.dir / name
-            with contextlib.suppress(FileNotFoundError):
+    def wipe(self, extra: Sequence[Path] = ()) -> None:
+        """Offboarding: overwrite and remove key material and credentials — the key, the
+        certificate, the enrolment record, the temporaries a crash may have left of them,
+        and ``extra`` (the enrolment token file). Artifacts, the agent's state and the
+        public trust anchors (fleet CA, TUF root) stay in place."""
+        paths = [self.dir / name for name in KEY_MATERIAL]
+        paths += [self.dir / f".{name}.tmp" for name in KEY_MATERIAL]
+        for path in [*paths, *extra]:
+            try:
                 size = path.stat().st_size
                 with open(path, "r+b") as f:  # overwrite before unlinking
                     f.write(b"\0" * size)
                     f.flush()
                     os.fsync(f.fileno())
                 path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                # Go on with the rest (a token on a read-only path must not keep the key
+                # in place), but say what could not be wiped.
+                log.error("offboarding: could not wipe %s: %s", path, exc)

@@ -3,20 +3,31 @@
 Errors never crash the loop: every failed call waits a jittered exponential backoff
 (no reconnect storms after a gateway restart) and tries again. The gateway sets the
 heartbeat interval; the agent adds its own jitter on top.
+
+Beside the heartbeat loop run three tasks that never delay it: the converge loop
+(agent.converge, fed each new desired state), the outbox sender (agent.outbox, status
+reports until acknowledged) and the log uploader (agent.logs, fed each log request).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
 from agent import sysstats
 from agent.backoff import Backoff, jittered
 from agent.config import AGENT_VERSION, AgentConfig
+from agent.containers import ContainerRuntime, resolve_runtime
+from agent.converge import Converger
 from agent.credentials import CredentialStore, Enrollment
+from agent.logs import LogSources, LogUploader, running_unit
+from agent.outbox import Outbox, OutboxSender
+from agent.state import StateStore
+from agent.targets import TargetFetcher
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
 from fleetd.v1 import device_pb2, device_pb2_grpc
 
@@ -134,12 +145,28 @@ async def enrol(config: AgentConfig, store: CredentialStore) -> Enrollment:
     return enrollment
 
 
+def build_converger(config: AgentConfig, fetcher: TargetFetcher | None) -> Converger:
+    """The converge loop over the agent's data directory and allowlists."""
+    runtime = resolve_runtime(config.container_runtime)
+    return Converger(
+        policy=config.policy,
+        fetcher=fetcher,
+        store=StateStore(config.data_dir),
+        outbox=Outbox(config.data_dir / "outbox"),
+        device_type=config.device_type,
+        runtime=ContainerRuntime(runtime) if runtime else None,
+    )
+
+
 @dataclass
 class Agent:
     config: AgentConfig
     store: CredentialStore
     enrollment: Enrollment
     revision: int = 0
+    converger: Converger | None = None
+    _sender: OutboxSender | None = field(default=None, init=False)
+    _logs: LogUploader | None = field(default=None, init=False)
 
     def _channel(self) -> grpc.aio.Channel:
         creds = grpc.ssl_channel_credentials(
@@ -151,52 +178,95 @@ class Agent:
         return grpc.aio.secure_channel(gateway, creds, options=CHANNEL_OPTIONS)
 
     async def run(self) -> None:
-        sampler = sysstats.StatsSampler()
-        backoff = Backoff()
         async with self._channel() as channel:
             stub = agent_pb2_grpc.AgentServiceStub(channel)
-            interval = await self._register(stub, backoff)
-            stream = self.config.heartbeat_stream
-            while True:
-                try:
-                    if stream:
-                        interval = await self._stream_heartbeats(stub, sampler, interval, backoff)
-                    else:
-                        await asyncio.sleep(jittered(interval, 0.05))
-                        interval = await self._heartbeat(stub, sampler, backoff)
-                except grpc.aio.AioRpcError as exc:
-                    _raise_if_offboarded(exc)
-                    if stream and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-                        log.info("the gateway has no heartbeat stream; using unary heartbeats")
-                        stream = False
-                        continue
-                    interval = backoff.next_delay()
-                    log.warning("heartbeat failed (%s: %s); next try in %.1fs",
-                                exc.code().name, exc.details(), interval)  # fmt: skip
-                    if stream:
-                        await asyncio.sleep(interval)
+            tasks = self._start_beside(stub)
+            try:
+                await self._heartbeat_loop(stub)
+                if self.config.once and self._sender is not None:
+                    await self._sender.flush()
+            finally:
+                for task in tasks:
+                    task.cancel()
+                if self._logs is not None:
+                    self._logs.close()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    def _start_beside(self, stub: agent_pb2_grpc.AgentServiceStub) -> list[asyncio.Task[None]]:
+        """The converge loop and the outbox sender, as tasks beside the heartbeats."""
+        self._logs = LogUploader(
+            LogSources(self.config.log_unit, self.config.log_file, running_unit()), stub
+        )
+        if self.converger is None:
+            return []
+
+        async def send(report: agent_pb2.ReportArtifactStatusRequest) -> object:
+            return await stub.ReportArtifactStatus(report, timeout=RPC_TIMEOUT)
+
+        self._sender = OutboxSender(self.converger.outbox, send)
+        self.converger.on_report = self._sender.wake
+        return [
+            asyncio.create_task(self._sender.run(), name="outbox"),
+            asyncio.create_task(self.converger.run(), name="converge"),
+        ]
+
+    async def _heartbeat_loop(self, stub: agent_pb2_grpc.AgentServiceStub) -> None:
+        sampler = sysstats.StatsSampler()
+        backoff = Backoff()
+        interval = await self._register(stub, backoff)
+        stream = self.config.heartbeat_stream
+        while True:
+            try:
+                if stream:
+                    interval = await self._stream_heartbeats(stub, sampler, interval, backoff)
+                else:
+                    await asyncio.sleep(jittered(interval, 0.05))
+                    interval = await self._heartbeat(stub, sampler, backoff)
+            except grpc.aio.AioRpcError as exc:
+                _raise_if_offboarded(exc)
+                if stream and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    log.info("the gateway has no heartbeat stream; using unary heartbeats")
+                    stream = False
                     continue
-                except _StreamStalled:
-                    interval = backoff.next_delay()
-                    log.warning("heartbeat stream stalled; reopening in %.1fs", interval)
+                interval = backoff.next_delay()
+                log.warning("heartbeat failed (%s: %s); next try in %.1fs",
+                            exc.code().name, exc.details(), interval)  # fmt: skip
+                if stream:
                     await asyncio.sleep(interval)
-                    continue
-                if self.config.once:
-                    return
+                continue
+            except _StreamStalled:
+                interval = backoff.next_delay()
+                log.warning("heartbeat stream stalled; reopening in %.1fs", interval)
+                await asyncio.sleep(interval)
+                continue
+            if self.config.once:
+                return
 
     def _request(self, sampler: sysstats.StatsSampler) -> agent_pb2.HeartbeatRequest:
         return agent_pb2.HeartbeatRequest(
             desired_state_revision=self.revision,
             stats=_stats(sampler.sample()),
             agent_version=AGENT_VERSION,
+            installed_artifacts=self._installed(),
         )
+
+    def _installed(self) -> list[agent_pb2.InstalledArtifact]:
+        return self.converger.installed_artifacts() if self.converger else []
 
     def _handle(self, response: agent_pb2.HeartbeatResponse) -> float:
         """Apply one heartbeat answer; the interval until the next heartbeat."""
         if response.offboarded:
             raise Offboarded
+        if self._sender is not None and self._sender.offboarded:
+            raise Offboarded
         if response.HasField("desired_state"):
             self.revision = response.desired_state.revision
+            if self.converger is not None:
+                self.converger.offer(response.desired_state)
+        if response.log_requests and self._logs is not None:
+            self._logs.offer(list(response.log_requests))
         return response.next_heartbeat_interval.ToTimedelta().total_seconds()
 
     async def _heartbeat(
@@ -253,6 +323,7 @@ class Agent:
             device_type=self.config.device_type,
             agent_version=AGENT_VERSION,
             tags=list(self.config.tags),
+            installed_artifacts=self._installed(),
         )
         while True:
             try:
@@ -270,7 +341,9 @@ class Agent:
             return interval
 
 
-async def run_agent(config: AgentConfig) -> int:
+async def run_agent(config: AgentConfig, fetcher: TargetFetcher | None = None) -> int:
+    """Run the agent until cancelled or offboarded; the exit status. ``fetcher`` is the
+    TUF client artifacts are fetched with (None: assignments fail NO_ARTIFACT_SOURCE)."""
     store = CredentialStore(config.data_dir)
     enrollment = store.enrollment()
     if enrollment is None:
@@ -279,9 +352,11 @@ async def run_agent(config: AgentConfig) -> int:
         except EnrolmentFailed as exc:
             log.error("enrolment failed: %s", exc)
             return 2
+    converger = build_converger(config, fetcher)
     try:
-        await Agent(config, store, enrollment).run()
+        await Agent(config, store, enrollment, converger=converger).run()
     except Offboarded:
         log.warning("this device was offboarded: wiping key material and exiting")
-        store.wipe()
+        extra = (config.enrollment_token_file,) if config.enrollment_token_file else ()
+        store.wipe(extra)
     return 0

@@ -15,9 +15,10 @@ from typing import Any
 
 from connectrpc.server import ConnectASGIApplication
 
-from control_api import health, tuf_files
+from control_api import blob_collection, health, tuf_files
 from control_api.asgi import Receive, Router, Scope, Send, send_text
 from control_api.auth import AuthInterceptor
+from control_api.binaries import MAX_MESSAGE_BYTES, BinaryServiceImpl
 from control_api.devices import DeviceServiceImpl
 from control_api.fieldmask_compat import FieldMaskCompat
 from control_api.reflection import reflection_apps
@@ -28,7 +29,7 @@ from fleetd.config import Settings
 from fleetd.rollout import engine as rollout_engine
 from fleetd.v1 import analytics_pb2, binary_pb2, device_pb2, update_pb2
 from fleetd.v1.analytics_connect import AnalyticsService, AnalyticsServiceASGIApplication
-from fleetd.v1.binary_connect import BinaryService, BinaryServiceASGIApplication
+from fleetd.v1.binary_connect import BinaryServiceASGIApplication
 from fleetd.v1.device_connect import DeviceServiceASGIApplication
 from fleetd.v1.update_connect import UpdateServiceASGIApplication
 
@@ -37,10 +38,6 @@ log = logging.getLogger(__name__)
 
 class AnalyticsServiceImpl(AnalyticsService):
     """Every method answers UNIMPLEMENTED until the analytics work lands."""
-
-
-class BinaryServiceImpl(BinaryService):
-    """Every method answers UNIMPLEMENTED until the binary store lands."""
 
 
 def _quiet_pyvoy_receive_noise(loop: asyncio.AbstractEventLoop) -> None:
@@ -68,7 +65,9 @@ def create_app(settings: Settings | None = None) -> SeedStatusCodes:
         DeviceServiceASGIApplication(DeviceServiceImpl(), interceptors=[auth]),
         UpdateServiceASGIApplication(UpdateServiceImpl(), interceptors=[auth]),
         AnalyticsServiceASGIApplication(AnalyticsServiceImpl(), interceptors=[auth]),
-        BinaryServiceASGIApplication(BinaryServiceImpl(), interceptors=[auth]),
+        BinaryServiceASGIApplication(
+            BinaryServiceImpl(), interceptors=[auth], read_max_bytes=MAX_MESSAGE_BYTES
+        ),
     ]
     served = [s.path.lstrip("/") for s in services]
     health_service = health.HealthService(served)
@@ -97,11 +96,13 @@ def create_app(settings: Settings | None = None) -> SeedStatusCodes:
             fleet=settings.fleet, tick=settings.rollout_tick,
             heartbeat_interval=settings.heartbeat_interval, offline_after=settings.offline_after,
         )  # fmt: skip
+        await blob_collection.start_collector()
 
     async def shutdown() -> None:
         health_service.set_all(health.NOT_SERVING)
         await rollout_engine.stop()
         await tuf_files.stop_refresher()
+        await blob_collection.stop_collector()
         await close_resources()
 
     router = Router(

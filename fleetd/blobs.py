@@ -12,7 +12,9 @@ removes its temporary file; files a crash leaves in ``tmp/`` are removed by
 PostgreSQL's ``blobs`` table is the index (:func:`index_blob`), written by the caller in
 the transaction that first refers to the blob, so a row never names a blob that is not on
 disk. A blob on disk without a row is harmless (the next write of the same content finds
-it) and is left for a future collector.
+it); the collector (fleetd/blob_collector.py) removes it after a grace period. A commit
+that finds its content already stored refreshes the stored file's mtime, so the grace
+period protects a deduplicated blob exactly as it protects a freshly written one.
 
 File IO runs in worker threads (``asyncio.to_thread``), one chunk (the caller's, at most
 a few MiB) per hop, so the event loop never waits on the disk.
@@ -32,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol
 
-from core_ext import ChunkHasher
+from core_ext import ChunkHasher, Manifest
 from fleetd.storage.types import Queryable
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -76,6 +78,8 @@ class BlobWriter(Protocol):
 
     async def write(self, data: bytes) -> None: ...
 
+    def manifest(self) -> Manifest: ...
+
     async def commit(self) -> Blob: ...
 
     async def abort(self) -> None: ...
@@ -100,6 +104,26 @@ class BlobStore(Protocol):
     def read(
         self, sha256: str, *, offset: int = 0, chunk_size: int = DEFAULT_READ_CHUNK
     ) -> AsyncIterator[bytes]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A blob file as the collector sees it: digest, size and mtime (Unix seconds)."""
+
+    sha256: str
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True, slots=True)
+class RetiredFile:
+    """A blob file moved aside by :meth:`FilesystemBlobStore.retire`, with the mtime it had
+    once moved (no writer can touch it any more)."""
+
+    sha256: str
+    path: Path
+    size: int
+    mtime: float
 
 
 class FilesystemBlobStore:
@@ -170,6 +194,49 @@ class FilesystemBlobStore:
                         os.unlink(entry.path)
                         removed += 1
         return removed
+
+    def stored_files(self) -> list[StoredFile]:
+        """Every blob file under the root (anything not named like a blob is ignored)."""
+        found: list[StoredFile] = []
+        with contextlib.suppress(FileNotFoundError):
+            for directory in os.scandir(self.root):
+                if len(directory.name) != 2 or not directory.is_dir(follow_symlinks=False):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    for entry in os.scandir(directory.path):
+                        name = entry.name
+                        if not _SHA256.match(name) or name[:2] != directory.name:
+                            continue
+                        with contextlib.suppress(FileNotFoundError):
+                            info = entry.stat(follow_symlinks=False)
+                            found.append(StoredFile(name, info.st_size, info.st_mtime))
+        return found
+
+    def retire(self, sha256: str) -> RetiredFile | None:
+        """Move the blob into ``tmp/`` (atomically, so a writer either touched it before
+        or finds it gone and writes its own copy); None when it is not stored."""
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        aside = self._tmp / f"collect-{sha256}-{secrets.token_hex(4)}"
+        try:
+            os.rename(self.path(sha256), aside)
+        except FileNotFoundError:
+            return None
+        info = aside.stat()
+        return RetiredFile(sha256, aside, info.st_size, info.st_mtime)
+
+    def restore(self, retired: RetiredFile) -> None:
+        """Put a retired blob back (unless a writer stored the same content meanwhile)."""
+        final = self.path(retired.sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.link(retired.path, final)
+            _fsync_dir(final.parent)
+        retired.path.unlink()
+
+    def discard(self, retired: RetiredFile) -> None:
+        """Delete a retired blob for good."""
+        with contextlib.suppress(FileNotFoundError):
+            retired.path.unlink()
 
 
 class _FileWriter:
@@ -246,8 +313,9 @@ class _FileWriter:
             existing = final.stat().st_size
         except FileNotFoundError:
             existing = None
-        if existing == manifest.size:
-            # Same name, same size: the same content (dedupe); keep the stored copy.
+        if existing == manifest.size and _touch(final):
+            # Same name, same size: the same content (dedupe); keep the stored copy, its
+            # mtime refreshed so the collector's grace period starts again.
             self._tmp_path.unlink()
         else:
             os.replace(self._tmp_path, final)
@@ -256,6 +324,10 @@ class _FileWriter:
                 _fsync_dir(self._store.root)
         self._tmp_path = None
         return Blob(manifest.sha256, manifest.size)
+
+    def manifest(self) -> Manifest:
+        """SHA-256, size and per-chunk digests (1 MiB chunks) of what was written so far."""
+        return self._hasher.finish()
 
     async def commit(self) -> Blob:
         """Make the content durable under its digest and return it.
@@ -286,6 +358,15 @@ class _FileWriter:
         self._done = True
         # Shielded: a cancelled upload must still remove its temporary file.
         await asyncio.shield(asyncio.to_thread(self._discard))
+
+
+def _touch(path: Path) -> bool:
+    """Set ``path``'s mtime to now; False when it is gone (the collector retired it)."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _fsync_dir(path: Path) -> None:

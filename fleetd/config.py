@@ -128,9 +128,20 @@ class Settings:
     (fleetd.storage.devices.total_devices); 0 always counts exactly."""
     rollout_tick: float = 1.0
     """Seconds between two rounds of the rollout engine (fleetd.rollout.engine)."""
+    max_binary_bytes: int = 2 << 30
+    """BinaryService.UploadBinary refuses content longer than this (RESOURCE_EXHAUSTED)."""
+    blob_grace_period: float = 3600.0
+    """The blob collector never removes a blob file, index row or temporary file younger
+    than this many seconds (fleetd/blob_collector.py)."""
+    blob_collect_interval: float = 3600.0
+    """Seconds between the control API's blob collection rounds."""
     gateway_device_rate: str = ""
     """Per-device Heartbeat/Register limit in the gateway: ``COUNT/s|m|h`` (burst COUNT),
     ``off``, or empty for the default, derived from the heartbeat interval."""
+    insecure_registries: tuple[str, ...] = ()
+    """Container registries (``host[:port]``) CreateUpdate reaches over plain http to
+    resolve image tags; every other registry is reached over https
+    (``FLEETD_INSECURE_REGISTRIES``, comma-separated)."""
 
     def gateway_device_limit(self) -> tuple[float, int] | None:
         """``(calls per second, burst)`` for one device at the gateway; None when off.
@@ -175,6 +186,10 @@ class Settings:
             "FLEETD_GATEWAY_DEVICE_RATE": self.gateway_device_rate,
             "FLEETD_EXACT_COUNT_LIMIT": str(self.exact_count_limit),
             "FLEETD_ROLLOUT_TICK": repr(self.rollout_tick),
+            "FLEETD_INSECURE_REGISTRIES": ",".join(self.insecure_registries),
+            "FLEETD_MAX_BINARY_BYTES": str(self.max_binary_bytes),
+            "FLEETD_BLOB_GRACE_PERIOD": repr(self.blob_grace_period),
+            "FLEETD_BLOB_COLLECT_INTERVAL": repr(self.blob_collect_interval),
         }
         if self.database_url:
             env["FLEETD_DATABASE_URL"] = self.database_url
@@ -222,6 +237,14 @@ class Settings:
             gateway_device_rate=_gateway_rate(env),
             exact_count_limit=_int(env, "FLEETD_EXACT_COUNT_LIMIT", 10_000, 0),
             rollout_tick=_float(env, "FLEETD_ROLLOUT_TICK", 1.0, 0.01),
+            insecure_registries=tuple(
+                r.strip()
+                for r in (env.get("FLEETD_INSECURE_REGISTRIES") or "").split(",")
+                if r.strip()
+            ),
+            max_binary_bytes=_int(env, "FLEETD_MAX_BINARY_BYTES", 2 << 30, 1),
+            blob_grace_period=_float(env, "FLEETD_BLOB_GRACE_PERIOD", 3600.0, 1.0),
+            blob_collect_interval=_float(env, "FLEETD_BLOB_COLLECT_INTERVAL", 3600.0, 0.01),
         )
 
 

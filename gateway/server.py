@@ -74,7 +74,14 @@ class Gateway:
         await _bounded(self.stores.close(), step, "store monitor")
         await _bounded(self.pushes.close(), step, "push subscription")
         await _bounded(self.health.enter_graceful_shutdown(), step, "health")
-        await _bounded(self.server.stop(grace), grace + step, "gRPC server")
+        # Stop taking calls first, then end the open heartbeat streams with UNAVAILABLE
+        # (agents retry that) instead of letting the grace period run out and cancel them.
+        stopping = asyncio.ensure_future(self.server.stop(grace))
+        await asyncio.sleep(0)
+        ended = self.service.end_streams()
+        if ended:
+            log.info("drain: ending %d heartbeat streams", ended)
+        await _bounded(stopping, grace + step, "gRPC server")
         await _bounded(self.sweeper.close(), step + 5.0, "sweeper")
         if not await _bounded(self.pipeline.close(), grace, "heartbeat flush"):
             log.error("pending heartbeats were not flushed within %.1fs", grace)

@@ -39,6 +39,7 @@ REPORT_LIMIT = (2.0, 60)
 UPLOAD_LIMIT = (1 / 60, 4)
 """Log uploads per device: one a minute sustained, bursts of 4."""
 
+DRAINING = "gateway is shutting down; reconnect"
 STORE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 """What an unreachable PostgreSQL raises through asyncpg: answered UNAVAILABLE."""
 
@@ -83,6 +84,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self._pipeline = pipeline
         self._desired = desired
         self._pushes = pushes
+        self._streams: set[_OpenStream] = set()
+        self._draining = False
         self._verified = verified
         self._stream_lifetime = stream_lifetime
         self.pushed = 0
@@ -195,8 +198,25 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         ends_at = loop.time() + self._stream_lifetime * random.uniform(0.8, 1.2)
         notify = functools.partial(self._schedule_push, stream)
         self._pushes.register(caller.device_id, notify)
+        self._streams.add(stream)
         try:
-            async for message in request_iterator:
+            if self._draining:
+                await _abort(context, grpc.StatusCode.UNAVAILABLE, DRAINING)
+            messages = aiter(request_iterator)
+            while True:
+                stream.idle = True
+                try:
+                    message = await anext(messages)
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    if not stream.draining:
+                        raise
+                    # end_streams() cancelled the wait for the next beat: end the stream
+                    # with a status the agent retries, not CANCELLED.
+                    await _abort(context, grpc.StatusCode.UNAVAILABLE, DRAINING)
+                finally:
+                    stream.idle = False
                 request = message.heartbeat
                 # Standing re-checked per beat (cached): revocation ends the stream.
                 caller = await self._caller(context, pem)
@@ -210,10 +230,26 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     )
                 if response.offboarded or loop.time() >= ends_at:
                     return
+                if stream.draining:
+                    await _abort(context, grpc.StatusCode.UNAVAILABLE, DRAINING)
         finally:
+            self._streams.discard(stream)
             self._pushes.unregister(caller.device_id, notify)
             if stream.push is not None:
                 stream.push.cancel()
+
+    def end_streams(self) -> int:
+        """Drain: end every open heartbeat stream with UNAVAILABLE (which agents retry,
+        with backoff, against whichever gateway answers) rather than letting the server's
+        shutdown cancel them. A stream waiting for its next beat ends now; one answering
+        a beat ends right after the answer. Streams opened later are refused the same
+        way. Returns how many streams were open."""
+        self._draining = True
+        for stream in list(self._streams):
+            stream.draining = True
+            if stream.idle and stream.task is not None:
+                stream.task.cancel()
+        return len(self._streams)
 
     def _schedule_push(self, stream: _OpenStream) -> None:
         if stream.push is None or stream.push.done():
@@ -329,6 +365,11 @@ class _OpenStream:
         self.held = 0
         self.lock = asyncio.Lock()
         self.push: asyncio.Task[None] | None = None
+        # The handler's task, and whether it is waiting for the next beat (the only
+        # point where end_streams() may cancel it: never mid-answer).
+        self.task = asyncio.current_task()
+        self.idle = False
+        self.draining = False
 
 
 def _store_down(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ docs/tuf.md for roles, keys, expiry, rotation and URLs.
 from fleetd.tuf_repo.custom import TargetCustom
 from fleetd.tuf_repo.keys import KeyDirs, MissingKeys
 from fleetd.tuf_repo.repository import (
+    NewTarget,
     RepositoryFull,
     RepositoryMissing,
     TargetConflict,
@@ -17,6 +18,7 @@ from fleetd.tuf_repo.repository import (
 __all__ = [
     "KeyDirs",
     "MissingKeys",
+    "NewTarget",
     "RepositoryFull",
     "RepositoryMissing",
     "TargetConflict",

@@ -185,12 +185,14 @@ def _copy(md: Metadata[Any]) -> Metadata[Any]:
     return Metadata.from_bytes(md.to_bytes())
 
 
-def add_target(
-    state: Published, target: TargetFile, online: OnlineSigners, now: dt.datetime
+def add_targets(
+    state: Published, new: Sequence[TargetFile], online: OnlineSigners, now: dt.datetime
 ) -> Publication:
-    """``target`` signed into ``artifacts``, then a new snapshot and timestamp."""
+    """``new`` signed into ``artifacts`` (one new version for all of them), then a new
+    snapshot and timestamp."""
     artifacts = _copy(state.artifacts)
-    artifacts.signed.targets[target.path] = target
+    for target in new:
+        artifacts.signed.targets[target.path] = target
     _bump(artifacts, ARTIFACTS, now)
     sign(artifacts, online.artifacts)
     changed: Publication = [(ARTIFACTS, artifacts)]

@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tuf.api.metadata import TargetFile
@@ -89,6 +90,34 @@ def split_target_url(name: str) -> tuple[str, str] | None:
     return path, digest
 
 
+@dataclass(frozen=True, slots=True)
+class NewTarget:
+    """A target to sign: its path, length, hashes (with ``sha256``) and custom metadata."""
+
+    path: str
+    length: int
+    hashes: Mapping[str, str]
+    custom: TargetCustom | Mapping[str, Any]
+
+
+def _checked_target(item: NewTarget) -> tuple[TargetFile, TargetCustom]:
+    check_target_path(item.path)
+    custom = item.custom
+    if isinstance(custom, Mapping):
+        custom = TargetCustom.from_json(dict(custom))
+    if not _SHA256.match(item.hashes.get("sha256", "")):
+        raise ValueError("hashes must include sha256 as 64 lowercase hex digits")
+    length = item.length
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise ValueError(f"length {length!r}: a whole number of bytes >= 0")
+    target = TargetFile(length, dict(item.hashes), item.path, {"custom": custom.to_json()})
+    return target, custom
+
+
+def _same_content(a: TargetFile, b: TargetFile) -> bool:
+    return a.hashes == b.hashes and a.length == b.length
+
+
 class TufRepository:
     """The repository as seen by one control API process (any number may share it)."""
 
@@ -120,42 +149,58 @@ class TufRepository:
         hashes: Mapping[str, str],
         custom: TargetCustom | Mapping[str, Any],
     ) -> TargetFile:
-        """Sign a target into the ``artifacts`` role and publish snapshot and timestamp.
+        """Sign one target; see :meth:`add_targets`."""
+        return (await self.add_targets([NewTarget(path, length, hashes, custom)]))[0]
+
+    async def add_targets(self, new: Sequence[NewTarget]) -> list[TargetFile]:
+        """Sign targets into the ``artifacts`` role and publish snapshot and timestamp:
+        one new version of each, however many targets (an update's artifacts are
+        published together, and clients download one metadata version for them).
 
         ``hashes`` must hold ``sha256`` (the blob store's key, 64 lowercase hex digits).
-        Adding the same path with the same content again publishes nothing and returns
-        the signed target.
+        A target whose path is signed already with the same content is returned as
+        signed; when every target is, nothing is published.
 
         Raises:
-            ValueError: a malformed path, length, hash or custom metadata.
-            TargetConflict: the path is signed already with other content.
+            ValueError: a malformed path, length, hash or custom metadata, or one path
+                twice with different content.
+            TargetConflict: a path is signed already with other content.
             RepositoryFull: the artifacts metadata would grow past its size limit.
         """
-        check_target_path(path)
-        if isinstance(custom, Mapping):
-            custom = TargetCustom.from_json(dict(custom))
-        sha256 = hashes.get("sha256", "")
-        if not _SHA256.match(sha256):
-            raise ValueError("hashes must include sha256 as 64 lowercase hex digits")
-        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-            raise ValueError(f"length {length!r}: a whole number of bytes >= 0")
-        target = TargetFile(length, dict(hashes), path, {"custom": custom.to_json()})
+        checked = [_checked_target(item) for item in new]
+        by_path: dict[str, tuple[TargetFile, TargetCustom]] = {}
+        for target, custom in checked:
+            seen = by_path.get(target.path)
+            if seen is not None and not _same_content(seen[0], target):
+                raise ValueError(f"target {target.path} is given twice with different content")
+            by_path[target.path] = (target, custom)
         async with store.locked(self._pool) as conn:
             state = await self._state(conn)
-            existing = state.artifacts.signed.targets.get(path)
-            if existing is not None:
-                if existing.hashes == target.hashes and existing.length == target.length:
-                    return existing
-                raise TargetConflict(f"target {path} is already signed with other content")
-            publication = edits.add_target(state, target, self._online(state), self._clock())
-            size = len(publication[0][1].to_bytes())
-            if size > MAX_TARGETS_METADATA:
-                raise RepositoryFull(
-                    f"artifacts metadata would be {size} bytes (limit {MAX_TARGETS_METADATA})"
+            signed = state.artifacts.signed.targets
+            missing: list[tuple[TargetFile, TargetCustom]] = []
+            for target, custom in by_path.values():
+                existing = signed.get(target.path)
+                if existing is None:
+                    missing.append((target, custom))
+                elif not _same_content(existing, target):
+                    raise TargetConflict(
+                        f"target {target.path} is already signed with other content"
+                    )
+            if missing:
+                publication = edits.add_targets(
+                    state, [t for t, _ in missing], self._online(state), self._clock()
                 )
-            await store.insert(conn, publication)
-            await store.insert_target(conn, path, sha256, length, custom)
-        return target
+                size = len(publication[0][1].to_bytes())
+                if size > MAX_TARGETS_METADATA:
+                    raise RepositoryFull(
+                        f"artifacts metadata would be {size} bytes (limit {MAX_TARGETS_METADATA})"
+                    )
+                await store.insert(conn, publication)
+                for target, custom in missing:
+                    await store.insert_target(
+                        conn, target.path, target.hashes["sha256"], target.length, custom
+                    )
+        return [signed.get(t.path) or t for t, _ in checked]
 
     async def refresh_if_due(self) -> list[str]:
         """Re-sign the online roles past half their lifetime (and what lists them);

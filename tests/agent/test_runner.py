@@ -143,10 +143,16 @@ async def test_offboarded_agent_wipes_its_keys_and_exits(
     )
     assert reply.status == 200
     await asyncio.sleep(0.5)  # the revocation notice crosses Redis pub/sub
+    key = (tmp_path / "agent" / KEY_FILE).read_bytes()
     assert await run_agent(replace(config, enrollment_token="")) == 0
     assert CredentialStore(tmp_path / "agent").enrollment() is None
     leftovers = {p.name for p in (tmp_path / "agent").iterdir()}
-    assert leftovers <= {"ca.pem", TUF_ROOT_FILE}  # public trust anchors, no key material
+    # Public trust anchors and the agent's (secret-free) state and outbox only.
+    assert leftovers <= {"ca.pem", TUF_ROOT_FILE, "state.json", "outbox"}
+    for path in (tmp_path / "agent").rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            assert b"PRIVATE KEY" not in content and key not in content, path
 
 
 async def test_agent_on_the_stream_gets_a_pushed_desired_state_at_once(

@@ -304,13 +304,13 @@ async def test_unbuilt_method_answers_unimplemented_naming_itself(
 ) -> None:
     response = await connect_json(
         deployment.api_endpoint,
-        "fleetd.v1.UpdateService/CreateUpdate",
-        {"name": "x"},
+        "fleetd.v1.AnalyticsService/ExportData",
+        {},
         ca_pem=deployment.ca_pem,
         api_key=deployment.admin_api_key,
     )
     assert response.status == 501
-    assert "fleetd.v1.UpdateService/CreateUpdate" in response.body["message"]
+    assert "fleetd.v1.AnalyticsService/ExportData" in response.body["message"]
 
 
 async def test_list_devices_over_grpc_with_generated_stubs(deployment: Deployment) -> None:

@@ -14,10 +14,11 @@ import urllib3
 from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import Metadata
 
+from agent.tuf_fetcher import AgentFetcher
 from fleetd.blobs import FilesystemBlobStore
 from fleetd.tuf_repo import KeyDirs, TufRepository
 from tests.support.deployment import Deployment, running_deployment
-from tests.support.tuf_client import CAFetcher, updater
+from tests.support.tuf_client import updater
 
 CONTENT = b"\x7fELF a real enough firmware image\n" * 100
 SHA = hashlib.sha256(CONTENT).hexdigest()
@@ -53,7 +54,7 @@ def _get(dep: Deployment, path: str, method: str = "GET") -> urllib3.BaseHTTPRes
 
 def _download(dep: Deployment, workdir: Path, root: bytes) -> bytes:
     client = updater(
-        workdir, root, CAFetcher(dep.settings.paths.ca_cert), f"{dep.api_endpoint}/tuf"
+        workdir, root, AgentFetcher(dep.settings.paths.ca_cert), f"{dep.api_endpoint}/tuf"
     )
     client.refresh()
     info = client.get_targetinfo(PATH)

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
 from fleetd.pki import CertificateAuthority
+from gateway.server import start_gateway
 from tests.support.deployment import Deployment
 from tests.support.desired import assign, model_assignment
 from tests.support.devices import device_channel, enrol_device
@@ -133,3 +134,21 @@ async def test_a_stream_answers_unchanged_without_redis_until_a_notice(
     assert not stale.heartbeat.unchanged
     assert stale.heartbeat.desired_state.revision == revision
     call.cancel()
+
+
+async def test_a_draining_gateway_ends_open_streams_with_unavailable(
+    deployment: Deployment, ca: CertificateAuthority, pool: asyncpg.Pool
+) -> None:
+    """SIGTERM's drain ends streams with a status agents retry, not CANCELLED (which a
+    reconnect storm would otherwise count as errors)."""
+    creds = await enrol_device(pool, ca, "rpi-001")
+    stub = agent_pb2_grpc.AgentServiceStub(
+        device_channel(deployment.gateway_target, deployment.ca_pem, creds)
+    )
+    idle = stub.HeartbeatStream(timeout=30)
+    await idle.write(_beat())
+    await _read(idle)
+    await deployment.gateway.stop(grace=5.0)
+    assert await idle.code() == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in (await idle.details() or "")
+    deployment.gateway = await start_gateway(deployment.settings, port=deployment.gateway.port)

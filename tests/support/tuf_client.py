@@ -2,9 +2,8 @@
 
 ``MemoryFetcher`` serves a fixed copy of the repository (taken from PostgreSQL with
 ``repository_files``) so that the synchronous ngclient can run inside async tests
-without calling back into the event loop; ``CAFetcher`` is the real thing over HTTPS,
-trusting only the fleet CA (ngclient's own fetcher trusts the system store, and a fleet
-CA is private).
+without calling back into the event loop. Over HTTPS, tests use the agent's own fetcher
+(``agent.tuf_fetcher.AgentFetcher``, trusting only the fleet CA), as devices do.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import urllib3
 from tuf.api.exceptions import DownloadHTTPError
 from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
@@ -33,22 +31,6 @@ class MemoryFetcher(FetcherInterface):
         if url not in self.files:
             raise DownloadHTTPError(f"not found: {url}", 404)
         return iter([self.files[url]])
-
-
-class CAFetcher(FetcherInterface):
-    """HTTPS through urllib3, verifying the server against ``ca_file`` only."""
-
-    def __init__(self, ca_file: Path, timeout: float = 10.0) -> None:
-        self._pool = urllib3.PoolManager(
-            ca_certs=str(ca_file), cert_reqs="CERT_REQUIRED", timeout=timeout, retries=False
-        )
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        response = self._pool.request("GET", url, preload_content=False)
-        if response.status >= 400:
-            response.release_conn()
-            raise DownloadHTTPError(f"HTTP {response.status} for {url}", response.status)
-        return response.stream(65536)
 
 
 async def repository_files(

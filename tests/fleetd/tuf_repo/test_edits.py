@@ -67,7 +67,7 @@ def test_threshold_beyond_the_keys_is_refused() -> None:
 
 def test_add_target_publishes_artifacts_snapshot_and_timestamp_in_order() -> None:
     state, online = _repo()
-    publication = edits.add_target(state, _target(), online, NOW)
+    publication = edits.add_targets(state, [_target()], online, NOW)
     assert [(r, md.signed.version) for r, md in publication] == [
         (ARTIFACTS, 2),
         (SNAPSHOT, 2),

@@ -14,7 +14,14 @@ from tuf.api.exceptions import BadVersionNumberError, ExpiredMetadataError
 from tuf.api.metadata import Metadata, Root
 from tuf.ngclient import Updater
 
-from fleetd.tuf_repo import KeyDirs, MissingKeys, TargetConflict, TufRepository, admin
+from fleetd.tuf_repo import (
+    KeyDirs,
+    MissingKeys,
+    NewTarget,
+    TargetConflict,
+    TufRepository,
+    admin,
+)
 from fleetd.tuf_repo.roles import utcnow
 from tests.support.tuf_client import MemoryFetcher, repository_files, updater
 
@@ -122,6 +129,51 @@ async def test_adding_a_target_again_is_idempotent_and_other_content_conflicts(
             await repo.add_target(bad, 1, {"sha256": SHA}, CUSTOM)
     with pytest.raises(ValueError, match="release_counter"):
         await repo.add_target("fw/b.bin", 1, {"sha256": SHA}, {**CUSTOM, "release_counter": -1})
+
+
+async def test_targets_added_together_are_published_in_one_version(
+    pool: asyncpg.Pool, dirs: KeyDirs, tmp_path: Path
+) -> None:
+    repo = TufRepository(pool, dirs)
+    await repo.add_target("fw/a.bin", len(CONTENT), {"sha256": SHA}, CUSTOM)
+    batch = [
+        NewTarget("fw/a.bin", len(CONTENT), {"sha256": SHA}, CUSTOM),  # already signed
+        NewTarget("fw/b.bin", len(CONTENT), {"sha256": SHA}, {**CUSTOM, "name": "b"}),
+        NewTarget("fw/c.bin", len(CONTENT), {"sha256": SHA}, {**CUSTOM, "name": "c"}),
+    ]
+    signed = await repo.add_targets(batch)
+    assert [t.path for t in signed] == ["fw/a.bin", "fw/b.bin", "fw/c.bin"]
+    rows = await pool.fetch("SELECT role, max(version) AS v FROM tuf_metadata GROUP BY role")
+    assert {r["role"]: r["v"] for r in rows}["artifacts"] == 3  # init, a, then b and c at once
+    client = await _client(pool, tmp_path / "client", await _root(pool))
+    client.refresh()
+    for path in ("fw/a.bin", "fw/b.bin", "fw/c.bin"):
+        assert client.get_targetinfo(path) is not None
+    assert await repo.add_targets(batch) == signed  # all signed already: nothing published
+    assert await pool.fetchval("SELECT max(version) FROM tuf_metadata WHERE role='artifacts'") == 3
+
+
+async def test_a_batch_naming_one_path_with_two_contents_publishes_nothing(
+    pool: asyncpg.Pool, dirs: KeyDirs
+) -> None:
+    repo = TufRepository(pool, dirs)
+    with pytest.raises(ValueError, match="twice"):
+        await repo.add_targets(
+            [
+                NewTarget("fw/a.bin", len(CONTENT), {"sha256": SHA}, CUSTOM),
+                NewTarget("fw/a.bin", 1, {"sha256": "0" * 64}, CUSTOM),
+            ]
+        )
+    assert await pool.fetchval("SELECT count(*) FROM tuf_targets") == 0
+    await repo.add_target("fw/a.bin", len(CONTENT), {"sha256": SHA}, CUSTOM)
+    with pytest.raises(TargetConflict):
+        await repo.add_targets(
+            [
+                NewTarget("fw/new.bin", len(CONTENT), {"sha256": SHA}, CUSTOM),
+                NewTarget("fw/a.bin", 1, {"sha256": "0" * 64}, CUSTOM),
+            ]
+        )
+    assert await pool.fetchval("SELECT array_agg(path) FROM tuf_targets") == ["fw/a.bin"]
 
 
 async def test_timestamp_is_resigned_when_half_its_life_is_gone(
