@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None) -> SeedStatusCodes:
             res.pool, res.redis, database_url=settings.database_url or "",
             fleet=settings.fleet, tick=settings.rollout_tick,
             heartbeat_interval=settings.heartbeat_interval, offline_after=settings.offline_after,
+            tuf=tuf_files.repository(),
         )  # fmt: skip
         await blob_collection.start_collector()
 

@@ -42,6 +42,7 @@ from fleetd.rollout.decide import (
     Wait,
     decide,
 )
+from fleetd.rollout.rollback_targets import RollbackTargets, Signer
 from fleetd.storage import deployment_batches, deployments
 from fleetd.storage.deployments import Artifact
 from fleetd.storage.desired import mark_changed
@@ -87,7 +88,9 @@ class Engine:
         heartbeat_interval: float,
         offline_after: float,
         clock: Callable[[], dt.datetime] = _utcnow,
+        rollback_targets: RollbackTargets | None = None,
     ) -> None:
+        self._rollback_targets = rollback_targets
         self._pool = pool
         self._redis = redis
         self._fleet = fleet
@@ -199,7 +202,8 @@ class Engine:
                 rows = await conn.fetch(
                     """SELECT reason, count(*) AS n FROM deployment_targets
                        WHERE deployment_id = $1
-                         AND reason IN ('NO_PREVIOUS_VERSION', 'SUPERSEDED')
+                         AND reason IN ('NO_PREVIOUS_VERSION', 'SUPERSEDED',
+                                        'ROLLBACK_FAILED')
                        GROUP BY reason""",
                     deployment_id,
                 )
@@ -211,8 +215,17 @@ class Engine:
                 if notes.get("SUPERSEDED"):
                     message += (f"; {notes['SUPERSEDED']} device(s) have a newer assignment "
                                 "and were left alone")  # fmt: skip
-                if await deployments.transition(conn, deployment_id, ["rolling_back"],
-                                                "rolled_back", message=message):  # fmt: skip
+                failed = notes.get("ROLLBACK_FAILED", 0)
+                if failed:
+                    # ROLLED_BACK promises every touched device is back on its previous
+                    # version; when some could not be, the rollback failed.
+                    message = (f"rollback failed on {failed} device(s) (see their "
+                               f"statuses); {message}")  # fmt: skip
+                    if await deployments.transition(conn, deployment_id, ["rolling_back"],
+                                                    "failed", message=message):  # fmt: skip
+                        await tell(operations.FAILED, "failed", message)
+                elif await deployments.transition(conn, deployment_id, ["rolling_back"],
+                                                  "rolled_back", message=message):  # fmt: skip
                     await tell(operations.ROLLED_BACK, "rolled_back", message)
                 self._rollback_cursor.pop(deployment_id, None)
                 return False
@@ -277,7 +290,9 @@ class Engine:
         async with self._pool.acquire() as conn:
             for _ in range(BATCHES_PER_STEP):
                 after = self._rollback_cursor.get(deployment_id, "")
-                batch = await deployment_batches.rollback_batch(conn, deployment_id, after, BATCH)
+                batch = await deployment_batches.rollback_batch(
+                    conn, deployment_id, after, BATCH, self._rollback_targets
+                )
                 await mark_changed(self._redis, batch.revisions)
                 if batch.processed == 0:
                     if after:  # one more pass from the start catches devices skipped
@@ -407,13 +422,16 @@ def start(
     tick: float,
     heartbeat_interval: float,
     offline_after: float,
+    tuf: Signer | None = None,
 ) -> None:
-    """Start this event loop's engine runner (a control API start-up hook)."""
+    """Start this event loop's engine runner (a control API start-up hook). ``tuf``
+    re-signs previous versions for rollbacks (fleetd/rollout/rollback_targets.py)."""
     loop = asyncio.get_running_loop()
     if loop in _runners:
         return
     engine = Engine(pool, redis, fleet, heartbeat_interval=heartbeat_interval,
-                    offline_after=offline_after)  # fmt: skip
+                    offline_after=offline_after,
+                    rollback_targets=RollbackTargets(tuf))  # fmt: skip
     runner = EngineRunner(engine, database_url, tick=tick)
     _runners[loop] = loop.create_task(runner.run())
 

@@ -22,6 +22,7 @@ import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fleetd.device.v1 import agent_pb2
 from fleetd.rollout.decide import IN_FLIGHT, ROLLBACK_PENDING, target_state
@@ -29,6 +30,9 @@ from fleetd.storage.deployment_progress import move_counts
 from fleetd.storage.deployments import Artifact, applicable
 from fleetd.storage.desired import bump_revisions
 from fleetd.storage.types import Connection
+
+if TYPE_CHECKING:
+    from fleetd.rollout.rollback_targets import RollbackTargets
 
 ENGINE_SHARD = 0
 """Counter shard of the engine's and operators' moves (reports spread over the others)."""
@@ -355,7 +359,11 @@ async def withdraw_unstarted(conn: Connection, deployment_id: str, reason: str) 
 
 
 async def rollback_batch(
-    conn: Connection, deployment_id: str, after_device_id: str, limit: int
+    conn: Connection,
+    deployment_id: str,
+    after_device_id: str,
+    limit: int,
+    targets: RollbackTargets | None = None,
 ) -> Batch:
     """Give up to ``limit`` devices (after ``after_device_id``, in id order) that applied
     or are applying the update their previous version back, as new assignments of this
@@ -403,7 +411,14 @@ async def rollback_batch(
                 previous_ids,
             )
         }
-        targets = await conn.fetch(
+        # The previous versions' targets, re-signed with a current release counter so
+        # agents accept them (fleetd/rollout/rollback_targets.py).
+        paths = (
+            await targets.paths_for(conn, deployment_id, list(previous_specs.values()))
+            if targets is not None
+            else {}
+        )
+        rows = await conn.fetch(
             """SELECT device_id, wave, state, assignment_ids, previous_assignment_ids
                FROM deployment_targets
                WHERE deployment_id = $1 AND device_id = ANY($2::text[])
@@ -419,7 +434,7 @@ async def rollback_batch(
         withdrawn_devices: set[str] = set()
         rollback_ids: dict[str, list[str]] = {}
         notes: dict[str, tuple[str, str]] = {}
-        for t in targets:
+        for t in rows:
             device_id = t["device_id"]
             ids: list[str] = []
             kept = superseded = 0
@@ -443,6 +458,7 @@ async def rollback_batch(
                     continue
                 spec = agent_pb2.ArtifactAssignment()
                 spec.CopyFrom(previous)
+                spec.target_path = paths.get(previous.target_path, previous.target_path)
                 spec.assignment_id = new_assignment_id()
                 spec.deployment_id = deployment_id
                 spec.previous.CopyFrom(

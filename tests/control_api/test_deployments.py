@@ -332,6 +332,27 @@ async def test_rollback_gives_devices_their_previous_version_back(
     assert "6 device(s) have a newer assignment" in old.status.message
 
 
+async def test_a_rollback_some_devices_cannot_complete_ends_failed(
+    deployment: Deployment, pool: asyncpg.Pool, ca: CertificateAuthority, operator: Operator
+) -> None:
+    first = await create_update(pool, version="1.0.0")
+    second = await create_update(pool, version="2.0.0")
+    async with Simulator.running(deployment, pool, ca, ids(4)) as sim:
+        one = await operator.deploy(first, device_filter="type:raspberry-pi")
+        await operator.reaches(one.deployment_id, DS.COMPLETED)
+        two = await operator.deploy(second, device_filter="type:raspberry-pi")
+        await operator.reaches(two.deployment_id, DS.COMPLETED)
+        # One device cannot go back: its 1.0.0 now fails to apply.
+        sim.devices[0].behaviour = Behaviour(failure_rate=1.0, faulty_versions=frozenset({"1.0.0"}))
+        await operator.call(
+            "RollbackDeployment",
+            U.RollbackDeploymentRequest(deployment_id=two.deployment_id, force=True),
+        )
+        failed = await operator.reaches(two.deployment_id, DS.FAILED)
+    assert "rollback failed on 1 device(s)" in failed.status.message
+    assert failed.metrics.rolled_back_count == 3 and failed.metrics.failed_count == 1
+
+
 async def test_rollback_of_a_first_install_keeps_it_and_says_so(
     deployment: Deployment, pool: asyncpg.Pool, ca: CertificateAuthority, operator: Operator
 ) -> None:
