@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from agent.durable import write_atomic
+
 log = logging.getLogger("fleetd.agent")
 
 KEY_FILE = "device.key"
@@ -29,23 +31,9 @@ CERT_FILE = "device.pem"
 CA_FILE = "ca.pem"
 ENROLLMENT_FILE = "enrollment.json"
 TUF_ROOT_FILE = "tuf-root.json"
-KEY_MATERIAL = (KEY_FILE, CERT_FILE, ENROLLMENT_FILE)
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+NEXT_KEY_FILE = "device.key.next"
+NEXT_CERT_FILE = "device.pem.next"
+KEY_MATERIAL = (KEY_FILE, CERT_FILE, ENROLLMENT_FILE, NEXT_KEY_FILE, NEXT_CERT_FILE)
 
 
 def generate_key_and_csr(device_id: str) -> tuple[bytes, bytes]:
@@ -113,10 +101,10 @@ class CredentialStore:
     ) -> None:
         """Everything enrolment returned; ``enrollment.json`` last, as it marks completion.
         An empty ``tuf_root`` (a server without a TUF repository) writes no root."""
-        write_atomic(self.dir / CA_FILE, ca_pem)
+        write_atomic(self.dir / CA_FILE, ca_pem, 0o644)
         if tuf_root:
-            write_atomic(self.dir / TUF_ROOT_FILE, tuf_root)
-        write_atomic(self.dir / CERT_FILE, cert_pem)
+            write_atomic(self.dir / TUF_ROOT_FILE, tuf_root, 0o644)
+        write_atomic(self.dir / CERT_FILE, cert_pem, 0o644)
         write_atomic(self.dir / ENROLLMENT_FILE, json.dumps(asdict(enrollment)).encode(), 0o600)
 
     def key(self) -> bytes:

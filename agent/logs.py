@@ -214,7 +214,8 @@ class LogUploader:
 
     def __init__(self, sources: LogSources, stub: agent_pb2_grpc.AgentServiceStub) -> None:
         self._sources = sources
-        self._stub = stub
+        self.stub = stub
+        """Replaced when the agent reconnects with a renewed certificate."""
         self._seen: set[str] = set()
         self._tasks: set[asyncio.Task[bool]] = set()
 
@@ -236,7 +237,7 @@ class LogUploader:
             return False
         for attempt in range(MAX_TRIES):
             try:
-                reply = await self._stub.UploadLogs(_messages(request, bundle), timeout=120)
+                reply = await self.stub.UploadLogs(_messages(request, bundle), timeout=120)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() in _DONE:
                     log.warning("log bundle %s not stored: %s: %s",

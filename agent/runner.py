@@ -26,6 +26,7 @@ from agent.converge import Converger
 from agent.credentials import CredentialStore, Enrollment
 from agent.logs import LogSources, LogUploader, running_unit
 from agent.outbox import Outbox, OutboxSender
+from agent.renewal import CHECK_EVERY, Renewal, renewal_due
 from agent.state import StateStore
 from agent.targets import TargetFetcher
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
@@ -34,6 +35,8 @@ from fleetd.v1 import device_pb2, device_pb2_grpc
 log = logging.getLogger("fleetd.agent")
 
 RPC_TIMEOUT = 15.0
+RECONNECT_GRACE = 5.0
+"""Seconds calls on the old channel get after a certificate renewal."""
 
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 60_000),
@@ -166,6 +169,8 @@ class Agent:
     revision: int = 0
     converger: Converger | None = None
     _sender: OutboxSender | None = field(default=None, init=False)
+    _connection: grpc.aio.Channel = field(init=False)
+    _stub: agent_pb2_grpc.AgentServiceStub = field(init=False)
     _logs: LogUploader | None = field(default=None, init=False)
 
     def _channel(self) -> grpc.aio.Channel:
@@ -178,21 +183,55 @@ class Agent:
         return grpc.aio.secure_channel(gateway, creds, options=CHANNEL_OPTIONS)
 
     async def run(self) -> None:
-        async with self._channel() as channel:
-            stub = agent_pb2_grpc.AgentServiceStub(channel)
-            tasks = self._start_beside(stub)
-            try:
-                await self._heartbeat_loop(stub)
-                if self.config.once and self._sender is not None:
-                    await self._sender.flush()
-            finally:
-                for task in tasks:
-                    task.cancel()
-                if self._logs is not None:
-                    self._logs.close()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+        self._connection = self._channel()
+        self._stub = agent_pb2_grpc.AgentServiceStub(self._connection)
+        tasks = self._start_beside(self._stub)
+        tasks.append(asyncio.create_task(self._renew_certificate(), name="renewal"))
+        try:
+            await self._heartbeat_loop()
+            if self.config.once and self._sender is not None:
+                await self._sender.flush()
+        finally:
+            for task in tasks:
+                task.cancel()
+            if self._logs is not None:
+                self._logs.close()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._connection.close(None)
+
+    async def _renew_certificate(self) -> None:
+        """Renew the certificate when it is due (agent/renewal.py), then move every call
+        to a channel presenting the new one."""
+        renewal = Renewal(self.config.data_dir, self.enrollment.device_id)
+        while True:
+            if renewal_due(self.store.cert()):
+                try:
+                    response = await self._stub.RenewCertificate(
+                        agent_pb2.RenewCertificateRequest(csr=renewal.csr().decode()),
+                        timeout=RPC_TIMEOUT,
+                    )
+                    renewal.install(response.certificate.encode(), response.ca_certificate.encode())
+                except grpc.aio.AioRpcError as exc:
+                    log.warning("certificate renewal failed (%s: %s); retrying in %.0fs",
+                                exc.code().name, exc.details(), CHECK_EVERY)  # fmt: skip
+                except ValueError as exc:
+                    log.error("certificate renewal answer refused: %s", exc)
+                else:
+                    log.info("certificate renewed; reconnecting with it")
+                    await self._reconnect()
+            await asyncio.sleep(CHECK_EVERY)
+
+    async def _reconnect(self) -> None:
+        old = self._connection
+        self._connection = self._channel()
+        self._stub = agent_pb2_grpc.AgentServiceStub(self._connection)
+        if self._logs is not None:
+            self._logs.stub = self._stub
+        # Calls in flight on the old channel get a moment to finish; the heartbeat
+        # stream then ends and reopens on the new one.
+        await old.close(RECONNECT_GRACE)
 
     def _start_beside(self, stub: agent_pb2_grpc.AgentServiceStub) -> list[asyncio.Task[None]]:
         """The converge loop and the outbox sender, as tasks beside the heartbeats."""
@@ -203,7 +242,7 @@ class Agent:
             return []
 
         async def send(report: agent_pb2.ReportArtifactStatusRequest) -> object:
-            return await stub.ReportArtifactStatus(report, timeout=RPC_TIMEOUT)
+            return await self._stub.ReportArtifactStatus(report, timeout=RPC_TIMEOUT)
 
         self._sender = OutboxSender(self.converger.outbox, send)
         self.converger.on_report = self._sender.wake
@@ -212,18 +251,19 @@ class Agent:
             asyncio.create_task(self.converger.run(), name="converge"),
         ]
 
-    async def _heartbeat_loop(self, stub: agent_pb2_grpc.AgentServiceStub) -> None:
+    async def _heartbeat_loop(self) -> None:
         sampler = sysstats.StatsSampler()
         backoff = Backoff()
-        interval = await self._register(stub, backoff)
+        interval = await self._register(self._stub, backoff)
         stream = self.config.heartbeat_stream
         while True:
             try:
+                # self._stub each time: a certificate renewal replaces the channel.
                 if stream:
-                    interval = await self._stream_heartbeats(stub, sampler, interval, backoff)
+                    interval = await self._stream_heartbeats(self._stub, sampler, interval, backoff)
                 else:
                     await asyncio.sleep(jittered(interval, 0.05))
-                    interval = await self._heartbeat(stub, sampler, backoff)
+                    interval = await self._heartbeat(self._stub, sampler, backoff)
             except grpc.aio.AioRpcError as exc:
                 _raise_if_offboarded(exc)
                 if stream and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
@@ -352,6 +392,7 @@ async def run_agent(config: AgentConfig, fetcher: TargetFetcher | None = None) -
         except EnrolmentFailed as exc:
             log.error("enrolment failed: %s", exc)
             return 2
+    Renewal(config.data_dir, enrollment.device_id).recover()
     converger = build_converger(config, fetcher)
     try:
         await Agent(config, store, enrollment, converger=converger).run()

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from agent.credentials import write_atomic
+from agent.durable import write_atomic
 from agent.tuf_client import (
     consistent_snapshot,
     download_verified,
@@ -80,7 +80,7 @@ def init(metadata_dir: Path, root_file: Path) -> None:
     """Trust ``root_file``: copy it to ``metadata_dir/root.json`` (atomically)."""
     data = root_file.read_bytes()
     metadata_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_atomic(metadata_dir / "root.json", data)
+    write_atomic(metadata_dir / "root.json", data, 0o644)
 
 
 def refresh(metadata_dir: Path, metadata_url: str, fetcher: AgentFetcher) -> None:

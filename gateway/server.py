@@ -33,6 +33,7 @@ from gateway.identity import DeviceAuthenticator
 from gateway.liveness import LivenessSweeper
 from gateway.log_uploads import LogUploads
 from gateway.pushes import PushHub
+from gateway.renewals import CertificateIssuer
 from gateway.service import AgentService
 from gateway.status_reports import StatusReports
 from gateway.store_health import StoreHealth
@@ -173,6 +174,7 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
         device_limit=settings.gateway_device_limit(),
         status_reports=StatusReports(pool),
         log_uploads=LogUploads(pool, redis, FilesystemBlobStore(settings.paths.blobs)),
+        issuer=CertificateIssuer(settings),
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(service, server)
     health_servicer = health_aio.HealthServicer()

@@ -29,6 +29,7 @@ from gateway.heartbeats import HeartbeatPipeline
 from gateway.identity import CallerDevice, DeviceAuthenticator, Refused, StandingUnavailable
 from gateway.log_uploads import LogUploads
 from gateway.pushes import PushHub
+from gateway.renewals import BadRequest, CannotIssue, CertificateIssuer
 from gateway.status_reports import StatusReports
 from gateway.verified import VerifiedRevisions
 
@@ -76,7 +77,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         jitter: float = 0.1,
         status_reports: StatusReports,
         log_uploads: LogUploads,
+        issuer: CertificateIssuer | None = None,
     ) -> None:
+        self._issuer = issuer
         self._status_reports = status_reports
         self._log_uploads = log_uploads
         self._pool = pool
@@ -237,6 +240,33 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             self._pushes.unregister(caller.device_id, notify)
             if stream.push is not None:
                 stream.push.cancel()
+
+    async def RenewCertificate(
+        self,
+        request: agent_pb2.RenewCertificateRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> agent_pb2.RenewCertificateResponse:
+        caller = await self._caller(context)
+        if caller.offboarded:
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "device was offboarded")
+        await self._limit(self._register_limits, caller, context)
+        if self._issuer is None:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, "renewal is not enabled")
+        try:
+            issued = await self._issuer.renew(self._pool, caller.device_id, request.csr.encode())
+        except CannotIssue as exc:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except BadRequest as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except STORE_ERRORS as exc:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, _store_down(exc))
+        not_after = timestamp_pb2.Timestamp()
+        not_after.FromSeconds(int(issued.not_after_unix))
+        return agent_pb2.RenewCertificateResponse(
+            certificate=issued.certificate,
+            ca_certificate=issued.ca_certificate,
+            not_after=not_after,
+        )
 
     def end_streams(self) -> int:
         """Drain: end every open heartbeat stream with UNAVAILABLE (which agents retry,

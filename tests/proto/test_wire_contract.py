@@ -802,6 +802,7 @@ SERVICES: dict[str, dict[str, str]] = {
         "HeartbeatStream": BIDI,
         "ReportArtifactStatus": UNARY,
         "UploadLogs": CLIENT_STREAM,
+        "RenewCertificate": UNARY,
     },
 }
 

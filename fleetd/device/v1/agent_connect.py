@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from fleetd.device.v1.agent_pb2 import HeartbeatRequest, HeartbeatResponse, HeartbeatStreamRequest, HeartbeatStreamResponse, RegisterRequest, RegisterResponse, ReportArtifactStatusRequest, ReportArtifactStatusResponse, UploadLogsRequest, UploadLogsResponse
+from fleetd.device.v1.agent_pb2 import HeartbeatRequest, HeartbeatResponse, HeartbeatStreamRequest, HeartbeatStreamResponse, RegisterRequest, RegisterResponse, RenewCertificateRequest, RenewCertificateResponse, ReportArtifactStatusRequest, ReportArtifactStatusResponse, UploadLogsRequest, UploadLogsResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -81,6 +81,17 @@ class AgentService(Protocol):
         """
         Delivers a compressed log bundle requested by a heartbeat: one header
         message, then chunks.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def renew_certificate(self, request: RenewCertificateRequest, ctx: RequestContext[RenewCertificateRequest, RenewCertificateResponse], /) -> RenewCertificateResponse:
+        """
+        Issues the calling device a new certificate for the key in the CSR (the agent
+        generates a new key on the device; the private key never leaves it). The
+        identity comes from the presented certificate, never from the CSR's subject.
+        Agents call it when less than a third of their certificate's validity is left;
+        the old certificate stays valid until it expires. An offboarded or revoked
+        device is refused like on every other call.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -152,6 +163,17 @@ class AgentServiceASGIApplication(ConnectASGIApplication[AgentService]):
                         stream_type=StreamType.CLIENT_STREAM,
                     ),
                     function=svc.upload_logs,
+                ),
+                "/fleetd.device.v1.AgentService/RenewCertificate": Endpoint.unary(
+                    method=MethodInfo(
+                        name="RenewCertificate",
+                        service_name="fleetd.device.v1.AgentService",
+                        input=RenewCertificateRequest,
+                        output=RenewCertificateResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.renew_certificate,
                 ),
             },
             interceptors=interceptors,
@@ -322,6 +344,34 @@ class AgentServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def renew_certificate(
+        self,
+        request: RenewCertificateRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RenewCertificateResponse:
+        """
+        Issues the calling device a new certificate for the key in the CSR (the agent
+        generates a new key on the device; the private key never leaves it). The
+        identity comes from the presented certificate, never from the CSR's subject.
+        Agents call it when less than a third of their certificate's validity is left;
+        the old certificate stays valid until it expires. An offboarded or revoked
+        device is refused like on every other call.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RenewCertificate",
+                service_name="fleetd.device.v1.AgentService",
+                input=RenewCertificateRequest,
+                output=RenewCertificateResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class AgentServiceSync(Protocol):
     """
@@ -367,6 +417,17 @@ class AgentServiceSync(Protocol):
         """
         Delivers a compressed log bundle requested by a heartbeat: one header
         message, then chunks.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def renew_certificate(self, request: RenewCertificateRequest, ctx: RequestContext[RenewCertificateRequest, RenewCertificateResponse], /) -> RenewCertificateResponse:
+        """
+        Issues the calling device a new certificate for the key in the CSR (the agent
+        generates a new key on the device; the private key never leaves it). The
+        identity comes from the presented certificate, never from the CSR's subject.
+        Agents call it when less than a third of their certificate's validity is left;
+        the old certificate stays valid until it expires. An offboarded or revoked
+        device is refused like on every other call.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -436,6 +497,17 @@ class AgentServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.CLIENT_STREAM,
                     ),
                     function=service.upload_logs,
+                ),
+                "/fleetd.device.v1.AgentService/RenewCertificate": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="RenewCertificate",
+                        service_name="fleetd.device.v1.AgentService",
+                        input=RenewCertificateRequest,
+                        output=RenewCertificateResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.renew_certificate,
                 ),
             },
             interceptors=interceptors,
@@ -602,6 +674,34 @@ class AgentServiceClientSync(ConnectClientSync):
                 output=UploadLogsResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.CLIENT_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def renew_certificate(
+        self,
+        request: RenewCertificateRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RenewCertificateResponse:
+        """
+        Issues the calling device a new certificate for the key in the CSR (the agent
+        generates a new key on the device; the private key never leaves it). The
+        identity comes from the presented certificate, never from the CSR's subject.
+        Agents call it when less than a third of their certificate's validity is left;
+        the old certificate stays valid until it expires. An offboarded or revoked
+        device is refused like on every other call.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RenewCertificate",
+                service_name="fleetd.device.v1.AgentService",
+                input=RenewCertificateRequest,
+                output=RenewCertificateResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
             ),
             headers=headers,
             timeout_ms=timeout_ms,

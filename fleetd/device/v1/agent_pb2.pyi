@@ -385,3 +385,19 @@ class UploadLogsResponse(_message.Message):
     size_bytes: int
     stored_at: _timestamp_pb2.Timestamp
     def __init__(self, bundle_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., stored_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RenewCertificateRequest(_message.Message):
+    __slots__ = ("csr",)
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    csr: str
+    def __init__(self, csr: _Optional[str] = ...) -> None: ...
+
+class RenewCertificateResponse(_message.Message):
+    __slots__ = ("certificate", "ca_certificate", "not_after")
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CA_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    certificate: str
+    ca_certificate: str
+    not_after: _timestamp_pb2.Timestamp
+    def __init__(self, certificate: _Optional[str] = ..., ca_certificate: _Optional[str] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

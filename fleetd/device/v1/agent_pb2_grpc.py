@@ -60,6 +60,11 @@ class AgentServiceStub:
                 request_serializer=fleetd_dot_device_dot_v1_dot_agent__pb2.UploadLogsRequest.SerializeToString,
                 response_deserializer=fleetd_dot_device_dot_v1_dot_agent__pb2.UploadLogsResponse.FromString,
                 _registered_method=True)
+        self.RenewCertificate = channel.unary_unary(
+                '/fleetd.device.v1.AgentService/RenewCertificate',
+                request_serializer=fleetd_dot_device_dot_v1_dot_agent__pb2.RenewCertificateRequest.SerializeToString,
+                response_deserializer=fleetd_dot_device_dot_v1_dot_agent__pb2.RenewCertificateResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -114,6 +119,18 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenewCertificate(self, request, context):
+        """Issues the calling device a new certificate for the key in the CSR (the agent
+        generates a new key on the device; the private key never leaves it). The
+        identity comes from the presented certificate, never from the CSR's subject.
+        Agents call it when less than a third of their certificate's validity is left;
+        the old certificate stays valid until it expires. An offboarded or revoked
+        device is refused like on every other call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +158,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.UploadLogs,
                     request_deserializer=fleetd_dot_device_dot_v1_dot_agent__pb2.UploadLogsRequest.FromString,
                     response_serializer=fleetd_dot_device_dot_v1_dot_agent__pb2.UploadLogsResponse.SerializeToString,
+            ),
+            'RenewCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewCertificate,
+                    request_deserializer=fleetd_dot_device_dot_v1_dot_agent__pb2.RenewCertificateRequest.FromString,
+                    response_serializer=fleetd_dot_device_dot_v1_dot_agent__pb2.RenewCertificateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -279,6 +301,33 @@ class AgentService:
             '/fleetd.device.v1.AgentService/UploadLogs',
             fleetd_dot_device_dot_v1_dot_agent__pb2.UploadLogsRequest.SerializeToString,
             fleetd_dot_device_dot_v1_dot_agent__pb2.UploadLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetd.device.v1.AgentService/RenewCertificate',
+            fleetd_dot_device_dot_v1_dot_agent__pb2.RenewCertificateRequest.SerializeToString,
+            fleetd_dot_device_dot_v1_dot_agent__pb2.RenewCertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,
