@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import shlex
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
@@ -62,7 +63,16 @@ def agent_command(settings: Settings, index: int) -> list[str]:
         "--device-id", device_id,
         "--device-type", DEVICE_TYPES[index % len(DEVICE_TYPES)],
         "--tag", "demo",
+        # Where deployments may install files (README, "Deployments"); no container
+        # runtime on a demo machine.
+        "--allowed-dirs", str(demo_apps(settings, device_id)),
+        "--container-runtime", "none",
     ]  # fmt: skip
+
+
+def demo_apps(settings: Settings, device_id: str) -> Path:
+    """The directory a demo device may install artifacts into."""
+    return settings.paths.root / "demo-apps" / device_id
 
 
 def run_demo(settings: Settings, *, devices: int, workers: int) -> int:
@@ -73,6 +83,7 @@ def run_demo(settings: Settings, *, devices: int, workers: int) -> int:
         token = asyncio.run(_mint_token(s, devices))
         s.paths.agents.mkdir(parents=True, exist_ok=True)
         for i in range(1, devices + 1):
+            demo_apps(s, f"demo-{i:03d}").mkdir(parents=True, exist_ok=True)
             sup.spawn(
                 f"agent-{i:03d}",
                 agent_command(s, i),

@@ -215,7 +215,10 @@ EOF
 chmod 600 "$ROOTFS/etc/fleetd-agent/agent.env"
 cat >"$ROOTFS/etc/fleetd-agent/agent.toml" <<EOF
 tuf_url = "$ENDPOINT/tuf"
+allowed_dirs = ["/opt/e2e"]
 EOF
+install -d -m 0755 "$ROOTFS/opt/e2e"
+rm -f "$ROOTFS/opt/e2e/model.bin"
 install -d -m 0700 "$ROOTFS/var/lib/fleetd-agent"
 printf '%s\n' "$TOKEN" >"$ROOTFS/var/lib/fleetd-agent/enrollment-token"
 chmod 0600 "$ROOTFS/var/lib/fleetd-agent/enrollment-token"
@@ -259,14 +262,61 @@ echo "the device's data directory (key generated in the rootfs, never sent):"
 ls -l "$ROOTFS/var/lib/fleetd-agent"
 [ -s "$ROOTFS/var/lib/fleetd-agent/device.key" ] || die "no device key in the rootfs"
 
-# ---------------------------------------------------------------- further end-to-end checks
-# The converge check (issue 7: a deployment is downloaded through TUF, applied, probed and
-# reported healthy) goes here, while the agent above is still running. It needs the operator
-# API's deployments (CreateDeployment, GetDeploymentStatus: issue 6, not on main when this
-# was written; CreateUpdate is). Then: add `allowed_dirs = ["/opt/e2e"]` to agent.toml above,
-# CreateUpdate with a file artifact for /opt/e2e/model.bin, CreateDeployment targeting
-# $DEVICE_ID, poll GetDeploymentStatus until healthy, and compare $ROOTFS/opt/e2e/model.bin
-# with the artifact. Keep every check here driven from the host through public APIs.
+# ---------------------------------------------------------------- converge on a deployment
+# Issue 7's end to end, on arm64: an update created and deployed over the operator API is
+# downloaded through TUF (verified from the root pinned at enrolment), swapped in, probed
+# and reported; GetDeploymentStatus shows the device HEALTHY and the file in the rootfs is
+# the artifact, byte for byte.
+say "converge: CreateUpdate + DeployUpdate from the host, the arm64 agent applies it"
+ARTIFACT_DIR=$WORK/artifact
+rm -rf "$ARTIFACT_DIR" && mkdir -p "$ARTIFACT_DIR"
+head -c 300000 /dev/urandom >"$ARTIFACT_DIR/model.bin"
+SHA=$(sha256sum "$ARTIFACT_DIR/model.bin" | cut -d' ' -f1)
+SIZE=$(stat -c %s "$ARTIFACT_DIR/model.bin")
+read -r FILE_PORT < <("$PY" -c '
+import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$PY" -m http.server --bind 127.0.0.1 --directory "$ARTIFACT_DIR" "$FILE_PORT" \
+    >"$WORK/artifact-server.log" 2>&1 &
+FILE_PID=$!
+updates() {  # METHOD JSON: UpdateService over Connect JSON
+    curl -sS --fail-with-body --cacert "$DATA/pki/ca.pem" -H "X-API-Key: $API_KEY" \
+        -H 'content-type: application/json' -d "$2" "$ENDPOINT/fleetd.v1.UpdateService/$1"
+}
+json_field() { "$PY" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+for _ in $(seq 1 20); do
+    curl -sf "http://127.0.0.1:$FILE_PORT/model.bin" -o /dev/null && break
+    sleep 0.2
+done
+UPDATE_ID=$(updates CreateUpdate "{\"name\": \"arm64-e2e\", \"version\": \"1.0.0\",
+  \"artifacts\": [{\"name\": \"e2e-model\", \"platform\": \"raspberry-pi\", \"kind\": \"MODEL\",
+    \"url\": \"http://127.0.0.1:$FILE_PORT/model.bin\", \"checksum\": \"sha256:$SHA\",
+    \"sizeBytes\": \"$SIZE\", \"config\": {\"destinationPath\": \"/opt/e2e/model.bin\"},
+    \"healthProbe\": {\"file\": {\"path\": \"/opt/e2e/model.bin\"}}}]}" | json_field updateId)
+kill "$FILE_PID" 2>/dev/null || true
+echo "update $UPDATE_ID (TUF-signed at creation)"
+DEPLOYMENT_ID=$(updates DeployUpdate "{\"updateId\": \"$UPDATE_ID\",
+  \"deviceIds\": [\"$DEVICE_ID\"], \"config\": {\"strategy\": \"ALL_AT_ONCE\"}}" \
+    | json_field deploymentId)
+echo "deployment $DEPLOYMENT_ID"
+STATE=""
+for _ in $(seq 1 240); do
+    STATE=$(updates GetDeploymentStatus "{\"deploymentId\": \"$DEPLOYMENT_ID\"}" \
+        | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["status"]["state"])')
+    case $STATE in COMPLETED|FAILED|CANCELLED|ROLLED_BACK) break ;; esac
+    kill -0 "$AGENT_PID" 2>/dev/null || { cat "$WORK/agent.log"; die "the agent exited"; }
+    sleep 0.5
+done
+updates GetDeploymentStatus \
+    "{\"deploymentId\": \"$DEPLOYMENT_ID\", \"includeDeviceDetails\": true}" | "$PY" -c '
+import json, sys
+status = json.load(sys.stdin)
+devices = [(d["deviceId"], d["state"], d.get("installedVersion"))
+           for d in status["deviceStatuses"]]
+print("GetDeploymentStatus:", status["status"]["state"], devices)
+assert devices == [(sys.argv[1], "HEALTHY", "1.0.0")], devices' "$DEVICE_ID" \
+    || { cat "$WORK/agent.log"; die "the deployment did not complete healthy ($STATE)"; }
+cmp "$ARTIFACT_DIR/model.bin" "$ROOTFS/opt/e2e/model.bin" || die "applied file differs"
+echo "applied in the rootfs: /opt/e2e/model.bin ($SIZE bytes, sha256 $SHA)"
 
 say "SIGTERM: the agent stops cleanly"
 kill -TERM "$AGENT_PID"
@@ -275,4 +325,4 @@ AGENT_PID=""
 [ "$AGENT_STATUS" = 0 ] || { cat "$WORK/agent.log"; die "agent exited with $AGENT_STATUS"; }
 echo "--- agent log (inside the rootfs)"
 cat "$WORK/agent.log"
-say "PASS: arm64 agent enrolled (${ENROLLED_AT}s into the run), registered, heartbeat, arch=$ARCH"
+say "PASS: arm64 agent enrolled (${ENROLLED_AT}s into the run), registered, heartbeat, arch=$ARCH, converged on a TUF-verified deployment"
