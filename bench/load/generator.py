@@ -169,6 +169,15 @@ def raise_fd_limit() -> int:
 Call = Callable[[], Awaitable[None]]
 
 
+def _code(exc: Any) -> str:
+    """The status code's name; CANCELLED with its details, since it can come from either
+    side (the client cancelling, or the server's handler being cancelled)."""
+    name: str = exc.code().name
+    if name == "CANCELLED":
+        return f"CANCELLED ({(exc.details() or '')[:60]})"
+    return name
+
+
 class CallFailed(Exception):
     def __init__(self, code: str) -> None:
         super().__init__(code)
@@ -272,7 +281,7 @@ class GrpcDevice:
                 response = await asyncio.wait_for(self.call.read(), self.plan.timeout)
             except self._grpc.aio.AioRpcError as exc:
                 self.call = None
-                raise CallFailed(exc.code().name) from None
+                raise CallFailed(_code(exc)) from None
             except (asyncio.InvalidStateError, TimeoutError):
                 self.call.cancel()
                 self.call = None
@@ -286,7 +295,7 @@ class GrpcDevice:
         try:
             return await getattr(self.stub, method)(request, timeout=self.plan.timeout)
         except self._grpc.aio.AioRpcError as exc:
-            raise CallFailed(exc.code().name) from None
+            raise CallFailed(_code(exc)) from None
 
     async def register(self) -> float:
         """Register; returns the server's heartbeat interval in seconds."""
