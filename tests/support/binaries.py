@@ -34,7 +34,7 @@ async def store_binary(
         hashlib.sha256(content[i : i + CHUNK_SIZE]).digest()
         for i in range(0, len(content), CHUNK_SIZE)
     )
-    binary_id = f"bin-{secrets.token_hex(6)}"
+    binary_id = f"bin_{secrets.token_hex(8)}"
     await conn.execute(
         """INSERT INTO binaries (binary_id, sha256, size_bytes, name, chunk_size, chunk_digests)
            VALUES ($1, $2, $3, $4, $5, $6)""",
