@@ -123,10 +123,38 @@ def _hammer(
         conn.close()
 
 
+FALLBACK = "rate limiting falls back to this process"
+ATTEMPTS = 3
+
+
+async def _hammer_both(
+    deployment: Deployment, key: str, ports: tuple[int, int]
+) -> list[tuple[float, int]]:
+    duration = 6.0
+    stop_at = time.monotonic() + duration
+    results: list[tuple[float, int]] = []
+    threads = [
+        threading.Thread(target=_hammer, args=(port, deployment.ca_pem, key, stop_at, results))
+        for port in ports * 4
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        await asyncio.to_thread(t.join)
+    return results
+
+
 async def test_two_api_processes_share_one_limit(
-    deployment: Deployment, pool: asyncpg.Pool
+    deployment: Deployment, pool: asyncpg.Pool, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """accepted = rate x time + burst, within 1 %, across two processes."""
+    """accepted = rate x time + burst, within 1 %, across two processes.
+
+    The premise is a reachable Redis. When the machine is so loaded that a Redis call
+    times out, each process falls back to its own limit (by design: see
+    test_unreachable_redis_falls_back_to_the_local_limiter) and the total is no longer
+    shared; such a run is detected from the servers' warning and measured again (up to
+    3 runs, each with a fresh key); the first run with Redis reachable throughout decides.
+    """
     # The authenticated limit is lowered (FLEETD_RATE_AUTHENTICATED) so that test clients
     # saturate it even on a busy 2-core machine; the mechanism is the same at 100/s.
     settings = replace(deployment.settings, rate_authenticated=f"{RATE}/s")
@@ -134,6 +162,7 @@ async def test_two_api_processes_share_one_limit(
     second = build_server(settings, port=0, quiet=True)
     await first.start()
     await second.start()
+    clean: list[tuple[float, int]] | None = None
     try:
         ports = (first.listener_port, second.listener_port)
         for port in ports:  # both fully started
@@ -145,27 +174,24 @@ async def test_two_api_processes_share_one_limit(
                 api_key=deployment.admin_api_key,
             )
             assert warm.status == 200
-        key = (await create_api_key(pool, "operator", "load")).token
-        duration = 6.0
-        stop_at = time.monotonic() + duration
-        results: list[tuple[float, int]] = []
-        threads = [
-            threading.Thread(target=_hammer, args=(port, deployment.ca_pem, key, stop_at, results))
-            for port in ports * 5
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            await asyncio.to_thread(t.join)
+        for _ in range(ATTEMPTS):
+            capfd.readouterr()
+            key = (await create_api_key(pool, "operator", "load")).token
+            results = await _hammer_both(deployment, key, ports)
+            await asyncio.sleep(0.5)  # the servers' last warnings reach stderr
+            if FALLBACK not in capfd.readouterr().err:
+                clean = results
+                break
     finally:
         await second.stop()
         await first.stop()
-    accepted = sorted(sent for sent, status in results if status == 200)
-    refused = sum(1 for _, status in results if status == 429)
+    assert clean is not None, f"Redis timed out in each of {ATTEMPTS} runs: machine overloaded"
+    accepted = sorted(sent for sent, status in clean if status == 200)
+    refused = sum(1 for _, status in clean if status == 429)
     assert refused > 0, "the load did not reach the limit"
-    assert {status for _, status in results} <= {200, 429}
+    assert {status for _, status in clean} <= {200, 429}
     # From the first request sent to the last accepted one's sending: the window in which
     # the shared bucket made its decisions (server latency is the remaining error).
-    span = accepted[-1] - min(sent for sent, _ in results)
+    span = accepted[-1] - min(sent for sent, _ in clean)
     expected = RATE + RATE * span
     assert abs(len(accepted) - expected) <= 0.01 * expected, (len(accepted), expected, span)
