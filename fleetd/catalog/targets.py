@@ -84,6 +84,11 @@ def hardware(platform: str) -> str:
     return platform or ANY_HARDWARE
 
 
+def platform_of(hardware: str) -> str:
+    """The artifact platform of a TUF ``hardware`` (the inverse of :func:`hardware`)."""
+    return "" if hardware == ANY_HARDWARE else hardware
+
+
 def assignment_template(
     plan: ArtifactPlan, path: str, content: Content
 ) -> agent_pb2.ArtifactAssignment:

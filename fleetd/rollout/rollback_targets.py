@@ -28,14 +28,14 @@ import posixpath
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from fleetd.catalog.spec import RESERVED_PLATFORM
+from fleetd.catalog.targets import platform_of
 from fleetd.device.v1 import agent_pb2
 from fleetd.storage import updates as update_store
 from fleetd.storage.types import Connection
 from fleetd.tuf_repo import NewTarget, RepositoryMissing, TargetCustom
 
 log = logging.getLogger(__name__)
-
-ANY_PLATFORM_SEGMENT = "any"
 
 
 class Signer(Protocol):
@@ -47,7 +47,7 @@ class Signer(Protocol):
 def rollback_path(previous_path: str, name: str, version: str, hardware: str, counter: int) -> str:
     """The re-signed target's path, in CreateUpdate's scheme
     (``<name>/<version>/<platform or any>/r<counter>/<file>``)."""
-    platform = ANY_PLATFORM_SEGMENT if hardware == "*" else hardware
+    platform = platform_of(hardware) or RESERVED_PLATFORM
     return f"{name}/{version}/{platform}/r{counter}/{posixpath.basename(previous_path)}"
 
 
@@ -106,17 +106,13 @@ class RollbackTargets:
         customs = {p: TargetCustom.from_json(_json(signed[p]["custom"])) for p in known}
         await update_store.lock_catalogue(conn)
         counters = await update_store.next_release_counters(
-            conn,
-            sorted(
-                {(c.name, "" if c.hardware == "*" else c.hardware, c.hardware)
-                 for c in customs.values()}
-            ),
-        )  # fmt: skip
+            conn, sorted({(c.name, platform_of(c.hardware), c.hardware) for c in customs.values()})
+        )
         new: list[NewTarget] = []
         mapping: dict[str, tuple[str, int]] = {}
         for path in known:
             custom = customs[path]
-            platform = "" if custom.hardware == "*" else custom.hardware
+            platform = platform_of(custom.hardware)
             counter = counters[(custom.name, platform)]
             to = rollback_path(path, custom.name, versions[path], custom.hardware, counter)
             new_custom = TargetCustom(custom.hardware, counter, custom.kind, custom.name,

@@ -18,7 +18,6 @@ then targets, then counters), so they never deadlock with status reports.
 
 from __future__ import annotations
 
-import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from fleetd.device.v1 import agent_pb2
 from fleetd.rollout.decide import IN_FLIGHT, ROLLBACK_PENDING, target_state
+from fleetd.storage.assignments import new_assignment_id
 from fleetd.storage.deployment_progress import move_counts
 from fleetd.storage.deployments import Artifact, applicable
 from fleetd.storage.desired import bump_revisions
@@ -36,10 +36,6 @@ if TYPE_CHECKING:
 
 ENGINE_SHARD = 0
 """Counter shard of the engine's and operators' moves (reports spread over the others)."""
-
-
-def new_assignment_id() -> str:
-    return f"as_{secrets.token_hex(8)}"
 
 
 @dataclass
@@ -81,6 +77,32 @@ def _previous_of(old: agent_pb2.ArtifactAssignment, state: str) -> agent_pb2.Pre
             version=old.version, sha256=old.sha256, target_path=old.target_path
         )
     return old.previous
+
+
+async def _supersede_and_insert(
+    conn: Connection,
+    deployment_id: str,
+    superseded: Sequence[str],
+    rows: Sequence[tuple[str, str, str, str, bytes]],
+) -> None:
+    """Take ``superseded`` assignments out of the desired state and insert ``rows``
+    (assignment id, device id, name, version, spec) as the deployment's, in bulk."""
+    if superseded:
+        await conn.execute(
+            """UPDATE assignments SET active = false, updated_at = now()
+               WHERE assignment_id = ANY($1::text[])""",
+            list(superseded),
+        )
+    if rows:
+        await conn.execute(
+            """INSERT INTO assignments (assignment_id, device_id, deployment_id, name,
+                                        version, spec)
+               SELECT a, d, $1, n, v, s
+               FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
+                    AS x(a, d, n, v, s)""",
+            deployment_id,
+            *(list(column) for column in zip(*rows, strict=True)),
+        )
 
 
 async def assign_batch(
@@ -191,22 +213,8 @@ async def assign_batch(
                 index += 1
             if index == 0:
                 skipped["ALREADY_RUNNING"].append(device_id)
-        if superseded:
-            await conn.execute(
-                """UPDATE assignments SET active = false, updated_at = now()
-                   WHERE assignment_id = ANY($1::text[])""",
-                superseded,
-            )
+        await _supersede_and_insert(conn, deployment_id, superseded, rows)
         if rows:
-            await conn.execute(
-                """INSERT INTO assignments (assignment_id, device_id, deployment_id, name,
-                                            version, spec)
-                   SELECT a, d, $1, n, v, s
-                   FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
-                        AS x(a, d, n, v, s)""",
-                deployment_id,
-                *(list(column) for column in zip(*rows, strict=True)),
-            )
             await conn.execute(
                 """UPDATE deployment_targets t
                    SET assignment_ids = u.ids, previous_assignment_ids = u.prev,
@@ -491,22 +499,8 @@ async def rollback_batch(
                 withdraw,
                 list(IN_FLIGHT),
             )
-        if supersede:
-            await conn.execute(
-                """UPDATE assignments SET active = false, updated_at = now()
-                   WHERE assignment_id = ANY($1::text[])""",
-                supersede,
-            )
+        await _supersede_and_insert(conn, deployment_id, supersede, inserts)
         if inserts:
-            await conn.execute(
-                """INSERT INTO assignments (assignment_id, device_id, deployment_id, name,
-                                            version, spec)
-                   SELECT a, d, $1, n, v, s
-                   FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
-                        AS x(a, d, n, v, s)""",
-                deployment_id,
-                *(list(column) for column in zip(*inserts, strict=True)),
-            )
             await conn.execute(
                 """UPDATE deployment_targets t
                    SET rollback_assignment_ids = string_to_array(u.ids, ','),
