@@ -34,6 +34,7 @@ lint: bootstrap          ## ruff, mypy strict, stubtest, cargo fmt/clippy, buf l
 	$(BIN)/mypy
 	$(PY) -m mypy.stubtest fleetd_native core_ext._batcher
 	cd core_ext/rust && cargo fmt --check && cargo clippy --release --quiet -- -D warnings
+	cd bench/loadgen && cargo fmt --check && CARGO_TARGET_DIR=$(CURDIR)/build/loadgen cargo clippy --release --quiet -- -D warnings
 	$(BIN)/buf lint
 	$(PY) scripts/gen_proto.py --check
 
@@ -41,6 +42,7 @@ fmt:
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 	cd core_ext/rust && cargo fmt
+	cd bench/loadgen && cargo fmt
 
 bench-core: bootstrap    ## the core_ext benchmarks: ratios side by side, JSON, bench/RESULTS.md
 	$(PY) -m bench.core_identity

@@ -679,6 +679,9 @@ def main() -> None:
     parser.add_argument("--reconnect", action="store_true", help="a new channel per heartbeat")
     parser.add_argument("--session-cache", action="store_true", help="TLS session resumption")
     parser.add_argument("--register", action="store_true", help="Register each device first")
+    parser.add_argument(
+        "--no-warm", action="store_true", help="skip the one call per device before the run"
+    )
     parser.add_argument("--status-reports", type=float, default=0.0)
     parser.add_argument("--json", type=Path, help="write the summary here")
     args = parser.parse_args()
@@ -699,6 +702,7 @@ def main() -> None:
         stream=args.stream,
         session_cache=args.session_cache,
         register=args.register,
+        warm=not args.no_warm,
         status_reports=args.status_reports,
         cache_dir=str(population.cache),
         ca_pem=population.ca_pem,
