@@ -44,6 +44,14 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "fleetd.device.v1.AgentService"
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 MAX_CONCURRENT_CALLS = 20_000
+PENDING_CALLS_SOFT = 10_000
+PENDING_CALLS_HARD = 20_000
+"""Calls grpc-core holds while the Python server has not yet taken them (grpc.aio takes
+one at a time, from the event loop). Past the soft limit grpc-core starts dropping new
+calls at random, all of them past the hard limit, answering CANCELLED. grpc's defaults
+(1,000 / 3,000) shed a reconnect storm's burst (10,000 devices back within seconds)
+although the loop drains it within seconds; these let it queue (bounded, and well under
+the agent's 15 s call timeout at the loop's few thousand calls a second)."""
 REDIS_CONNECTIONS = 32
 DRAIN_GRACE = 5.0
 """Seconds in-flight calls get at SIGTERM. Heartbeats take milliseconds; open heartbeat
@@ -161,6 +169,8 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.server.max_pending_requests", PENDING_CALLS_SOFT),
+            ("grpc.server.max_pending_requests_hard_limit", PENDING_CALLS_HARD),
         ],
     )
     service = AgentService(

@@ -6,11 +6,14 @@
 //! the connection closed. The request body is a serialized `HeartbeatRequest` given by
 //! the caller (`bench/load/rust_generator.py`), so this program knows nothing of protobuf.
 //!
-//! Modes: `open` fires `--rate` heartbeats a second on schedule whatever the answers
+//! Modes: `agent` (see `agents.rs`) keeps each device's connection and heartbeats at an
+//! interval, backing off with full jitter after errors, as fleetd-agent does. `open` fires `--rate` heartbeats a second on schedule whatever the answers
 //! (latency runs from the scheduled instant: no coordinated omission); `closed` keeps
 //! `--concurrency` heartbeats in flight. It prints `window-start` and `window-end` on
 //! stdout at the measured window's edges (so the caller can read the servers' CPU time
 //! there) and writes its figures as JSON to `--out`.
+
+mod agents;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -30,6 +33,7 @@ use tokio_rustls::TlsConnector;
 enum Mode {
     Open,
     Closed,
+    Agent,
 }
 
 #[derive(Clone)]
@@ -48,12 +52,16 @@ struct Args {
     timeout: f64,
     resume: bool,
     threads: usize,
+    interval: f64,
+    connect_rate: f64,
     out: String,
 }
 
-const USAGE: &str = "fleetd-loadgen --target HOST:PORT --ca CA.pem --certs CERTS.pem --keys KEYS.pem \
+const USAGE: &str =
+    "fleetd-loadgen --target HOST:PORT --ca CA.pem --certs CERTS.pem --keys KEYS.pem \
 --request BODY.bin --out OUT.json [--server-name localhost] [--path /pkg.Service/Method] \
-[--mode open|closed] [--rate N] [--concurrency N] [--duration S] [--timeout S] [--resume] [--threads N]";
+[--mode open|closed|agent] [--rate N] [--concurrency N] [--duration S] [--timeout S] [--resume] \
+[--threads N] [--interval S] [--connect-rate N]";
 
 fn parse_args() -> Result<Args, String> {
     let mut values: BTreeMap<String, String> = BTreeMap::new();
@@ -96,7 +104,8 @@ fn parse_args() -> Result<Args, String> {
         mode: match take("mode", Some("open"))?.as_str() {
             "open" => Mode::Open,
             "closed" => Mode::Closed,
-            other => return Err(format!("--mode {other:?}: open or closed")),
+            "agent" => Mode::Agent,
+            other => return Err(format!("--mode {other:?}: open, closed or agent")),
         },
         rate: number("rate", take("rate", Some("100"))?)?,
         concurrency: number("concurrency", take("concurrency", Some("64"))?)? as usize,
@@ -104,6 +113,8 @@ fn parse_args() -> Result<Args, String> {
         timeout: number("timeout", take("timeout", Some("10"))?)?,
         resume,
         threads: number("threads", take("threads", Some("1"))?)? as usize,
+        interval: number("interval", take("interval", Some("30"))?)?,
+        connect_rate: number("connect-rate", take("connect-rate", Some("300"))?)?,
         out: take("out", None)?,
     };
     if let Some(extra) = values.keys().next() {
@@ -111,6 +122,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if args.mode == Mode::Open && args.rate <= 0.0 {
         return Err("--mode open needs --rate > 0".to_string());
+    }
+    if args.mode == Mode::Agent && (args.interval <= 0.0 || args.connect_rate <= 0.0) {
+        return Err("--mode agent needs --interval > 0 and --connect-rate > 0".to_string());
     }
     if args.concurrency == 0 || args.threads == 0 {
         return Err("--concurrency and --threads must be at least 1".to_string());
@@ -197,9 +211,20 @@ const GRPC_CODES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
+/// An HTTP/2 failure as the gRPC status a grpc client reports for it (the gRPC over
+/// HTTP/2 spec's mapping), with where it happened.
 fn h2_error(stage: &str, error: h2::Error) -> String {
+    if error.is_go_away() {
+        return format!("UNAVAILABLE ({stage}: GOAWAY)");
+    }
     match error.reason() {
-        Some(reason) => format!("RST_STREAM ({stage}: {reason:?})"),
+        Some(h2::Reason::REFUSED_STREAM) => format!("UNAVAILABLE ({stage}: REFUSED_STREAM)"),
+        Some(h2::Reason::CANCEL) => format!("CANCELLED ({stage}: RST_STREAM)"),
+        Some(h2::Reason::ENHANCE_YOUR_CALM) => {
+            format!("RESOURCE_EXHAUSTED ({stage}: ENHANCE_YOUR_CALM)")
+        }
+        Some(h2::Reason::INADEQUATE_SECURITY) => format!("PERMISSION_DENIED ({stage})"),
+        Some(reason) => format!("INTERNAL ({stage}: RST_STREAM {reason:?})"),
         None if error.is_io() => format!("UNAVAILABLE ({stage}: connection lost)"),
         None => format!("UNAVAILABLE ({stage}: {error})"),
     }
@@ -217,72 +242,150 @@ fn grpc_message(value: Option<&http::HeaderValue>) -> String {
     text.chars().take(60).collect()
 }
 
-/// One heartbeat on a new connection; the gRPC status name unless it was OK.
+/// Why a call failed: its code (and message) for the figures, and whether the server
+/// answered it (the connection still works) or the connection itself failed.
+struct Failure {
+    code: String,
+    answered: bool,
+    /// The connection had gone away (GOAWAY, closed) before the call went out: a grpc
+    /// channel retries such a call on a new connection without reporting it.
+    unsent: bool,
+}
+
+impl Failure {
+    fn answered(code: String) -> Self {
+        Failure {
+            code,
+            answered: true,
+            unsent: false,
+        }
+    }
+
+    fn lost(code: String) -> Self {
+        Failure {
+            code,
+            answered: false,
+            unsent: false,
+        }
+    }
+
+    fn unsent(code: String) -> Self {
+        Failure {
+            code,
+            answered: false,
+            unsent: true,
+        }
+    }
+}
+
+/// A device's HTTP/2 connection to the gateway (TCP + mTLS + h2 handshakes done).
+struct Connection {
+    client: h2::client::SendRequest<Bytes>,
+    driver: tokio::task::JoinHandle<Result<(), h2::Error>>,
+    resumed: bool,
+}
+
+impl Connection {
+    async fn open(call: &Call, config: Arc<ClientConfig>) -> Result<Self, String> {
+        let tcp = TcpStream::connect(call.addr)
+            .await
+            .map_err(|e| format!("UNAVAILABLE (connect: {:?})", e.kind()))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = TlsConnector::from(config)
+            .connect(call.server_name.clone(), tcp)
+            .await
+            .map_err(|e| format!("UNAVAILABLE (handshake: {e})"))?;
+        let resumed = tls.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
+        let (client, connection) = h2::client::Builder::new()
+            .handshake::<_, Bytes>(tls)
+            .await
+            .map_err(|e| h2_error("h2 handshake", e))?;
+        let driver = tokio::spawn(connection);
+        Ok(Connection {
+            client,
+            driver,
+            resumed,
+        })
+    }
+
+    /// One unary call; when its answer was complete, or the gRPC status name (and
+    /// message) unless it was OK. ``Answered`` failures left the connection usable.
+    async fn call(&mut self, call: &Call) -> Result<Instant, Failure> {
+        let mut client = self
+            .client
+            .clone()
+            .ready()
+            .await
+            .map_err(|e| Failure::unsent(h2_error("ready", e)))?;
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(call.uri.clone())
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .expect("a valid request");
+        let (response, mut send) = client
+            .send_request(request, false)
+            .map_err(|e| Failure::unsent(h2_error("send", e)))?;
+        send.send_data(call.body.clone(), true)
+            .map_err(|e| Failure::lost(h2_error("send", e)))?;
+        let response = response
+            .await
+            .map_err(|e| Failure::lost(h2_error("response", e)))?;
+        let (parts, mut body) = response.into_parts();
+        if parts.status != http::StatusCode::OK {
+            return Err(Failure::lost(format!("HTTP_{}", parts.status.as_u16())));
+        }
+        // A trailers-only answer (grpc's errors) carries grpc-status in the headers.
+        let mut status = grpc_status(parts.headers.get("grpc-status"));
+        let mut message = grpc_message(parts.headers.get("grpc-message"));
+        if status.is_none() {
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.map_err(|e| Failure::lost(h2_error("body", e)))?;
+                let _ = body.flow_control().release_capacity(chunk.len());
+            }
+            let trailers = body
+                .trailers()
+                .await
+                .map_err(|e| Failure::lost(h2_error("trailers", e)))?;
+            if let Some(trailers) = trailers {
+                status = grpc_status(trailers.get("grpc-status"));
+                message = grpc_message(trailers.get("grpc-message"));
+            }
+        }
+        let done = Instant::now();
+        match status {
+            Some(0) => Ok(done),
+            Some(code) => {
+                let name = GRPC_CODES
+                    .get(code as usize)
+                    .map_or_else(|| format!("CODE_{code}"), |name| name.to_string());
+                Err(Failure::answered(if message.is_empty() {
+                    name
+                } else {
+                    format!("{name} ({message})")
+                }))
+            }
+            None => Err(Failure::lost("INTERNAL (no grpc-status)".to_string())),
+        }
+    }
+
+    /// Hang up: dropping the last handle lets the connection send GOAWAY and end.
+    async fn close(self) {
+        drop(self.client);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.driver).await;
+    }
+}
+
+/// One heartbeat on a new connection, closed after it (a device behind NAT).
 async fn heartbeat(call: &Call, config: Arc<ClientConfig>) -> Result<Outcome, String> {
-    let tcp = TcpStream::connect(call.addr)
-        .await
-        .map_err(|e| format!("UNAVAILABLE (connect: {:?})", e.kind()))?;
-    let _ = tcp.set_nodelay(true);
-    let tls = TlsConnector::from(config)
-        .connect(call.server_name.clone(), tcp)
-        .await
-        .map_err(|e| format!("UNAVAILABLE (handshake: {e})"))?;
-    let resumed = tls.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
-    let (client, connection) = h2::client::Builder::new()
-        .handshake::<_, Bytes>(tls)
-        .await
-        .map_err(|e| h2_error("h2 handshake", e))?;
-    let driver = tokio::spawn(connection);
-    let mut client = client.ready().await.map_err(|e| h2_error("ready", e))?;
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(call.uri.clone())
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .expect("a valid request");
-    let (response, mut send) = client
-        .send_request(request, false)
-        .map_err(|e| h2_error("send", e))?;
-    send.send_data(call.body.clone(), true)
-        .map_err(|e| h2_error("send", e))?;
-    let response = response.await.map_err(|e| h2_error("response", e))?;
-    let (parts, mut body) = response.into_parts();
-    if parts.status != http::StatusCode::OK {
-        return Err(format!("HTTP_{}", parts.status.as_u16()));
-    }
-    // A trailers-only answer (grpc's errors) carries grpc-status in the headers.
-    let mut status = grpc_status(parts.headers.get("grpc-status"));
-    let mut message = grpc_message(parts.headers.get("grpc-message"));
-    if status.is_none() {
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.map_err(|e| h2_error("body", e))?;
-            let _ = body.flow_control().release_capacity(chunk.len());
-        }
-        let trailers = body.trailers().await.map_err(|e| h2_error("trailers", e))?;
-        if let Some(trailers) = trailers {
-            status = grpc_status(trailers.get("grpc-status"));
-            message = grpc_message(trailers.get("grpc-message"));
-        }
-    }
-    let done = Instant::now();
-    // Dropping every handle lets the connection send GOAWAY and end; the device hangs up.
-    drop((client, send, body));
-    let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
-    match status {
-        Some(0) => Ok(Outcome { done, resumed }),
-        Some(code) => {
-            let name = GRPC_CODES
-                .get(code as usize)
-                .map_or_else(|| format!("CODE_{code}"), |name| name.to_string());
-            Err(if message.is_empty() {
-                name
-            } else {
-                format!("{name} ({message})")
-            })
-        }
-        None => Err("INTERNAL (no grpc-status)".to_string()),
-    }
+    let mut connection = Connection::open(call, config).await?;
+    let resumed = connection.resumed;
+    let result = connection.call(call).await;
+    connection.close().await;
+    result
+        .map(|done| Outcome { done, resumed })
+        .map_err(|failure| failure.code)
 }
 
 #[derive(Default)]
@@ -370,6 +473,7 @@ async fn run(args: Args, configs: Vec<Arc<ClientConfig>>, call: Call) -> Stats {
                 while tasks.try_join_next().is_some() {}
             }
         }
+        Mode::Agent => unreachable!("agents::run"),
         Mode::Closed => {
             tokio::time::sleep_until(t0.into()).await;
             for j in 0..args.concurrency.min(n) {
@@ -513,8 +617,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let stats = runtime.block_on(run(args.clone(), configs, call));
-    let text = report(&args, stats, devices);
+    let text = if args.mode == Mode::Agent {
+        let stats = runtime.block_on(agents::run(&args, configs, call));
+        agents::report(&args, stats)
+    } else {
+        let stats = runtime.block_on(run(args.clone(), configs, call));
+        report(&args, stats, devices)
+    };
     if let Err(e) = std::fs::write(&args.out, text) {
         eprintln!("fleetd-loadgen: {}: {e}", args.out);
         std::process::exit(1);
