@@ -11,10 +11,12 @@ errors. Here:
   certificates (the rotating population the generator presents), the rest as rows (they
   make the tables, indexes and ZSET the size of the fleet; generating a million keys is
   not what is measured).
-* Two gateway processes share the port (SO_REUSEPORT), as ``fleetd gateway --workers 2``
-  runs them, with production settings except the per-device limit, which is off: the
-  rotating population stands for 50x more devices, so each certificate beats 50x more
-  often than one real device would.
+* ``--workers`` gateway processes share the port (SO_REUSEPORT), as ``fleetd gateway
+  --workers N`` runs them (default 1: on 2 cores one process spent less CPU per
+  reconnecting heartbeat than two), with production settings except the per-device
+  limit, which is off: the rotating population stands for 50x more devices, so each
+  certificate beats 50x more often than one real device would. Every device heartbeats
+  once before the probing starts (a running fleet: standings and desired states cached).
 * The open-loop generator is ``bench/loadgen`` (Rust: tokio, rustls, h2; see
   ``bench.load.rust_generator``), on the same 2 cores: a new TCP + mTLS + HTTP/2
   connection per heartbeat with each device's own certificate and TLS 1.3 session
@@ -24,9 +26,9 @@ errors. Here:
 It steps the rate up towards 3,333/s while each step meets the bar (achieved >= 95 % of
 the rate, p99 <= 200 ms, no errors; an overloaded open-loop step only builds a backlog),
 tries once halfway between the last passing and the first failing rate, then sustains
-the highest passing rate for ``--sustain`` seconds and records that run: the figure
-reached, the gateways' CPU per heartbeat and the generator's, which together show what
-bounds it on one machine.
+the highest passing rate for ``--sustain`` seconds (once more at three quarters of it if
+that run misses the bar) and records that run: the figure reached, the gateways' CPU per
+heartbeat and the generator's, which together show what bounds it on one machine.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ FLEET = 1_000_000
 TARGET = 3333.0
 RATES = (200.0, 400.0, 600.0, 800.0, 1000.0, 1200.0, 1400.0, 1700.0, 2000.0, 2500.0, 3333.0)
 P99_MS = 200.0
+WARM_RATE = 400.0
 
 
 async def register_rest(url: str, have: int) -> float:
@@ -151,10 +154,17 @@ def main() -> None:
     parser.add_argument("--certificates", type=int, default=20_000)
     parser.add_argument("--sustain", type=float, default=600.0)
     parser.add_argument("--step", type=float, default=20.0, help="seconds per probing step")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes on one port (fleetd gateway --workers N); on 2 cores one "
+        "was cheaper per heartbeat than two (measured: 1.9 vs 2.5 ms at 550/s)",
+    )
     args = parser.parse_args()
     command = (
         f"python -m bench.load.headline --certificates {args.certificates} "
-        f"--sustain {args.sustain:.0f} --step {args.step:.0f}"
+        f"--sustain {args.sustain:.0f} --step {args.step:.0f} --workers {args.workers}"
     )
     report = Report(GROUP, command)
     with load_stack(args.certificates, heartbeat_interval=300.0) as stack:
@@ -163,8 +173,13 @@ def main() -> None:
         print(f"headline: {FLEET:,} devices registered ({took:.0f}s for the rows)")
         port = free_port()
         env = {"FLEETD_GATEWAY_DEVICE_RATE": "off"}
-        gateways = [stack.start_gateway(port, **env), stack.start_gateway(port, **env)]
-        time.sleep(2.0)  # the second worker is listening too
+        gateways = [stack.start_gateway(port, **env) for _ in range(args.workers)]
+        time.sleep(2.0)  # every worker is listening
+        # A running fleet: every device has heartbeat before (its certificate's standing
+        # and its desired state are cached, it is online), as in the sustained run.
+        warm = args.certificates / WARM_RATE
+        print(f"warm-up: every device once, {WARM_RATE:,.0f}/s for {warm:.0f} s")
+        step(stack, gateways, WARM_RATE, warm)
         probes = []
         best = None
         for rate in RATES:
@@ -183,6 +198,12 @@ def main() -> None:
             raise SystemExit("no rate met the bar; see the probes above")
         print(f"sustaining {best:,.0f}/s for {args.sustain:.0f} s")
         sustained = step(stack, gateways, best, args.sustain)
+        if not sustained["passed"]:
+            # A short step can pass at a rate a long run cannot hold (periodic work, a
+            # backlog that grows): one more try at three quarters of it.
+            best = round(best * 0.75 / 50) * 50
+            print(f"sustaining {best:,.0f}/s for {args.sustain:.0f} s")
+            sustained = step(stack, gateways, best, args.sustain)
         # What a connection costs grpc itself: the bare grpc.aio echo server (same mTLS,
         # no work) at the same rate, with the gateways idle.
         echo = stack.start_echo()
@@ -192,7 +213,7 @@ def main() -> None:
     met = best >= TARGET and sustained["passed"]
     report.add(
         "1,000,000 registered devices, reconnect per heartbeat (mTLS + session resumption), "
-        "2 gateway processes on one 2-core node with the generator",
+        f"{args.workers} gateway process(es) on one 2-core node with the generator",
         f"{sustained['achieved']:,.0f} heartbeats/s sustained {args.sustain:.0f} s, p50 "
         f"{sustained['p50_ms']:.0f} ms, p99 {sustained['p99_ms']:.0f} ms, errors "
         f"{sustained['errors'] or 0}; the machine's CPU bounds it: the gateways "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import pytest
@@ -96,3 +97,88 @@ async def test_identity_cache_is_bounded_by_max_cached(ca: certs.FleetCA) -> Non
         authenticator.identity(certs.make_device_cert(ca, f"dev-{i}").pem)
     assert len(authenticator.identity_cache) == 2
     assert authenticator.identity_cache.evictions == 2
+
+
+@dataclass
+class Clock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _standing(device_id: str, *, revoked: bool = False) -> CertificateStanding:
+    return CertificateStanding(
+        device_id, revoked=revoked, offboarded=False, device_type="rpi", version="1"
+    )
+
+
+async def test_an_expired_standing_answers_while_one_background_lookup_refreshes_it(
+    ca: certs.FleetCA,
+) -> None:
+    device = certs.make_device_cert(ca, "dev-swr")
+    serial = format(device.cert.serial_number, "x")
+    table = StandingTable({serial: _standing("dev-swr")})
+    clock = Clock()
+    authenticator = DeviceAuthenticator(
+        FLEET, table, _group_of, standing_ttl=300.0, stale_grace=300.0, clock=clock
+    )
+    await authenticator.authenticate(device.pem)
+    assert table.lookups == 1
+    # Revoked in PostgreSQL, and the notice was lost: seen once the TTL (+20 %) is past.
+    table.rows[serial] = _standing("dev-swr", revoked=True)
+    clock.now += 300.0 * 1.2 + 1.0
+    # The calls that find it expired are answered from it, with one lookup between them...
+    for _ in range(3):
+        caller = await authenticator.authenticate(device.pem)
+        assert caller.device_id == "dev-swr"
+    await asyncio.sleep(0)  # the refresh runs
+    assert table.lookups == 2
+    # ...and the next call sees what that lookup found.
+    with pytest.raises(Refused, match="revoked"):
+        await authenticator.authenticate(device.pem)
+    assert table.lookups == 2
+
+
+async def test_standings_cached_together_do_not_expire_together(ca: certs.FleetCA) -> None:
+    devices = [certs.make_device_cert(ca, f"dev-j{i}") for i in range(40)]
+    table = StandingTable(
+        {format(d.cert.serial_number, "x"): _standing(f"dev-j{i}") for i, d in enumerate(devices)}
+    )
+    clock = Clock()
+    authenticator = DeviceAuthenticator(FLEET, table, _group_of, standing_ttl=300.0, clock=clock)
+    for device in devices:
+        await authenticator.authenticate(device.pem)
+    # At the nominal TTL some have expired (a refresh each), the rest not yet.
+    clock.now += 300.0
+    for device in devices:
+        await authenticator.authenticate(device.pem)
+    await asyncio.sleep(0)
+    refreshed = table.lookups - len(devices)
+    assert 0 < refreshed < len(devices)
+
+
+async def test_a_revocation_notice_cancels_a_refresh_in_flight(ca: certs.FleetCA) -> None:
+    device = certs.make_device_cert(ca, "dev-race")
+    release = asyncio.Event()
+    lookups: list[str] = []
+
+    async def slow_lookup(s: str, fingerprint: str) -> CertificateStanding | None:
+        lookups.append(s)
+        if len(lookups) > 1:
+            await release.wait()  # the refresh read the standing before the revocation
+        return _standing("dev-race")
+
+    clock = Clock()
+    authenticator = DeviceAuthenticator(FLEET, slow_lookup, _group_of, clock=clock)
+    await authenticator.authenticate(device.pem)
+    clock.now += 500.0  # expired (TTL 300 s +/- 20 %), within the stale grace (300 s)
+    await authenticator.authenticate(device.pem)  # starts the refresh
+    await asyncio.sleep(0)
+    assert len(lookups) == 2
+    authenticator.forget_devices(["dev-race"])
+    release.set()
+    await asyncio.sleep(0)
+    # The refresh was cancelled: nothing cached, the next call looks it up again.
+    await authenticator.authenticate(device.pem)
+    assert len(lookups) == 3
