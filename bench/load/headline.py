@@ -43,7 +43,7 @@ import psutil
 
 from bench.harness import Report
 from bench.load.plots import pyplot, save
-from bench.load.rust_generator import RustPlan, population_devices
+from bench.load.rust_generator import Credentials, RustPlan, population_devices
 from bench.load.rust_generator import run as run_rust
 from bench.load.stack import LoadStack, ServerProcess, free_port, load_stack
 
@@ -74,11 +74,14 @@ async def register_rest(url: str, have: int) -> float:
 
 
 def step(
-    stack: LoadStack, gateways: list[ServerProcess], rate: float, seconds: float
+    stack: LoadStack,
+    devices: Credentials,
+    gateways: list[ServerProcess],
+    rate: float,
+    seconds: float,
 ) -> dict[str, Any]:
     plan = RustPlan(
         target=gateways[0].target,
-        devices=stack.devices,
         mode="open",
         rate=rate,
         duration=seconds,
@@ -93,7 +96,6 @@ def step(
         times = psutil.cpu_times()
         busy.append(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
-    devices = population_devices(stack.population, 0, stack.devices)
     result = run_rust(plan, stack.ca_pem, devices, on_start=mark, on_end=mark)
     ok = int(result["ok"])
     cpu = marks[1] - marks[0] if len(marks) == 2 else float("nan")
@@ -175,21 +177,22 @@ def main() -> None:
         env = {"FLEETD_GATEWAY_DEVICE_RATE": "off"}
         gateways = [stack.start_gateway(port, **env) for _ in range(args.workers)]
         time.sleep(2.0)  # every worker is listening
+        devices = population_devices(stack.population, 0, stack.devices)
         # A running fleet: every device has heartbeat before (its certificate's standing
         # and its desired state are cached, it is online), as in the sustained run.
         warm = args.certificates / WARM_RATE
         print(f"warm-up: every device once, {WARM_RATE:,.0f}/s for {warm:.0f} s")
-        step(stack, gateways, WARM_RATE, warm)
+        step(stack, devices, gateways, WARM_RATE, warm)
         probes = []
         best = None
         for rate in RATES:
-            probe = step(stack, gateways, rate, args.step)
+            probe = step(stack, devices, gateways, rate, args.step)
             probes.append(probe)
             if not probe["passed"]:
                 if best is not None:
                     middle = round((best + rate) / 2 / 50) * 50
                     if best < middle < rate:
-                        probes.append(step(stack, gateways, middle, args.step))
+                        probes.append(step(stack, devices, gateways, middle, args.step))
                         if probes[-1]["passed"]:
                             best = middle
                 break
@@ -197,18 +200,18 @@ def main() -> None:
         if best is None:
             raise SystemExit("no rate met the bar; see the probes above")
         print(f"sustaining {best:,.0f}/s for {args.sustain:.0f} s")
-        sustained = step(stack, gateways, best, args.sustain)
+        sustained = step(stack, devices, gateways, best, args.sustain)
         if not sustained["passed"]:
             # A short step can pass at a rate a long run cannot hold (periodic work, a
             # backlog that grows): one more try at three quarters of it.
             best = round(best * 0.75 / 50) * 50
             print(f"sustaining {best:,.0f}/s for {args.sustain:.0f} s")
-            sustained = step(stack, gateways, best, args.sustain)
+            sustained = step(stack, devices, gateways, best, args.sustain)
         # What a connection costs grpc itself: the bare grpc.aio echo server (same mTLS,
         # no work) at the same rate, with the gateways idle.
         echo = stack.start_echo()
         print(f"the bare grpc.aio echo server at {best:,.0f}/s")
-        bare = step(stack, [echo], best, args.step)
+        bare = step(stack, devices, [echo], best, args.step)
     plot(probes, sustained, best)
     met = best >= TARGET and sustained["passed"]
     report.add(

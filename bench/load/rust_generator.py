@@ -59,8 +59,6 @@ class RustPlan:
     """One run: who to call, how often, for how long."""
 
     target: str
-    devices: int
-    first_device: int = 0
     mode: Literal["open", "closed", "agent"] = "open"
     rate: float = 100.0
     concurrency: int = 64
@@ -161,8 +159,6 @@ def main() -> None:
     args = parser.parse_args()
     plan = RustPlan(
         target=args.target,
-        devices=args.devices,
-        first_device=args.first_device,
         mode=args.mode,
         rate=args.rate,
         concurrency=args.concurrency,
@@ -175,7 +171,7 @@ def main() -> None:
     population = Population()
     devices = population_devices(population, args.first_device, args.devices)
     result = run(plan, population.ca_pem, devices)
-    for bulky in ("timeline_ok", "timeline_err", "successes"):
+    for bulky in ("timeline_ok", "timeline_err", "successes", "error_log"):
         result.pop(bulky, None)
     print(json.dumps(result, indent=2))
 

@@ -51,7 +51,6 @@ def main() -> None:
         port = gateway.port
         plan = RustPlan(
             target=gateway.target,
-            devices=args.devices,
             mode="agent",
             duration=duration,
             interval=args.interval,

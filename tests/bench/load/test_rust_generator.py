@@ -26,7 +26,7 @@ async def test_heartbeats_reach_the_gateway_on_new_resumed_connections(
         ca = CertificateAuthority.load(dep.settings.paths, dep.settings.fleet)
         ids = [f"loadgen-{i}" for i in range(3)]
         creds = [await enrol_device(pool, ca, device_id) for device_id in ids]
-        plan = RustPlan(target=dep.gateway_target, devices=3, rate=20.0, duration=1.5)
+        plan = RustPlan(target=dep.gateway_target, rate=20.0, duration=1.5)
         devices = [(c.cert_pem, c.key_pem) for c in creds]
         # Blocking: in a thread, so that this loop keeps serving the gateway.
         result = await asyncio.to_thread(run, plan, dep.ca_pem, devices)
@@ -48,7 +48,7 @@ async def test_refusals_are_counted_by_status(
         ca = CertificateAuthority.load(dep.settings.paths, dep.settings.fleet)
         # Signed by the fleet CA but never recorded: the gateway refuses it.
         stranger = await enrol_device(pool, ca, "loadgen-stranger", register=False)
-        plan = RustPlan(target=dep.gateway_target, devices=1, rate=4.0, duration=1.0)
+        plan = RustPlan(target=dep.gateway_target, rate=4.0, duration=1.0)
         devices = [(stranger.cert_pem, stranger.key_pem)]
         result = await asyncio.to_thread(run, plan, dep.ca_pem, devices)
         assert result["ok"] == 0
@@ -79,7 +79,6 @@ async def test_agents_keep_their_connection_and_return_after_a_restart(
         creds = [await enrol_device(pool, ca, f"agent-{i}") for i in range(3)]
         plan = RustPlan(
             target=dep.gateway_target,
-            devices=3,
             mode="agent",
             interval=0.25,
             connect_rate=30.0,
