@@ -187,8 +187,12 @@ class Converger:
         op = self.state.operation
         if op is None:
             return
-        log.warning("resuming %s (%s) interrupted at %s",
-                    op.assignment.assignment_id, op.assignment.name, op.step.value)  # fmt: skip
+        log.warning(
+            "resuming %s (%s) interrupted at %s",
+            op.assignment.assignment_id,
+            op.assignment.name,
+            op.step.value,
+        )
         try:
             instruction = validate(op.assignment, self.policy)
         except Refused as exc:

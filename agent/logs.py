@@ -240,8 +240,12 @@ class LogUploader:
                 reply = await self.stub.UploadLogs(_messages(request, bundle), timeout=120)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() in _DONE:
-                    log.warning("log bundle %s not stored: %s: %s",
-                                request.log_request_id, exc.code().name, exc.details())  # fmt: skip
+                    log.warning(
+                        "log bundle %s not stored: %s: %s",
+                        request.log_request_id,
+                        exc.code().name,
+                        exc.details(),
+                    )
                     return exc.code() == grpc.StatusCode.ALREADY_EXISTS
                 await asyncio.sleep(min(60.0, 2.0 * 2**attempt))
                 continue

@@ -156,8 +156,11 @@ class OutboxSender:
                 if result is Outcome.FINAL:
                     log.warning(
                         "status report %d (%s) refused for good: %s: %s",
-                        report.sequence, report.assignment_id, exc.code().name, exc.details(),
-                    )  # fmt: skip
+                        report.sequence,
+                        report.assignment_id,
+                        exc.code().name,
+                        exc.details(),
+                    )
             if result is Outcome.OFFBOARDED:
                 self.offboarded = True
                 return False

@@ -68,28 +68,46 @@ class EnrolmentFailed(Exception):
 
 def _system_info(hw: sysstats.Hardware) -> device_pb2.SystemInfo:
     return device_pb2.SystemInfo(
-        os=hw.os, arch=hw.arch, cpu_cores=hw.cpu_cores, memory_mb=hw.memory_mb,
-        hostname=hw.hostname, os_version=hw.os_version, kernel=hw.kernel, model=hw.model,
+        os=hw.os,
+        arch=hw.arch,
+        cpu_cores=hw.cpu_cores,
+        memory_mb=hw.memory_mb,
+        hostname=hw.hostname,
+        os_version=hw.os_version,
+        kernel=hw.kernel,
+        model=hw.model,
         disk_gb=hw.disk_gb,
-    )  # fmt: skip
+    )
 
 
 def _hardware_profile(hw: sysstats.Hardware) -> agent_pb2.HardwareProfile:
     return agent_pb2.HardwareProfile(
-        model=hw.model, arch=hw.arch, cpu_cores=hw.cpu_cores, memory_mb=hw.memory_mb,
-        disk_gb=hw.disk_gb, os=hw.os, os_version=hw.os_version, kernel=hw.kernel,
+        model=hw.model,
+        arch=hw.arch,
+        cpu_cores=hw.cpu_cores,
+        memory_mb=hw.memory_mb,
+        disk_gb=hw.disk_gb,
+        os=hw.os,
+        os_version=hw.os_version,
+        kernel=hw.kernel,
         hostname=hw.hostname,
-    )  # fmt: skip
+    )
 
 
 def _stats(s: sysstats.Stats) -> agent_pb2.DeviceStats:
     return agent_pb2.DeviceStats(
-        cpu_percent=s.cpu_percent, memory_percent=s.memory_percent,
-        memory_used_mb=s.memory_used_mb, memory_total_mb=s.memory_total_mb,
-        disk_percent=s.disk_percent, disk_used_gb=s.disk_used_gb,
-        disk_total_gb=s.disk_total_gb, uptime_seconds=s.uptime_seconds,
-        load_avg_1m=s.load_1, load_avg_5m=s.load_5, load_avg_15m=s.load_15,
-    )  # fmt: skip
+        cpu_percent=s.cpu_percent,
+        memory_percent=s.memory_percent,
+        memory_used_mb=s.memory_used_mb,
+        memory_total_mb=s.memory_total_mb,
+        disk_percent=s.disk_percent,
+        disk_used_gb=s.disk_used_gb,
+        disk_total_gb=s.disk_total_gb,
+        uptime_seconds=s.uptime_seconds,
+        load_avg_1m=s.load_1,
+        load_avg_5m=s.load_5,
+        load_avg_15m=s.load_15,
+    )
 
 
 _PERMANENT = {
@@ -214,8 +232,12 @@ class Agent:
                     )
                     renewal.install(response.certificate.encode(), response.ca_certificate.encode())
                 except grpc.aio.AioRpcError as exc:
-                    log.warning("certificate renewal failed (%s: %s); retrying in %.0fs",
-                                exc.code().name, exc.details(), CHECK_EVERY)  # fmt: skip
+                    log.warning(
+                        "certificate renewal failed (%s: %s); retrying in %.0fs",
+                        exc.code().name,
+                        exc.details(),
+                        CHECK_EVERY,
+                    )
                 except ValueError as exc:
                     log.error("certificate renewal answer refused: %s", exc)
                 else:
@@ -271,8 +293,12 @@ class Agent:
                     stream = False
                     continue
                 interval = backoff.next_delay()
-                log.warning("heartbeat failed (%s: %s); next try in %.1fs",
-                            exc.code().name, exc.details(), interval)  # fmt: skip
+                log.warning(
+                    "heartbeat failed (%s: %s); next try in %.1fs",
+                    exc.code().name,
+                    exc.details(),
+                    interval,
+                )
                 if stream:
                     await asyncio.sleep(interval)
                 continue
@@ -371,8 +397,12 @@ class Agent:
             except grpc.aio.AioRpcError as exc:
                 _raise_if_offboarded(exc)
                 delay = backoff.next_delay()
-                log.warning("register failed (%s: %s); retrying in %.1fs",
-                            exc.code().name, exc.details(), delay)  # fmt: skip
+                log.warning(
+                    "register failed (%s: %s); retrying in %.1fs",
+                    exc.code().name,
+                    exc.details(),
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 continue
             backoff.reset()

@@ -1,7 +1,7 @@
 """What the agent requires of a signed target before it downloads it (no IO).
 
 A target that verifies under TUF is authentic, but not necessarily meant for this device:
-the signed ``custom`` object (written by the server's ``fleetd.tuf_repo.custom``, which the
+the signed ``custom`` object (written by the server's ``fleetd.domain.signed_target``, which the
 agent does not import) says which device type it is for and its release counter, and the
 assignment that asked for it names the digest the operator chose. Each check here is
 about signed, verified metadata of an immutable target path (the repository refuses other

@@ -39,7 +39,7 @@ import asyncpg
 
 from bench.core_filter import Fleet, load
 from bench.harness import Report
-from fleetd.config import Settings
+from fleetd.settings import Settings
 from tests.support.deployment import running_deployment
 from tests.support.storage import (
     StorageServers,

@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 import core_ext.compiled as compiled
 import core_ext.reference as reference
 from bench.harness import Report, interleaved
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
 
 FLEET = "bench.example"
 DeviceKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey

@@ -81,8 +81,9 @@ async def deploy(
 async def assign(pool: asyncpg.Pool, deployment_id: str, update_id: str, count: int) -> list[str]:
     """Put ``count`` devices of the deployment's first wave in flight, as the engine does."""
     artifacts = await store.update_artifacts(pool, update_id) or []
-    await pool.execute("UPDATE deployments SET state = 'running' WHERE deployment_id = $1",
-                       deployment_id)  # fmt: skip
+    await pool.execute(
+        "UPDATE deployments SET state = 'running' WHERE deployment_id = $1", deployment_id
+    )
     async with pool.acquire() as conn:
         batch = await deployment_batches.assign_batch(conn, deployment_id, 0, count, artifacts)
     assert batch.changed == count, batch
@@ -156,16 +157,20 @@ async def run(servers: StorageServers, devices: int, small: int, reports: int) -
                     for name in ("small", "large") if i % 2 else ("large", "small"):
                         device_id, assignment_id = in_flight[name][i].split()
                         request = agent_pb2.ReportArtifactStatusRequest(
-                            assignment_id=assignment_id, state=state, sequence=sequence,
+                            assignment_id=assignment_id,
+                            state=state,
+                            sequence=sequence,
                             installed_version="2.0.0" if state == states[-1] else "",
-                        )  # fmt: skip
+                        )
                         started = time.perf_counter()
                         async with pool.acquire() as c:
                             outcome = await record_status_report(c, device_id, request)
                         times[name].append(time.perf_counter() - started)
                         assert not outcome.duplicate
-            for name, deployment_id in (("small", small_dep.deployment_id),
-                                        ("large", big.deployment_id)):  # fmt: skip
+            for name, deployment_id in (
+                ("small", small_dep.deployment_id),
+                ("large", big.deployment_id),
+            ):
                 counts = await store.counts(pool, deployment_id)
                 assert counts.get("healthy") == reports, (name, counts)
                 assert counts.get("pending") == 0, (name, counts)

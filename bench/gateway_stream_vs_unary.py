@@ -34,9 +34,9 @@ import grpc
 
 from agent.credentials import generate_key_and_csr
 from bench.harness import Report
-from fleetd.config import Paths
 from fleetd.device.v1 import agent_pb2
-from fleetd.pki import cert_pem, init_pki
+from fleetd.services.pki import cert_pem, init_pki
+from fleetd.settings import Paths
 
 SERVICE = "bench.HeartbeatModes"
 ROUNDS = 3
@@ -99,7 +99,7 @@ def _serve(paths_root: str, port_out: Connection) -> None:
 
 class Devices:
     def __init__(self, paths: Paths, count: int, port: int) -> None:
-        from fleetd.pki import CertificateAuthority
+        from fleetd.services.pki import CertificateAuthority
 
         ca = CertificateAuthority.load(paths, "default")
         self.channels: list[grpc.aio.Channel] = []

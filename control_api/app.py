@@ -1,10 +1,10 @@
 """The operator API as one ASGI application, built at import time from ``FLEETD_*``.
 
-Served by pyvoy (see fleetd.supervisor.api_command): Connect JSON, gRPC and gRPC-Web on
+Served by pyvoy (see fleetd_cli.supervisor.api_command): Connect JSON, gRPC and gRPC-Web on
 one TLS port, plus reflection (v1 and v1alpha), ``grpc.health.v1``, ``/healthz`` and the
 TUF repository under ``/tuf/`` (control_api/tuf_files.py). Each event loop's start-up
 also starts the background roles: the TUF timestamp refresher and the rollout engine
-(fleetd/rollout/engine.py; one active across replicas).
+(fleetd/services/rollout/engine.py; one active across replicas).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from connectrpc.server import ConnectASGIApplication
 
-from control_api import blob_collection, health, tuf_files
+from control_api import blob_collection, grpc_health, tuf_files
 from control_api.asgi import Receive, Router, Scope, Send, send_text
 from control_api.auth import AuthInterceptor
 from control_api.binaries import MAX_MESSAGE_BYTES, BinaryServiceImpl
@@ -25,8 +25,8 @@ from control_api.reflection import reflection_apps
 from control_api.resources import close_resources, open_resources
 from control_api.status_codes import SeedStatusCodes
 from control_api.updates import UpdateServiceImpl
-from fleetd.config import Settings
-from fleetd.rollout import engine as rollout_engine
+from fleetd.services.rollout import engine as rollout_engine
+from fleetd.settings import Settings
 from fleetd.v1 import analytics_pb2, binary_pb2, device_pb2, update_pb2
 from fleetd.v1.analytics_connect import AnalyticsService, AnalyticsServiceASGIApplication
 from fleetd.v1.binary_connect import BinaryServiceASGIApplication
@@ -70,19 +70,19 @@ def create_app(settings: Settings | None = None) -> SeedStatusCodes:
         ),
     ]
     served = [s.path.lstrip("/") for s in services]
-    health_service = health.HealthService(served)
+    health_service = grpc_health.HealthService(served)
     reflection, reflection_alpha = reflection_apps(
         [
             device_pb2.DESCRIPTOR,
             update_pb2.DESCRIPTOR,
             analytics_pb2.DESCRIPTOR,
             binary_pb2.DESCRIPTOR,
-            health.DESCRIPTOR,
+            grpc_health.DESCRIPTOR,
         ]
     )
     connect_apps: list[Any] = [
         *services,
-        health.HealthASGIApplication(health_service),
+        grpc_health.HealthASGIApplication(health_service),
         reflection,
         reflection_alpha,
     ]
@@ -92,15 +92,19 @@ def create_app(settings: Settings | None = None) -> SeedStatusCodes:
         res = await open_resources(settings)
         await tuf_files.start_refresher()
         rollout_engine.start(
-            res.pool, res.redis, database_url=settings.database_url or "",
-            fleet=settings.fleet, tick=settings.rollout_tick,
-            heartbeat_interval=settings.heartbeat_interval, offline_after=settings.offline_after,
+            res.pool,
+            res.redis,
+            database_url=settings.database_url or "",
+            fleet=settings.fleet,
+            tick=settings.rollout_tick,
+            heartbeat_interval=settings.heartbeat_interval,
+            offline_after=settings.offline_after,
             tuf=tuf_files.repository(),
-        )  # fmt: skip
+        )
         await blob_collection.start_collector()
 
     async def shutdown() -> None:
-        health_service.set_all(health.NOT_SERVING)
+        health_service.set_all(grpc_health.NOT_SERVING)
         await rollout_engine.stop()
         await tuf_files.stop_refresher()
         await blob_collection.stop_collector()

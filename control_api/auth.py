@@ -35,9 +35,9 @@ from control_api.permissions import (
     allows,
 )
 from control_api.resources import resources
-from fleetd import jwt
+from fleetd.services import jwt
 from fleetd.storage import audit
-from fleetd.storage.credentials import authenticate_api_key
+from fleetd.storage.bearer_tokens import authenticate_api_key
 from fleetd.storage.devices import certificate_standing
 
 log = logging.getLogger(__name__)

@@ -50,9 +50,9 @@ from control_api import convert
 from control_api.auth import audit_target, current_principal
 from control_api.resources import resources
 from core_ext import Manifest
-from fleetd.blobs import Blob, BlobNotFound, BlobStore, BlobTooLarge, FilesystemBlobStore
 from fleetd.storage import binaries as binary_store
 from fleetd.storage.binaries import BinaryRecord, NewBinary
+from fleetd.storage.blobs import Blob, BlobNotFound, BlobStore, BlobTooLarge, FilesystemBlobStore
 from fleetd.v1 import binary_pb2
 from fleetd.v1.binary_connect import BinaryService
 

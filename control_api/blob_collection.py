@@ -2,7 +2,7 @@
 
 Every ``Settings.blob_collect_interval`` seconds (default one hour, the first round at
 start-up) each control API event loop tries the collector's PostgreSQL advisory lock; the
-one that gets it runs a round of fleetd/blob_collector.py over the deployment's blob store
+one that gets it runs a round of fleetd/services/blob_collection.py over the deployment's blob store
 (``Settings.paths.blobs``) with ``Settings.blob_grace_period``, the others skip the round.
 So however many replicas run, one collects at a time.
 """
@@ -15,9 +15,14 @@ import logging
 import time
 
 from control_api.resources import resources
-from fleetd.blob_collector import CollectionPolicy, CollectionReport, PostgresBlobIndex, collect
-from fleetd.blobs import FilesystemBlobStore
+from fleetd.services.blob_collection import (
+    CollectionPolicy,
+    CollectionReport,
+    PostgresBlobIndex,
+    collect,
+)
 from fleetd.storage.blob_index import collector_lock
+from fleetd.storage.blobs import FilesystemBlobStore
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from google.protobuf import json_format, timestamp_pb2
 
-from fleetd.storage.credentials import EnrollmentToken
+from fleetd.storage.bearer_tokens import EnrollmentToken
 from fleetd.v1 import device_pb2
 
 STATUS_TO_STATE: dict[str, device_pb2.DeviceState] = {

@@ -2,8 +2,8 @@
 PauseDeployment, ResumeDeployment, ApproveWave, CancelDeployment.
 
 DeployUpdate resolves the targets once (``fleetd.storage.deployments.create_deployment``);
-the rollout engine (``fleetd.rollout.engine``) drives the deployment from there. The
-operator actions are ``fleetd.rollout.operations``; a state that does not allow one is
+the rollout engine (``fleetd.services.rollout.engine``) drives the deployment from there. The
+operator actions are ``fleetd.services.rollout.operations``; a state that does not allow one is
 FAILED_PRECONDITION. Mutating calls are audited by control_api.auth with the deployment
 id as target. docs/rollouts.md describes the state machine.
 """
@@ -25,9 +25,9 @@ from control_api import convert
 from control_api.auth import audit_target, current_principal
 from control_api.pagination import InvalidPageToken
 from control_api.resources import resources
-from fleetd.rollout import operations
-from fleetd.rollout.config import InvalidConfig, effective_config
-from fleetd.rollout.decide import FINISHED, TERMINAL, Counts
+from fleetd.domain.rollout.decide import FINISHED, TERMINAL, Counts
+from fleetd.domain.rollout.policy import InvalidConfig, effective_config
+from fleetd.services.rollout import operations
 from fleetd.storage import deployments as store
 from fleetd.v1 import update_pb2
 
@@ -297,9 +297,14 @@ class DeploymentMethods:
             except (InvalidPageToken, KeyError, ValueError) as exc:
                 raise _invalid(f"page_token: {exc}") from None
         rows = await store.list_deployments(
-            res.pool, limit=size + 1, descending=descending, after=after, states=states,
-            update_id=update_id, created_by=created_by,
-        )  # fmt: skip
+            res.pool,
+            limit=size + 1,
+            descending=descending,
+            after=after,
+            states=states,
+            update_id=update_id,
+            created_by=created_by,
+        )
         response = update_pb2.ListDeploymentsResponse(
             total_count=await store.count_deployments(
                 res.pool, states=states, update_id=update_id, created_by=created_by
@@ -324,9 +329,13 @@ class DeploymentMethods:
         res = resources()
         try:
             outcome = await operations.start_rollback(
-                res.pool, res.redis, res.settings.fleet, deployment_id, reason,
+                res.pool,
+                res.redis,
+                res.settings.fleet,
+                deployment_id,
+                reason,
                 force=request.force,
-            )  # fmt: skip
+            )
         except (operations.NotFound, operations.IllegalState) as exc:
             raise _operation_error(exc, deployment_id) from None
         return update_pb2.RollbackDeploymentResponse(

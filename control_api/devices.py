@@ -21,15 +21,16 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf import json_format
 
 import core_ext
-from control_api import convert, event_stream, health_checks, notify, ordering, tuf_files
+from control_api import convert, event_stream, notify, ordering, tuf_files
 from control_api.auth import audit_target, current_principal, require
 from control_api.heartbeat import heartbeat as record_heartbeat
 from control_api.pagination import InvalidPageToken
 from control_api.resources import resources
-from fleetd import events
-from fleetd.pki import EnrollmentError
-from fleetd.storage import credentials as credential_store
+from fleetd.domain import device_health
+from fleetd.services.pki import EnrollmentError
+from fleetd.storage import bearer_tokens as credential_store
 from fleetd.storage import devices as device_store
+from fleetd.storage import events
 from fleetd.storage.types import Connection
 from fleetd.v1 import device_pb2
 from fleetd.v1.device_connect import DeviceService
@@ -109,9 +110,12 @@ class DeviceServiceImpl(DeviceService):
                 if request.csr:
                     certificate = await self._issue_certificate(conn, device_id, request.csr)
                 api_key = await credential_store.create_api_key(
-                    conn, "device", f"device {device_id}", device_id=device_id,
+                    conn,
+                    "device",
+                    f"device {device_id}",
+                    device_id=device_id,
                     created_by=created_by,
-                )  # fmt: skip
+                )
         except credential_store.EnrollmentRefused as exc:
             raise ConnectError(Code.UNAUTHENTICATED, str(exc)) from None
         except device_store.DeviceExists:
@@ -219,7 +223,7 @@ class DeviceServiceImpl(DeviceService):
             response.metrics.device_id = device.id
             response.metrics.latest.CopyFrom(device.stats)
         if request.include_health:
-            observed = health_checks.Observed(
+            observed = device_health.Observed(
                 device_id=device.id,
                 last_seen=row["last_seen"],
                 cpu_usage=row["cpu_usage"],
@@ -228,7 +232,7 @@ class DeviceServiceImpl(DeviceService):
                 certificate_not_after=await device_store.certificate_expiry(res.pool, device.id),
             )
             response.health.CopyFrom(
-                health_checks.evaluate(
+                device_health.evaluate(
                     observed,
                     now=dt.datetime.now(dt.UTC),
                     offline_after=res.settings.offline_after,
@@ -398,12 +402,25 @@ def _after(order: ordering.Ordering, position: list[Any], first: int) -> tuple[s
 MUTABLE_PATHS = frozenset({"name", "type", "tags", "metadata", "status"})
 OUTPUT_ONLY_PATHS = frozenset(
     {
-        "id", "fleet", "version", "agent_version", "system_info", "last_seen",
-        "registered_at", "updated_at", "stats", "certificate_serial",
-        "certificate_expires_at", "ip_address", "last_boot", "desired_state_revision",
-        "reported_state_revision", "installed_artifacts", "health",
+        "id",
+        "fleet",
+        "version",
+        "agent_version",
+        "system_info",
+        "last_seen",
+        "registered_at",
+        "updated_at",
+        "stats",
+        "certificate_serial",
+        "certificate_expires_at",
+        "ip_address",
+        "last_boot",
+        "desired_state_revision",
+        "reported_state_revision",
+        "installed_artifacts",
+        "health",
     }
-)  # fmt: skip
+)
 METADATA_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 

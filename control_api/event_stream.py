@@ -1,6 +1,6 @@
 """``DeviceService/StreamEvents``: the fleet's device events, tailed from Redis.
 
-The events are the entries of the fleet's stream (``fleetd.events``), read with
+The events are the entries of the fleet's stream (``fleetd.storage.events``), read with
 ``XREAD BLOCK`` from the id after the last one delivered, so no event between two reads
 is missed; ``resume_after`` starts from an earlier id (whatever the capped stream still
 holds is replayed first). Event types are mapped to the API's names (``status_change``,
@@ -40,9 +40,8 @@ import core_ext
 from control_api import convert
 from control_api.auth import Principal
 from control_api.resources import Resources
-from fleetd import events
 from fleetd.storage import devices as device_store
-from fleetd.storage import redis_keys
+from fleetd.storage import events, redis_keys
 from fleetd.v1 import device_pb2, update_pb2
 
 log = logging.getLogger(__name__)
@@ -88,10 +87,17 @@ return 1
 _STATE: Final[dict[str, int]] = {
     name: update_pb2.DeviceDeploymentStatus.State.Value(name.upper())
     for name in (
-        "pending", "downloading", "verifying", "applying", "healthy", "rolled_back",
-        "failed", "cancelled", "skipped",
+        "pending",
+        "downloading",
+        "verifying",
+        "applying",
+        "healthy",
+        "rolled_back",
+        "failed",
+        "cancelled",
+        "skipped",
     )
-}  # fmt: skip
+}
 
 
 def _invalid(message: str) -> ConnectError:
@@ -143,13 +149,22 @@ def _record(device_id: str, row: Any, status: str | None) -> dict[str, object]:
     record: dict[str, object] = {"id": device_id}
     if row is not None:
         record.update(
-            name=row["name"], type=row["device_type"], version=row["version"],
-            agent_version=row["agent_version"], fleet=row["fleet"], status=row["status"],
-            cpu_usage=row["cpu_usage"], memory_usage=row["memory_usage"],
-            disk_usage=row["disk_usage"], uptime_seconds=row["uptime_seconds"],
-            last_seen=row["last_seen"], registered_at=row["registered_at"],
-            updated_at=row["updated_at"], tags=list(row["tags"]), metadata=row["metadata"],
-        )  # fmt: skip
+            name=row["name"],
+            type=row["device_type"],
+            version=row["version"],
+            agent_version=row["agent_version"],
+            fleet=row["fleet"],
+            status=row["status"],
+            cpu_usage=row["cpu_usage"],
+            memory_usage=row["memory_usage"],
+            disk_usage=row["disk_usage"],
+            uptime_seconds=row["uptime_seconds"],
+            last_seen=row["last_seen"],
+            registered_at=row["registered_at"],
+            updated_at=row["updated_at"],
+            tags=list(row["tags"]),
+            metadata=row["metadata"],
+        )
     if status is not None:
         record["status"] = status
     return record
@@ -189,8 +204,11 @@ def _response(
         status.state = _STATE.get(fields.get("state", ""), 0)  # type: ignore[assignment]
         status.reason = fields.get("reason", "")
     elif api_type == "heartbeat":
-        for field, target in (("cpu", "cpu_percent"), ("mem", "memory_percent"),
-                              ("disk", "disk_percent")):  # fmt: skip
+        for field, target in (
+            ("cpu", "cpu_percent"),
+            ("mem", "memory_percent"),
+            ("disk", "disk_percent"),
+        ):
             value = _float_field(fields, field)
             if value is not None:
                 setattr(msg.heartbeat, target, value)

@@ -1,6 +1,6 @@
 """Publishing the control API's device events after its changes commit.
 
-A change is committed before its event is published (``fleetd.events``), so a reader never
+A change is committed before its event is published (``fleetd.storage.events``), so a reader never
 sees an event for a change that rolled back. Publishing is best effort: Redis being down
 must not turn a committed change into an error for the caller, so a failure is logged
 (loudly, with the request id) and the call still succeeds.
@@ -15,8 +15,7 @@ import redis.asyncio as aioredis
 
 from control_api.auth import request_id_var
 from control_api.resources import resources
-from fleetd import events
-from fleetd.storage import redis_keys
+from fleetd.storage import events, redis_keys
 
 log = logging.getLogger(__name__)
 

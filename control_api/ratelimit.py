@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from fleetd.config import Settings, parse_rate
+from fleetd.settings import Settings, parse_rate
 from fleetd.storage import redis_keys
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from control_api.debug import install_query_logger
 from control_api.pagination import PageTokens, load_key
 from control_api.ratelimit import Limits, RateLimiter
-from fleetd import jwt
-from fleetd.config import Settings
-from fleetd.pki import CertificateAuthority
+from fleetd.services import jwt
+from fleetd.services.pki import CertificateAuthority
+from fleetd.settings import Settings
 from fleetd.storage.postgres import connect
 
 

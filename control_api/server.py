@@ -19,7 +19,7 @@ from typing import Any
 
 from pyvoy import PyvoyServer
 
-from fleetd.config import Settings
+from fleetd.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ SHA-256 are in the ``tuf_targets`` index, never any other blob of the store.
 - ``GET /tuf/targets/<dir>/<sha256>.<name>`` — the content of target ``<dir>/<name>``
   (consistent snapshot naming; immutable)
 
-Target bytes are streamed from the blob store (``fleetd.blobs``; by default the
+Target bytes are streamed from the blob store (``fleetd.storage.blobs``; by default the
 deployment's ``FilesystemBlobStore`` under ``<data>/blobs``).
 
 The same module runs the timestamp refresher: every REFRESH_INTERVAL seconds each control
@@ -32,9 +32,9 @@ from connectrpc.errors import ConnectError
 
 from control_api.asgi import Receive, Scope, Send, send_text
 from control_api.resources import resources
-from fleetd.blobs import BlobStore, FilesystemBlobStore
-from fleetd.tuf_repo import KeyDirs, TufRepository
-from fleetd.tuf_repo.repository import split_target_url
+from fleetd.services.tuf_repo import KeyDirs, TufRepository
+from fleetd.services.tuf_repo.repository import split_target_url
+from fleetd.storage.blobs import BlobStore, FilesystemBlobStore
 
 log = logging.getLogger(__name__)
 

@@ -2,12 +2,12 @@
 
 CreateUpdate, in order (docs/updates.md explains the choices):
 
-1. ``fleetd.catalog.spec.validate``: every rule, before any IO (INVALID_ARGUMENT).
+1. ``fleetd.domain.catalog.spec.validate``: every rule, before any IO (INVALID_ARGUMENT).
 2. A quick (name, version) check (ALREADY_EXISTS), so a duplicate fetches nothing.
 3. Content, outside any transaction: an uploaded binary is looked up (NOT_FOUND) and
    compared with the declared checksum/size (INVALID_ARGUMENT); a URL is fetched once into
-   the blob store (``fleetd.catalog.fetch``); a container tag is resolved to its manifest
-   digest (``fleetd.catalog.registry``) and the pin document stored as a blob.
+   the blob store (``fleetd.services.catalog.fetch``); a container tag is resolved to its manifest
+   digest (``fleetd.services.catalog.registry``) and the pin document stored as a blob.
 4. One transaction under the catalogue lock: (name, version) checked again, release
    counters allocated, every artifact signed into TUF (``TufRepository.add_target``,
    which commits on its own), then the update and its artifacts inserted.
@@ -32,10 +32,11 @@ from control_api.auth import audit_target, current_principal
 from control_api.ordering import InvalidOrderBy
 from control_api.pagination import InvalidPageToken
 from control_api.resources import Resources, resources
-from fleetd.blobs import Blob, FilesystemBlobStore, index_blob
-from fleetd.catalog import fetch, registry, spec, targets
+from fleetd.domain.catalog import spec, targets
+from fleetd.services.catalog import fetch, registry
+from fleetd.services.tuf_repo import NewTarget, RepositoryFull, RepositoryMissing, TargetConflict
 from fleetd.storage import updates as update_store
-from fleetd.tuf_repo import NewTarget, RepositoryFull, RepositoryMissing, TargetConflict
+from fleetd.storage.blobs import Blob, FilesystemBlobStore, index_blob
 from fleetd.v1 import update_pb2
 
 DEFAULT_PAGE_SIZE = 20

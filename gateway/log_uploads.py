@@ -37,9 +37,9 @@ import grpc
 import redis.asyncio as aioredis
 from google.protobuf import timestamp_pb2
 
-from fleetd.blobs import Blob, BlobStore, BlobTooLarge
 from fleetd.device.v1 import agent_pb2
 from fleetd.storage import log_requests
+from fleetd.storage.blobs import Blob, BlobStore, BlobTooLarge
 from fleetd.storage.desired import mark_changed
 from fleetd.storage.log_requests import (
     AlreadyFulfilled,
@@ -48,7 +48,7 @@ from fleetd.storage.log_requests import (
     LogRequestNotFound,
 )
 from gateway.aborts import STORAGE_DOWN, abort
-from gateway.identity import CallerDevice
+from gateway.device_auth import CallerDevice
 
 MAX_CHUNK_BYTES = 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b\x08"

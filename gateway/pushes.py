@@ -118,5 +118,5 @@ class PushHub:
             finally:
                 self.subscribed_at = None
                 with contextlib.suppress(aioredis.RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
             await asyncio.sleep(self._retry_after)

@@ -18,8 +18,8 @@ import asyncpg
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import core_ext
-from fleetd.config import Settings
-from fleetd.pki import CertificateAuthority, EnrollmentError
+from fleetd.services.pki import CertificateAuthority, EnrollmentError
+from fleetd.settings import Settings
 from fleetd.storage import devices as device_store
 
 

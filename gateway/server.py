@@ -1,7 +1,7 @@
 """The gateway process: grpc.aio on uvloop, mutual TLS against the fleet CA.
 
 A client without a certificate from the fleet CA fails the TLS handshake; one whose
-certificate verifies is then identified by gateway.identity. Several processes may bind
+certificate verifies is then identified by gateway.device_auth. Several processes may bind
 the same port (SO_REUSEPORT) and share one Redis and PostgreSQL. SIGTERM drains: health
 goes NOT_SERVING, in-flight calls get a grace period, pending heartbeats are flushed.
 """
@@ -21,22 +21,22 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import _async as health_aio  # public as health.aio; absent from stubs
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from fleetd.blobs import FilesystemBlobStore
-from fleetd.config import Settings
 from fleetd.device.v1 import agent_pb2_grpc
+from fleetd.settings import Settings
+from fleetd.storage.blobs import FilesystemBlobStore
 from fleetd.storage.devices import CertificateStanding, certificate_standings
 from fleetd.storage.postgres import connect
 from gateway.batching import BatchedLookup
 from gateway.desired_state import DesiredStateLookup
+from gateway.device_auth import DeviceAuthenticator
 from gateway.heartbeats import HeartbeatPipeline
-from gateway.identity import DeviceAuthenticator
 from gateway.liveness import LivenessSweeper
 from gateway.log_uploads import LogUploads
 from gateway.pushes import PushHub
 from gateway.renewals import CertificateIssuer
 from gateway.service import AgentService
+from gateway.serving_status import StoreHealth
 from gateway.status_reports import StatusReports
-from gateway.store_health import StoreHealth
 from gateway.verified import VerifiedRevisions
 
 log = logging.getLogger(__name__)

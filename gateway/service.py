@@ -1,6 +1,6 @@
 """The device API (``fleetd.device.v1.AgentService``) as the gateway serves it.
 
-Every call starts by authenticating the peer certificate (gateway.identity); request
+Every call starts by authenticating the peer certificate (gateway.device_auth); request
 bodies never carry identity. Heartbeats go into the compiled batcher and return at once.
 """
 
@@ -20,13 +20,13 @@ import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
+from fleetd.domain import device_fields
 from fleetd.storage.devices import mark_offboard_notified, refresh_registration
 from fleetd.v1 import device_pb2
-from gateway import validation
 from gateway.desired_state import UNCHANGED, DesiredStateLookup, Unavailable
+from gateway.device_auth import CallerDevice, DeviceAuthenticator, Refused, StandingUnavailable
 from gateway.device_limits import DeviceRateLimiter
 from gateway.heartbeats import HeartbeatPipeline
-from gateway.identity import CallerDevice, DeviceAuthenticator, Refused, StandingUnavailable
 from gateway.log_uploads import LogUploads
 from gateway.pushes import PushHub
 from gateway.renewals import BadRequest, CannotIssue, CertificateIssuer
@@ -48,15 +48,15 @@ STORE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutE
 def hardware_to_system_info(hw: agent_pb2.HardwareProfile) -> dict[str, object]:
     """The device's profile, stored as fleetd.v1.SystemInfo's JSON field names."""
     return {
-        "os": validation.text("hardware.os", hw.os),
-        "arch": validation.text("hardware.arch", hw.arch),
-        "cpu_cores": validation.non_negative("hardware.cpu_cores", hw.cpu_cores, 4096),
-        "memory_mb": validation.non_negative("hardware.memory_mb", hw.memory_mb),
-        "hostname": validation.text("hardware.hostname", hw.hostname),
-        "os_version": validation.text("hardware.os_version", hw.os_version),
-        "kernel": validation.text("hardware.kernel", hw.kernel),
-        "model": validation.text("hardware.model", hw.model),
-        "serial": validation.text("hardware.serial", hw.serial),
+        "os": device_fields.text("hardware.os", hw.os),
+        "arch": device_fields.text("hardware.arch", hw.arch),
+        "cpu_cores": device_fields.non_negative("hardware.cpu_cores", hw.cpu_cores, 4096),
+        "memory_mb": device_fields.non_negative("hardware.memory_mb", hw.memory_mb),
+        "hostname": device_fields.text("hardware.hostname", hw.hostname),
+        "os_version": device_fields.text("hardware.os_version", hw.os_version),
+        "kernel": device_fields.text("hardware.kernel", hw.kernel),
+        "model": device_fields.text("hardware.model", hw.model),
+        "serial": device_fields.text("hardware.serial", hw.serial),
         "disk_gb": hw.disk_gb if hw.disk_gb >= 0 else 0.0,
     }
 
@@ -154,11 +154,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         await self._limit(self._register_limits, caller, context)
         try:
             system_info = hardware_to_system_info(request.hardware)
-            tags = validation.tags(request.tags)
-            metadata = validation.metadata(request.metadata)
-            device_type = validation.text("device_type", request.device_type, 64)
-            agent_version = validation.text("agent_version", request.agent_version, 64)
-        except validation.InvalidRequest as exc:
+            tags = device_fields.tags(request.tags)
+            metadata = device_fields.metadata(request.metadata)
+            device_type = device_fields.text("device_type", request.device_type, 64)
+            agent_version = device_fields.text("agent_version", request.agent_version, 64)
+        except device_fields.InvalidRequest as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
             row = await refresh_registration(
@@ -322,11 +322,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         await self._limit(self._heartbeat_limits, caller, context)
         stats = request.stats
         try:
-            cpu = validation.percent("stats.cpu_percent", stats.cpu_percent)
-            mem = validation.percent("stats.memory_percent", stats.memory_percent)
-            disk = validation.percent("stats.disk_percent", stats.disk_percent)
-            uptime = validation.non_negative("stats.uptime_seconds", stats.uptime_seconds)
-        except validation.InvalidRequest as exc:
+            cpu = device_fields.percent("stats.cpu_percent", stats.cpu_percent)
+            mem = device_fields.percent("stats.memory_percent", stats.memory_percent)
+            disk = device_fields.percent("stats.disk_percent", stats.disk_percent)
+            uptime = device_fields.non_negative("stats.uptime_seconds", stats.uptime_seconds)
+        except device_fields.InvalidRequest as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         self._pipeline.add(caller.device_id, caller.group, ONLINE, cpu, mem, disk, uptime)
         held, started = request.desired_state_revision, time.monotonic()

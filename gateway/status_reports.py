@@ -29,7 +29,7 @@ from fleetd.storage.assignments import (
     record_status_report,
 )
 from gateway.aborts import STORAGE_DOWN, abort
-from gateway.identity import CallerDevice
+from gateway.device_auth import CallerDevice
 
 
 def _code(exc: ReportRefused) -> grpc.StatusCode:

@@ -222,10 +222,20 @@ def build(out_dir: Path, stage_dir: Path = STAGE_DIR, root: Path = REPO_ROOT) ->
     if importlib.util.find_spec("setuptools") is None:  # the backend, used without isolation
         raise DistributionError("setuptools>=69 is needed in this environment")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(out_dir), str(stage_dir)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(out_dir),
+            str(stage_dir),
+        ],
         check=True,
-    )  # fmt: skip
+    )
     wheels = sorted(out_dir.glob("fleetd_agent-*.whl"))
     if len(wheels) != 1:
         raise DistributionError(f"expected one fleetd_agent wheel in {out_dir}, found {wheels}")

@@ -23,8 +23,8 @@ import grpc
 import uvloop
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from fleetd.config import Paths
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
+from fleetd.settings import Paths
 
 
 class EchoAgentService(agent_pb2_grpc.AgentServiceServicer):

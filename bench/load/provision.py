@@ -11,7 +11,7 @@ the certificate profile is the production one), generated in parallel and cached
     python -m bench.load.provision --devices 10000 [--database-url URL]
 
 The CA and the server certificate live in ``build/bench-load/data/pki`` (created once by
-``fleetd.pki.init_pki``); every load benchmark's deployment uses that data directory.
+``fleetd.services.pki.init_pki``); every load benchmark's deployment uses that data directory.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 import core_ext
 from agent.credentials import generate_key_and_csr
 from bench.harness import BENCH_DIR
-from fleetd.config import Paths
-from fleetd.pki import CertificateAuthority, init_pki
+from fleetd.services.pki import CertificateAuthority, init_pki
+from fleetd.settings import Paths
 
 ROOT = BENCH_DIR.parent / "build" / "bench-load"
 FLEET = "default"

@@ -27,8 +27,8 @@ import psutil
 
 from bench.load.generator import raise_fd_limit
 from bench.load.provision import ROOT, Population, provision
-from fleetd.config import Settings
-from fleetd.supervisor import wait_for_port
+from fleetd.settings import Settings
+from fleetd_cli.supervisor import wait_for_port
 from tests.support.storage import drop_database, fresh_database, storage_servers
 
 LOGS = ROOT / "logs"

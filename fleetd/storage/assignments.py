@@ -16,7 +16,7 @@ are idempotent per ``(device_id, sequence)``, the agent's outbox sequence:
   silently drop one of the two reports);
 - otherwise the assignment row is locked (``SELECT ... FOR UPDATE``, so concurrent
   reports about one assignment serialise) and the transition checked by
-  ``fleetd.lifecycle``: stale, backwards or after-the-end reports are refused, as are
+  ``fleetd.domain.lifecycle``: stale, backwards or after-the-end reports are refused, as are
   reports older (by sequence) than the last one accepted for the assignment.
 
 A report accepted about an assignment of a deployment also moves that deployment's
@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from fleetd import lifecycle
 from fleetd.device.v1 import agent_pb2
+from fleetd.domain import lifecycle
 from fleetd.storage import deployment_progress
 from fleetd.storage.desired import bump_revisions
 from fleetd.storage.types import Connection, Queryable

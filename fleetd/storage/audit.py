@@ -80,9 +80,18 @@ async def append(conn: Connection, entry: Entry) -> Record:
             """INSERT INTO audit_log (seq, at, actor, actor_kind, role, method, target,
                                       request_id, outcome, prev_hash, hash)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
-            seq, at, entry.actor, entry.actor_kind, entry.role, entry.method, entry.target,
-            entry.request_id, entry.outcome, prev, digest,
-        )  # fmt: skip
+            seq,
+            at,
+            entry.actor,
+            entry.actor_kind,
+            entry.role,
+            entry.method,
+            entry.target,
+            entry.request_id,
+            entry.outcome,
+            prev,
+            digest,
+        )
     return Record(seq, at, entry, prev, digest)
 
 
@@ -96,9 +105,14 @@ async def records(conn: Connection, *, after_seq: int = 0) -> AsyncIterator[Reco
             after_seq,
         ):
             entry = Entry(
-                row["actor"], row["actor_kind"], row["role"], row["method"], row["target"],
-                row["request_id"], row["outcome"],
-            )  # fmt: skip
+                row["actor"],
+                row["actor_kind"],
+                row["role"],
+                row["method"],
+                row["target"],
+                row["request_id"],
+                row["outcome"],
+            )
             yield Record(row["seq"], row["at"], entry, bytes(row["prev_hash"]), bytes(row["hash"]))
 
 

@@ -1,7 +1,7 @@
 """Rows of the ``binaries`` table (migration 0006): what UploadBinary stored.
 
 A binary is immutable once stored. Its bytes are a content-addressed blob
-(fleetd/blobs.py); several binaries may name the same blob (the same bytes uploaded twice
+(fleetd/storage/blobs.py); several binaries may name the same blob (the same bytes uploaded twice
 under different, or the same, metadata: each upload gets its own binary id, the bytes are
 stored once). :func:`insert_binary` writes the blob's index row and the binary's row in one
 transaction, called only after the blob is durable, so a row never names a missing file.
@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from core_ext import Manifest
-from fleetd.blobs import Blob, index_blob
+from fleetd.storage.blobs import Blob, index_blob
 from fleetd.storage.types import Connection, Queryable
 
 DIGEST_BYTES = 32

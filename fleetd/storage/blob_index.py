@@ -1,5 +1,5 @@
 """The blob collector's PostgreSQL side: which blobs rows refer to, and dropping the index
-row of one that none does (fleetd/blob_collector.py decides; this module only asks and
+row of one that none does (fleetd/services/blob_collection.py decides; this module only asks and
 acts).
 
 A blob is *referenced* while any row of :data:`REFERENCING_TABLES` names its SHA-256.

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fleetd.device.v1 import agent_pb2
-from fleetd.rollout.decide import IN_FLIGHT, ROLLBACK_PENDING, target_state
+from fleetd.domain.rollout.decide import IN_FLIGHT, ROLLBACK_PENDING, target_state
 from fleetd.storage.assignments import new_assignment_id
 from fleetd.storage.deployment_progress import move_counts
 from fleetd.storage.deployments import Artifact, applicable
@@ -32,7 +32,7 @@ from fleetd.storage.desired import bump_revisions
 from fleetd.storage.types import Connection
 
 if TYPE_CHECKING:
-    from fleetd.rollout.rollback_targets import RollbackTargets
+    from fleetd.services.rollout.rollback_targets import RollbackTargets
 
 ENGINE_SHARD = 0
 """Counter shard of the engine's and operators' moves (reports spread over the others)."""
@@ -169,8 +169,10 @@ async def assign_batch(
                 names,
             )
         }
-        templates = {a.artifact_id: agent_pb2.ArtifactAssignment.FromString(
-            a.assignment_template) for a in artifacts}  # fmt: skip
+        templates = {
+            a.artifact_id: agent_pb2.ArtifactAssignment.FromString(a.assignment_template)
+            for a in artifacts
+        }
         rows: list[tuple[str, str, str, str, bytes]] = []
         superseded: list[str] = []
         per_target: list[tuple[str, str, str, int, str]] = []
@@ -206,10 +208,18 @@ async def assign_batch(
                     if old["state"] == "healthy":
                         previous_id = old["assignment_id"]
                     superseded.append(old["assignment_id"])
-                rows.append((spec.assignment_id, device_id, spec.name, spec.version,
-                             spec.SerializeToString(deterministic=True)))  # fmt: skip
-                per_target.append((device_id, spec.assignment_id, previous_id, index,
-                                   previous_version))  # fmt: skip
+                rows.append(
+                    (
+                        spec.assignment_id,
+                        device_id,
+                        spec.name,
+                        spec.version,
+                        spec.SerializeToString(deterministic=True),
+                    )
+                )
+                per_target.append(
+                    (device_id, spec.assignment_id, previous_id, index, previous_version)
+                )
                 index += 1
             if index == 0:
                 skipped["ALREADY_RUNNING"].append(device_id)
@@ -420,7 +430,7 @@ async def rollback_batch(
             )
         }
         # The previous versions' targets, re-signed with a current release counter so
-        # agents accept them (fleetd/rollout/rollback_targets.py).
+        # agents accept them (fleetd/services/rollout/rollback_targets.py).
         paths = (
             await targets.paths_for(conn, deployment_id, list(previous_specs.values()))
             if targets is not None
@@ -477,8 +487,15 @@ async def rollback_batch(
                     )
                 )
                 supersede.append(main_id)
-                inserts.append((spec.assignment_id, device_id, spec.name, spec.version,
-                                spec.SerializeToString(deterministic=True)))  # fmt: skip
+                inserts.append(
+                    (
+                        spec.assignment_id,
+                        device_id,
+                        spec.name,
+                        spec.version,
+                        spec.SerializeToString(deterministic=True),
+                    )
+                )
                 ids.append(spec.assignment_id)
             if ids:
                 rollback_ids[device_id] = ids

@@ -3,7 +3,7 @@
 ``fleetd.storage.assignments.record_status_report`` calls :func:`on_report` in its own
 transaction for a report about an assignment that belongs to a deployment, after the
 assignment row moved. It locks the device's ``deployment_targets`` row, derives the
-target's new state (``fleetd.rollout.decide.target_state`` over the device's assignments
+target's new state (``fleetd.domain.rollout.decide.target_state`` over the device's assignments
 of that deployment, usually one) and, when it changed, moves ONE count between two states
 in one shard of ``deployment_counters`` (:func:`move_counts`): a handful of single-row
 statements, never a scan of the deployment.
@@ -18,8 +18,8 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable
 
-from fleetd import lifecycle
-from fleetd.rollout.decide import ROLLBACK_PENDING, TERMINAL, target_state
+from fleetd.domain import lifecycle
+from fleetd.domain.rollout.decide import ROLLBACK_PENDING, TERMINAL, target_state
 from fleetd.storage.types import Connection
 
 SHARDS = 16

@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from fleetd.rollout.decide import Counts
+from fleetd.domain.rollout.decide import Counts
 from fleetd.storage.types import Connection, Queryable
 
 SqlCondition = tuple[str, list[object]]
@@ -80,10 +80,9 @@ async def update_artifacts(conn: Queryable, update_id: str) -> list[Artifact] | 
         update_id,
     )
     return [
-        Artifact(r["artifact_id"], r["name"], r["platform"], r["version"],
-                 r["assignment_template"])
+        Artifact(r["artifact_id"], r["name"], r["platform"], r["version"], r["assignment_template"])
         for r in rows
-    ]  # fmt: skip
+    ]
 
 
 def _wave_sizes(percentages: Sequence[float], eligible: int) -> list[int]:

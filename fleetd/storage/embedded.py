@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fleetd.config import Settings
+from fleetd.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +85,27 @@ class EmbeddedRedis:
         logfile = self.directory / "redis.log"
         args = [
             self._binary(),
-            "--port", "0",
-            "--unixsocket", str(self.socket),
-            "--unixsocketperm", "700",
-            "--dir", str(self.directory),
-            "--pidfile", str(self.pidfile),
-            "--logfile", str(logfile),
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--maxclients", "10000",
-        ]  # fmt: skip
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.directory),
+            "--pidfile",
+            str(self.pidfile),
+            "--logfile",
+            str(logfile),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--maxclients",
+            "10000",
+        ]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while not self.socket.exists():

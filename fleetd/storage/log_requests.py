@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from google.protobuf import timestamp_pb2
 
-from fleetd.blobs import Blob, index_blob
 from fleetd.device.v1 import agent_pb2
+from fleetd.storage.blobs import Blob, index_blob
 from fleetd.storage.desired import bump_revisions
 from fleetd.storage.types import Connection, Queryable
 

@@ -151,14 +151,23 @@ async def insert_update(
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
         [
             (
-                a.artifact_id, update.update_id, a.position, a.name, a.platform, a.kind,
-                a.version, a.spec.SerializeToString(deterministic=True),
-                a.assignment_template.SerializeToString(deterministic=True), a.target_path,
-                a.sha256, a.length, a.release_counter,
+                a.artifact_id,
+                update.update_id,
+                a.position,
+                a.name,
+                a.platform,
+                a.kind,
+                a.version,
+                a.spec.SerializeToString(deterministic=True),
+                a.assignment_template.SerializeToString(deterministic=True),
+                a.target_path,
+                a.sha256,
+                a.length,
+                a.release_counter,
             )
             for a in artifacts
         ],
-    )  # fmt: skip
+    )
     return created_at
 
 

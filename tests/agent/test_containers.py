@@ -28,8 +28,9 @@ def _spec(
     root: Path, *, signed_digest: str = NEW_DIGEST, probe: agent_pb2.HealthProbe | None = None
 ) -> agent_pb2.ArtifactAssignment:
     reference = json.dumps({"image": IMAGE, "digest": signed_digest}).encode()
-    pub = publish(root / "repo", "detector/2.0.0/image.json", reference, name="detector",
-                  kind="container")  # fmt: skip
+    pub = publish(
+        root / "repo", "detector/2.0.0/image.json", reference, name="detector", kind="container"
+    )
     spec = agent_pb2.ArtifactAssignment(
         assignment_id="as-detector-2",
         name="detector",
@@ -113,10 +114,20 @@ def _child(root: Path, exe: Path, crash_at: str | None) -> int:
     if crash_at:
         env[ENV] = crash_at
     done = subprocess.run(
-        [sys.executable, "-m", "tests.support.apply_child", str(root), str(root / "spec.pb"),
-         "--runtime", str(exe)],
-        cwd=ROOT, env=env, timeout=60, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tests.support.apply_child",
+            str(root),
+            str(root / "spec.pb"),
+            "--runtime",
+            str(exe),
+        ],
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+        capture_output=True,
+    )
     assert done.returncode in (0, EXIT_CODE), done.stderr.decode()
     return done.returncode
 

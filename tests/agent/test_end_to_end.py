@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from fleetd.storage.credentials import create_enrollment_token
+from fleetd.storage.bearer_tokens import create_enrollment_token
 from fleetd.storage.desired import mark_changed
 from fleetd.storage.log_requests import issue_log_request
 from tests.support.converging import exec_probe, file_assignment, file_probe, http_probe
@@ -86,17 +86,33 @@ async def device(
     failing.write_text("#!/bin/sh\necho unhealthy\nexit 1\n")
     failing.chmod(0o755)
     argv = [
-        sys.executable, "-m", "tests.support.agent_process",
-        "--targets", str(tmp_path / "repo"), "--tuf-cache", str(tmp_path / "tuf-cache"), "--",
-        "--api-endpoint", deployment.api_endpoint,
-        "--ca-cert", str(deployment.settings.paths.ca_cert),
-        "--data-dir", str(tmp_path / "data"),
-        "--device-id", DEVICE, "--device-type", "raspberry-pi",
-        "--allowed-dirs", str(tmp_path / "apps"),
-        "--exec-probes", str(failing),
-        "--container-runtime", "none",
-        "--log-file", str(tmp_path / "agent.log"),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "tests.support.agent_process",
+        "--targets",
+        str(tmp_path / "repo"),
+        "--tuf-cache",
+        str(tmp_path / "tuf-cache"),
+        "--",
+        "--api-endpoint",
+        deployment.api_endpoint,
+        "--ca-cert",
+        str(deployment.settings.paths.ca_cert),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--device-id",
+        DEVICE,
+        "--device-type",
+        "raspberry-pi",
+        "--allowed-dirs",
+        str(tmp_path / "apps"),
+        "--exec-probes",
+        str(failing),
+        "--container-runtime",
+        "none",
+        "--log-file",
+        str(tmp_path / "agent.log"),
+    ]
     env = {**os.environ, "FLEETD_ENROLLMENT_TOKEN": secret.token}
     out = os.open(tmp_path / "agent.out", os.O_WRONLY | os.O_CREAT, 0o600)
     try:
@@ -184,8 +200,10 @@ async def test_failing_probe_rolls_back_to_the_identical_previous_file(
     await assign(pool, redis, DEVICE, spec)
     row = await _state_of(pool, "as-v2", "rolled_back", "failed", "healthy")
     assert (row["state"], row["reason"], row["installed_version"]) == (
-        "rolled_back", "PROBE_FAILED", "1.0.0",
-    )  # fmt: skip
+        "rolled_back",
+        "PROBE_FAILED",
+        "1.0.0",
+    )
     assert dest.read_bytes() == before == V1
     assert sorted(p.name for p in device.apps.iterdir()) == ["model.onnx"]
 
@@ -211,10 +229,12 @@ async def test_log_request_is_answered_from_the_agents_own_log_file(
     await mark_changed(redis, issued.revisions)
 
     async def fulfilled() -> bool:
-        return bool(await pool.fetchval(
-            "SELECT bundle_id IS NOT NULL FROM log_requests WHERE log_request_id = $1",
-            issued.request.log_request_id,
-        ))  # fmt: skip
+        return bool(
+            await pool.fetchval(
+                "SELECT bundle_id IS NOT NULL FROM log_requests WHERE log_request_id = $1",
+                issued.request.log_request_id,
+            )
+        )
 
     await until(fulfilled, within=30)
     size = await pool.fetchval("SELECT size_bytes FROM log_bundles")

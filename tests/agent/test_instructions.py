@@ -20,10 +20,15 @@ POLICY = Policy(
 
 def _spec(**config: object) -> agent_pb2.ArtifactAssignment:
     return agent_pb2.ArtifactAssignment(
-        assignment_id="as-1", name="cfg", version="1", kind=agent_pb2.ARTIFACT_KIND_CONFIG,
-        target_path="cfg/1/app.conf", sha256="a" * 64, length=10,
+        assignment_id="as-1",
+        name="cfg",
+        version="1",
+        kind=agent_pb2.ARTIFACT_KIND_CONFIG,
+        target_path="cfg/1/app.conf",
+        sha256="a" * 64,
+        length=10,
         config=agent_pb2.ConfigSpec(**config),  # type: ignore[arg-type]
-    )  # fmt: skip
+    )
 
 
 def _reason(spec: agent_pb2.ArtifactAssignment) -> str:
@@ -41,16 +46,25 @@ def test_an_allowlisted_config_with_systemd_reload_is_accepted() -> None:
     )
     ins = validate(spec, POLICY)
     assert (str(ins.destination), ins.mode, ins.reload.unit) == (
-        "/opt/app/conf.d/app.conf", 0o640, "detector.service",
-    )  # fmt: skip
+        "/opt/app/conf.d/app.conf",
+        0o640,
+        "detector.service",
+    )
     assert ins.probe.kind == "none"
 
 
 @pytest.mark.parametrize(
     "destination",
-    ["/etc/passwd", "/opt/app/../../etc/passwd", "/opt/app/./x", "/opt/app//x", "relative/x",
-     "/opt/app", "/opt/application/x"],
-)  # fmt: skip
+    [
+        "/etc/passwd",
+        "/opt/app/../../etc/passwd",
+        "/opt/app/./x",
+        "/opt/app//x",
+        "relative/x",
+        "/opt/app",
+        "/opt/application/x",
+    ],
+)
 def test_destinations_outside_the_allowlisted_directories_are_refused(destination: str) -> None:
     assert _reason(_spec(destination_path=destination)) in (
         "NOT_ALLOWLISTED",
@@ -86,9 +100,15 @@ def test_probes_must_be_allowlisted(probe: agent_pb2.HealthProbe, reason: str) -
 
 @pytest.mark.parametrize(
     "bounds",
-    [{"timeout": seconds(0.5)}, {"timeout": seconds(301)}, {"attempts": 11}, {"attempts": -1},
-     {"initial_delay": seconds(601)}, {"interval": seconds(-1)}],
-)  # fmt: skip
+    [
+        {"timeout": seconds(0.5)},
+        {"timeout": seconds(301)},
+        {"attempts": 11},
+        {"attempts": -1},
+        {"initial_delay": seconds(601)},
+        {"interval": seconds(-1)},
+    ],
+)
 def test_probe_bounds_are_enforced(bounds: dict[str, object]) -> None:
     spec = _spec(destination_path="/opt/app/x")
     spec.health_probe.CopyFrom(exec_probe(Path("/usr/bin/check")))
@@ -109,15 +129,24 @@ def test_probe_defaults_follow_the_contract() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("image", "-v/:/host"), ("image", "reg/x@sha256:" + "1" * 64), ("digest", "latest"),
-     ("container_name", "../x")],
-)  # fmt: skip
+    [
+        ("image", "-v/:/host"),
+        ("image", "reg/x@sha256:" + "1" * 64),
+        ("digest", "latest"),
+        ("container_name", "../x"),
+    ],
+)
 def test_container_references_must_be_plain_and_pinned(field: str, value: str) -> None:
     container = {"image": "reg/detector", "digest": "sha256:" + "1" * 64, "container_name": "d"}
     container[field] = value
     spec = agent_pb2.ArtifactAssignment(
-        assignment_id="a", name="d", version="1", kind=agent_pb2.ARTIFACT_KIND_CONTAINER,
-        target_path="d/1/ref.json", sha256="b" * 64, length=100,
+        assignment_id="a",
+        name="d",
+        version="1",
+        kind=agent_pb2.ARTIFACT_KIND_CONTAINER,
+        target_path="d/1/ref.json",
+        sha256="b" * 64,
+        length=100,
         container=agent_pb2.ContainerSpec(**container),
-    )  # fmt: skip
+    )
     assert _reason(spec) == "INVALID_INSTRUCTION"

@@ -28,7 +28,7 @@ from agent.credentials import (
     generate_key_and_csr,
 )
 from agent.renewal import Renewal, renewal_due
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
 from fleetd.storage.devices import NewDevice, add_certificate, insert_device
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.waiting import until
@@ -100,8 +100,14 @@ async def test_an_agent_renews_a_nearly_expired_certificate_and_goes_on_with_it(
         await insert_device(
             conn, NewDevice("rpi-renew", FLEET, "rpi-renew", "raspberry-pi", "1.0", {}, {})
         )
-        await add_certificate(conn, "rpi-renew", identity.serial, identity.fingerprint,
-                              cert.not_valid_before_utc, cert.not_valid_after_utc)  # fmt: skip
+        await add_certificate(
+            conn,
+            "rpi-renew",
+            identity.serial,
+            identity.fingerprint,
+            cert.not_valid_before_utc,
+            cert.not_valid_after_utc,
+        )
     data = tmp_path / "data"
     store = CredentialStore(data)
     store.ensure_dir()
@@ -115,10 +121,21 @@ async def test_an_agent_renews_a_nearly_expired_certificate_and_goes_on_with_it(
     out = os.open(tmp_path / "agent.out", os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent", "--data-dir", str(data), "--device-id", "rpi-renew",
-            "--device-type", "raspberry-pi", "--container-runtime", "none",
-            cwd=ROOT, stdout=out, stderr=out,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "agent",
+            "--data-dir",
+            str(data),
+            "--device-id",
+            "rpi-renew",
+            "--device-type",
+            "raspberry-pi",
+            "--container-runtime",
+            "none",
+            cwd=ROOT,
+            stdout=out,
+            stderr=out,
+        )
     finally:
         os.close(out)
     try:

@@ -22,7 +22,7 @@ import asyncpg
 import grpc
 import pytest
 
-from fleetd.storage.credentials import create_enrollment_token
+from fleetd.storage.bearer_tokens import create_enrollment_token
 from fleetd.v1 import binary_pb2, binary_pb2_grpc, update_pb2, update_pb2_grpc
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.waiting import until
@@ -143,14 +143,24 @@ async def agent(deployment: Deployment, pool: asyncpg.Pool, tmp_path: Path) -> A
     apps = tmp_path / "apps"
     apps.mkdir()
     argv = [
-        sys.executable, "-m", "agent",
-        "--api-endpoint", deployment.api_endpoint,
-        "--ca-cert", str(deployment.settings.paths.ca_cert),
-        "--data-dir", str(tmp_path / "data"),
-        "--device-id", DEVICE, "--device-type", "raspberry-pi",
-        "--allowed-dirs", str(apps),
-        "--container-runtime", "none",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "agent",
+        "--api-endpoint",
+        deployment.api_endpoint,
+        "--ca-cert",
+        str(deployment.settings.paths.ca_cert),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--device-id",
+        DEVICE,
+        "--device-type",
+        "raspberry-pi",
+        "--allowed-dirs",
+        str(apps),
+        "--container-runtime",
+        "none",
+    ]
     env = {**os.environ, "FLEETD_ENROLLMENT_TOKEN": secret.token}
     out = os.open(tmp_path / "agent.out", os.O_WRONLY | os.O_CREAT, 0o600)
     try:

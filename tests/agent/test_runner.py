@@ -18,7 +18,7 @@ from agent.config import AgentConfig
 from agent.credentials import KEY_FILE, TUF_ROOT_FILE, CredentialStore
 from agent.runner import Agent, run_agent
 from fleetd.device.v1 import agent_pb2_grpc
-from fleetd.storage.credentials import create_enrollment_token
+from fleetd.storage.bearer_tokens import create_enrollment_token
 from gateway.server import server_credentials, start_gateway
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.desired import assign, model_assignment

@@ -41,8 +41,8 @@ from agent.tuf_client import (
     TufClient,
     VerifiedTarget,
 )
-from fleetd.blobs import FilesystemBlobStore
-from fleetd.tuf_repo import KeyDirs, TufRepository
+from fleetd.services.tuf_repo import KeyDirs, TufRepository
+from fleetd.storage.blobs import FilesystemBlobStore
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.tuf_server import RepositoryServer, ServerTLS, make_server_tls, serve_repository
 from tests.support.tuf_simulator import ARTIFACTS, Endless, SimulatedRepository, custom

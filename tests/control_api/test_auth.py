@@ -10,9 +10,9 @@ from urllib.parse import quote
 import asyncpg
 import pytest
 
-from fleetd import jwt
-from fleetd.pki import CertificateAuthority
-from fleetd.storage.credentials import create_api_key, revoke_api_key
+from fleetd.services import jwt
+from fleetd.services.pki import CertificateAuthority
+from fleetd.storage.bearer_tokens import create_api_key, revoke_api_key
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.devices import enrol_device
 from tests.support.http import connect_json

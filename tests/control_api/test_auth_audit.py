@@ -24,9 +24,12 @@ async def deployment(database_url: str, redis_url: str) -> AsyncIterator[Deploym
 
 async def _call(dep: Deployment, method: str, body: dict[str, Any]) -> Response:
     return await connect_json(
-        dep.api_endpoint, f"fleetd.v1.DeviceService/{method}", body,
-        ca_pem=dep.ca_pem, api_key=dep.admin_api_key,
-    )  # fmt: skip
+        dep.api_endpoint,
+        f"fleetd.v1.DeviceService/{method}",
+        body,
+        ca_pem=dep.ca_pem,
+        api_key=dep.admin_api_key,
+    )
 
 
 async def _break_audit_log(pool: asyncpg.Pool, when: str) -> None:
@@ -44,9 +47,10 @@ async def _break_audit_log(pool: asyncpg.Pool, when: str) -> None:
 
 async def _rename(dep: Deployment) -> Response:
     return await _call(
-        dep, "UpdateDevice",
+        dep,
+        "UpdateDevice",
         {"device_id": "rpi-001", "update_mask": "name", "device": {"name": "renamed"}},
-    )  # fmt: skip
+    )
 
 
 async def test_a_mutating_call_is_recorded_as_started_then_with_its_outcome(

@@ -20,8 +20,8 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from pyqwest import Client, HTTPTransport
 
-from fleetd.blobs import FilesystemBlobStore
-from fleetd.storage.credentials import create_api_key
+from fleetd.storage.bearer_tokens import create_api_key
+from fleetd.storage.blobs import FilesystemBlobStore
 from fleetd.v1 import binary_pb2, binary_pb2_grpc
 from fleetd.v1.binary_connect import BinaryServiceClient
 from tests.support.deployment import Deployment, running_deployment

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import grpc
 
-from fleetd.blobs import FilesystemBlobStore
+from fleetd.storage.blobs import FilesystemBlobStore
 from fleetd.v1 import binary_pb2, binary_pb2_grpc
 from tests.support.deployment import running_deployment
 from tests.support.waiting import until

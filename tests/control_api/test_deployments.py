@@ -12,9 +12,8 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 
-from fleetd import events
-from fleetd.pki import CertificateAuthority
-from fleetd.storage import redis_keys
+from fleetd.services.pki import CertificateAuthority
+from fleetd.storage import events, redis_keys
 from fleetd.v1 import update_pb2, update_pb2_grpc
 from tests.support.deployment import Deployment, restart_api, running_deployment
 from tests.support.simulator import Behaviour, Simulator
@@ -111,9 +110,10 @@ async def test_all_at_once_deployment_completes_and_counters_match_device_rows(
     update_id = await create_update(pool, version="2.0.0")
     async with Simulator.running(deployment, pool, ca, ids(8)) as sim:
         created = await operator.deploy(
-            update_id, device_filter="type:raspberry-pi",
+            update_id,
+            device_filter="type:raspberry-pi",
             config=U.DeploymentConfig(strategy=U.ALL_AT_ONCE),
-        )  # fmt: skip
+        )
         assert created.target_device_count == 8
         assert created.deployment_id.startswith("dep-")
         done = await operator.reaches(created.deployment_id, DS.COMPLETED)
@@ -159,10 +159,12 @@ async def test_rolling_deployment_halts_at_the_failure_threshold(
     behaviour = Behaviour(failure_rate=0.5, seed=7)
     async with Simulator.running(deployment, pool, ca, ids(30), behaviour=behaviour):
         created = await operator.deploy(
-            update_id, device_filter="type:raspberry-pi",
-            config=U.DeploymentConfig(strategy=U.ROLLING, max_parallel=3,
-                                      max_failure_percentage=10),
-        )  # fmt: skip
+            update_id,
+            device_filter="type:raspberry-pi",
+            config=U.DeploymentConfig(
+                strategy=U.ROLLING, max_parallel=3, max_failure_percentage=10
+            ),
+        )
         halted = await operator.reaches(created.deployment_id, DS.FAILED)
     metrics = halted.metrics
     finished = metrics.healthy_count + metrics.failed_count + metrics.rolled_back_count
@@ -185,14 +187,16 @@ async def test_canary_promotes_after_the_validation_window_when_healthy(
     update_id = await create_update(pool, version="2.0.0")
     async with Simulator.running(deployment, pool, ca, ids(10)) as sim:
         created = await operator.deploy(
-            update_id, device_filter="type:raspberry-pi",
+            update_id,
+            device_filter="type:raspberry-pi",
             config=U.DeploymentConfig(
-                strategy=U.CANARY, canary_percentage=20, auto_promote=True,
+                strategy=U.CANARY,
+                canary_percentage=20,
+                auto_promote=True,
                 validation_duration={"seconds": 1},
-                health_gates=[U.HealthGate(metric="cpu_usage", aggregation="MAX",
-                                           max_value=50)],
+                health_gates=[U.HealthGate(metric="cpu_usage", aggregation="MAX", max_value=50)],
             ),
-        )  # fmt: skip
+        )
 
         async def canary_validating() -> bool:
             row = await pool.fetchrow(
@@ -224,10 +228,15 @@ async def test_canary_stops_when_its_devices_stop_heartbeating(
     behaviour = Behaviour(silent_after_versions=frozenset({"2.0.0"}))
     async with Simulator.running(deployment, pool, ca, ids(10), behaviour=behaviour) as sim:
         created = await operator.deploy(
-            update_id, device_filter="type:raspberry-pi",
-            config=U.DeploymentConfig(strategy=U.CANARY, canary_percentage=20,
-                                      auto_promote=True, validation_duration={"seconds": 1}),
-        )  # fmt: skip
+            update_id,
+            device_filter="type:raspberry-pi",
+            config=U.DeploymentConfig(
+                strategy=U.CANARY,
+                canary_percentage=20,
+                auto_promote=True,
+                validation_duration={"seconds": 1},
+            ),
+        )
         halted = await operator.reaches(created.deployment_id, DS.FAILED)
         assert "stopped heartbeating" in halted.status.message
         assert halted.status.current_wave == 0
@@ -242,13 +251,16 @@ async def test_canary_stops_when_a_health_gate_fails(
     behaviour = Behaviour(cpu_percent=95.0)
     async with Simulator.running(deployment, pool, ca, ids(10), behaviour=behaviour) as sim:
         created = await operator.deploy(
-            update_id, device_filter="type:raspberry-pi",
+            update_id,
+            device_filter="type:raspberry-pi",
             config=U.DeploymentConfig(
-                strategy=U.CANARY, canary_percentage=20, auto_promote=True,
+                strategy=U.CANARY,
+                canary_percentage=20,
+                auto_promote=True,
                 validation_duration={"seconds": 1},
                 health_gates=[U.HealthGate(metric="cpu_usage", max_value=80)],
             ),
-        )  # fmt: skip
+        )
         halted = await operator.reaches(created.deployment_id, DS.FAILED)
         assert "health gate AVG(cpu_usage)" in halted.status.message
         assert len(sim.received("2.0.0")) == 2
@@ -260,10 +272,12 @@ async def test_manual_approval_waits_for_approve_wave_of_the_next_wave(
     update_id = await create_update(pool, version="2.0.0")
     async with Simulator.running(deployment, pool, ca, ids(6)) as sim:
         created = await operator.deploy(
-            update_id, device_ids=ids(6),
-            config=U.DeploymentConfig(strategy=U.CANARY, canary_percentage=30,
-                                      validation_duration={"seconds": 0}),
-        )  # fmt: skip
+            update_id,
+            device_ids=ids(6),
+            config=U.DeploymentConfig(
+                strategy=U.CANARY, canary_percentage=30, validation_duration={"seconds": 0}
+            ),
+        )
         waiting = await operator.reaches(created.deployment_id, DS.PAUSED)
         assert waiting.status.awaiting_approval
         assert waiting.status.current_wave == 0 and waiting.status.total_waves == 2
@@ -305,9 +319,10 @@ async def test_rollback_gives_devices_their_previous_version_back(
         assert unforced.code() == grpc.StatusCode.FAILED_PRECONDITION
         rollback = await operator.call(
             "RollbackDeployment",
-            U.RollbackDeploymentRequest(deployment_id=two.deployment_id, reason="bad model",
-                                        force=True),
-        )  # fmt: skip
+            U.RollbackDeploymentRequest(
+                deployment_id=two.deployment_id, reason="bad model", force=True
+            ),
+        )
         assert isinstance(rollback, U.RollbackDeploymentResponse)
         assert rollback.success and rollback.devices_rolled_back == 6
         done = await operator.reaches(two.deployment_id, DS.ROLLED_BACK)
@@ -381,9 +396,10 @@ async def test_control_api_restart_mid_rollout_resumes_without_double_assignment
     behaviour = Behaviour(step_delay=0.15)
     async with Simulator.running(deployment, pool, ca, ids(12), behaviour=behaviour) as sim:
         created = await operator.deploy(
-            update_id, device_filter="type:raspberry-pi",
+            update_id,
+            device_filter="type:raspberry-pi",
             config=U.DeploymentConfig(strategy=U.ROLLING, max_parallel=2),
-        )  # fmt: skip
+        )
 
         async def some_assigned() -> bool:
             return len(sim.received("2.0.0")) >= 3
@@ -414,9 +430,10 @@ async def test_pause_resume_and_cancel(
     behaviour = Behaviour(step_delay=0.1)
     async with Simulator.running(deployment, pool, ca, ids(10), behaviour=behaviour) as sim:
         created = await operator.deploy(
-            update_id, device_filter="type:raspberry-pi",
+            update_id,
+            device_filter="type:raspberry-pi",
             config=U.DeploymentConfig(strategy=U.ROLLING, max_parallel=1),
-        )  # fmt: skip
+        )
         dep_id = created.deployment_id
 
         async def one_done() -> bool:
@@ -487,25 +504,52 @@ async def test_deploy_update_refuses_bad_requests_with_the_seed_codes(
     update_id = await create_update(pool)
     async with Simulator.running(deployment, pool, ca, ids(2)):
         cases: list[tuple[U.DeployUpdateRequest, grpc.StatusCode, str]] = [
-            (U.DeployUpdateRequest(update_id="upd-none", device_filter="type:x"),
-             grpc.StatusCode.NOT_FOUND, "update upd-none"),
-            (U.DeployUpdateRequest(update_id=update_id), grpc.StatusCode.INVALID_ARGUMENT,
-             "device_ids, device_filter"),
-            (U.DeployUpdateRequest(update_id=update_id, device_filter="type:jetson"),
-             grpc.StatusCode.FAILED_PRECONDITION, "no device matches"),
-            (U.DeployUpdateRequest(update_id=update_id, device_ids=["rpi-000", "ghost"]),
-             grpc.StatusCode.NOT_FOUND, "ghost"),
-            (U.DeployUpdateRequest(update_id=update_id, device_filter="type:"),
-             grpc.StatusCode.INVALID_ARGUMENT, "device_filter"),
-            (U.DeployUpdateRequest(update_id=update_id, device_ids=["rpi-000"],
-                                   config=U.DeploymentConfig(max_failure_percentage=150)),
-             grpc.StatusCode.INVALID_ARGUMENT, "config.max_failure_percentage"),
-            (U.DeployUpdateRequest(update_id=update_id, device_ids=["rpi-000"],
-                                   config=U.DeploymentConfig(waves=[
-                                       U.Wave(cumulative_percentage=60),
-                                       U.Wave(cumulative_percentage=40)])),
-             grpc.StatusCode.INVALID_ARGUMENT, "config.waves[1]"),
-        ]  # fmt: skip
+            (
+                U.DeployUpdateRequest(update_id="upd-none", device_filter="type:x"),
+                grpc.StatusCode.NOT_FOUND,
+                "update upd-none",
+            ),
+            (
+                U.DeployUpdateRequest(update_id=update_id),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "device_ids, device_filter",
+            ),
+            (
+                U.DeployUpdateRequest(update_id=update_id, device_filter="type:jetson"),
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "no device matches",
+            ),
+            (
+                U.DeployUpdateRequest(update_id=update_id, device_ids=["rpi-000", "ghost"]),
+                grpc.StatusCode.NOT_FOUND,
+                "ghost",
+            ),
+            (
+                U.DeployUpdateRequest(update_id=update_id, device_filter="type:"),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "device_filter",
+            ),
+            (
+                U.DeployUpdateRequest(
+                    update_id=update_id,
+                    device_ids=["rpi-000"],
+                    config=U.DeploymentConfig(max_failure_percentage=150),
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "config.max_failure_percentage",
+            ),
+            (
+                U.DeployUpdateRequest(
+                    update_id=update_id,
+                    device_ids=["rpi-000"],
+                    config=U.DeploymentConfig(
+                        waves=[U.Wave(cumulative_percentage=60), U.Wave(cumulative_percentage=40)]
+                    ),
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "config.waves[1]",
+            ),
+        ]
         for request, code, text in cases:
             error = await operator.refused("DeployUpdate", request)
             assert error.code() == code, (request, error.details())
@@ -525,9 +569,10 @@ async def test_list_deployments_pages_newest_first_and_filters_by_state(
         made = []
         for _ in range(3):
             created = await operator.deploy(
-                update_id, device_ids=ids(1),
+                update_id,
+                device_ids=ids(1),
                 config=U.DeploymentConfig(strategy=U.ROLLING),
-            )  # fmt: skip
+            )
             await operator.call(
                 "CancelDeployment", U.CancelDeploymentRequest(deployment_id=created.deployment_id)
             )

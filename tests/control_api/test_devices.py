@@ -20,7 +20,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 import core_ext
 from agent.credentials import generate_key_and_csr
-from fleetd.storage.credentials import create_api_key
+from fleetd.storage.bearer_tokens import create_api_key
 from fleetd.v1 import device_pb2, device_pb2_grpc
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.http import connect_json, raw_post

@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from control_api.event_stream import MAX_STREAMS_PER_CALLER
-from fleetd import events
-from fleetd.storage.credentials import create_api_key
+from fleetd.storage import events
+from fleetd.storage.bearer_tokens import create_api_key
 from fleetd.v1 import device_pb2, device_pb2_grpc, update_pb2
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.http import connect_json
@@ -48,9 +48,12 @@ async def _next(call: Stream) -> device_pb2.StreamEventsResponse:
 
 async def _call(dep: Deployment, method: str, body: dict[str, Any]) -> None:
     response = await connect_json(
-        dep.api_endpoint, f"fleetd.v1.DeviceService/{method}", body,
-        ca_pem=dep.ca_pem, api_key=dep.admin_api_key,
-    )  # fmt: skip
+        dep.api_endpoint,
+        f"fleetd.v1.DeviceService/{method}",
+        body,
+        ca_pem=dep.ca_pem,
+        api_key=dep.admin_api_key,
+    )
     assert response.status == 200, response.body
 
 
@@ -62,12 +65,13 @@ async def test_status_changes_are_streamed_with_their_payload_and_other_types_sk
         "default",
         [
             events.Event(events.REGISTERED, "rpi-001", 100.0),
-            events.Event(events.OFFLINE, "rpi-001", 200.5, {"previous": "online",
-                                                            "last_seen": "110.0"}),
+            events.Event(
+                events.OFFLINE, "rpi-001", 200.5, {"previous": "online", "last_seen": "110.0"}
+            ),
             events.Event("device.rebooted", "rpi-001", 201.0),  # unknown: skipped
             events.Event(events.ONLINE, "rpi-002", 202.0),
         ],
-    )  # fmt: skip
+    )
     call = _open(stub, deployment.admin_api_key, events=["status_change"], resume_after="0-0")
     offline, online = await _next(call), await _next(call)
     call.cancel()
@@ -102,9 +106,12 @@ async def test_device_filter_selects_events_by_the_devices_fields(
     await _call(deployment, "RegisterDevice", {"device_id": "pi", "device_type": "raspberry-pi"})
     await _call(deployment, "RegisterDevice", {"device_id": "esp", "device_type": "esp32"})
     call = _open(
-        stub, deployment.admin_api_key, device_filter="type:raspberry-pi AND status:offline",
-        events=["status_change"], resume_after="0-0",
-    )  # fmt: skip
+        stub,
+        deployment.admin_api_key,
+        device_filter="type:raspberry-pi AND status:offline",
+        events=["status_change"],
+        resume_after="0-0",
+    )
     await events.publish(
         redis,
         "default",
@@ -126,9 +133,10 @@ async def test_the_apis_own_changes_are_streamed(
     call = _open(stub, deployment.admin_api_key, resume_after="0-0")
     await _call(deployment, "RegisterDevice", {"device_id": "rpi-001", "device_name": "Pi"})
     await _call(
-        deployment, "UpdateDevice",
+        deployment,
+        "UpdateDevice",
         {"device_id": "rpi-001", "update_mask": "name", "device": {"name": "Lab Pi"}},
-    )  # fmt: skip
+    )
     await pool.execute(
         """INSERT INTO assignments (assignment_id, device_id, deployment_id, name, version, spec,
                                     state)
@@ -184,9 +192,11 @@ async def test_bad_requests_are_invalid_argument_naming_the_problem(
 
 
 async def test_viewers_may_stream_and_devices_may_not(
-    deployment: Deployment, stub: device_pb2_grpc.DeviceServiceStub, pool: asyncpg.Pool,
+    deployment: Deployment,
+    stub: device_pb2_grpc.DeviceServiceStub,
+    pool: asyncpg.Pool,
     redis: aioredis.Redis,
-) -> None:  # fmt: skip
+) -> None:
     await events.publish(redis, "default", [events.Event(events.ONLINE, "rpi-001", 1.0)])
     viewer = await create_api_key(pool, "viewer", "viewer", created_by="test")
     call = _open(stub, viewer.token, resume_after="0-0")

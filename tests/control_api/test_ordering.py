@@ -47,8 +47,17 @@ async def _fill(pool: asyncpg.Pool, n: int, seed: int) -> None:
     for i in range(n):
         seen = None if rng.random() < 0.2 else base + dt.timedelta(seconds=rng.randint(0, 5))
         cpu = None if seen is None else float(rng.choice([10, 50, 50, 90]))
-        rows.append((f"d{i:03d}", "default", rng.choice(["a", "b", "b"]),
-                     rng.choice(["rpi", "esp32"]), seen, cpu, cpu))  # fmt: skip
+        rows.append(
+            (
+                f"d{i:03d}",
+                "default",
+                rng.choice(["a", "b", "b"]),
+                rng.choice(["rpi", "esp32"]),
+                seen,
+                cpu,
+                cpu,
+            )
+        )
     await pool.executemany(
         """INSERT INTO devices (device_id, fleet, name, device_type, last_seen, cpu_usage,
                                 memory_usage) VALUES ($1, $2, $3, $4, $5, $6, $7)""",

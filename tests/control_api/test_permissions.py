@@ -17,7 +17,7 @@ from control_api.permissions import (
     ROLE_PERMISSIONS,
     TOKEN_AUTHENTICATED_METHODS,
 )
-from fleetd.storage.credentials import create_api_key
+from fleetd.storage.bearer_tokens import create_api_key
 from fleetd.storage.devices import NewDevice, insert_device
 from fleetd.storage.postgres import connect
 from fleetd.v1 import analytics_pb2, binary_pb2, device_pb2, update_pb2
@@ -26,10 +26,19 @@ from tests.support.storage import StorageServers, drop_database, fresh_database
 
 AUTH_CODES = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 SEED_PERMISSIONS = {
-    "device:register", "device:list", "device:view", "device:update", "device:delete",
-    "device:heartbeat", "update:create", "update:deploy", "update:view", "update:rollback",
-    "analytics:view", "analytics:export",
-}  # fmt: skip
+    "device:register",
+    "device:list",
+    "device:view",
+    "device:update",
+    "device:delete",
+    "device:heartbeat",
+    "update:create",
+    "update:deploy",
+    "update:view",
+    "update:rollback",
+    "analytics:view",
+    "analytics:export",
+}
 
 
 def _served_methods() -> dict[str, tuple[bool, bool]]:

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from control_api.ratelimit import Limit, RateLimiter, _LocalGcra
 from control_api.server import build_server
-from fleetd.storage.credentials import create_api_key
+from fleetd.storage.bearer_tokens import create_api_key
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.http import connect_json
 

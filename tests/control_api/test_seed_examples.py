@@ -49,10 +49,22 @@ async def deployment(database_url: str, redis_url: str) -> AsyncIterator[Deploym
 def _grpcurl(dep: Deployment, method: str, body: dict[str, Any], key: str) -> dict[str, Any]:
     tool = shutil.which("grpcurl") or str(Path(sys.executable).with_name("grpcurl"))
     out = subprocess.run(
-        [tool, "-cacert", str(dep.settings.paths.ca_cert), "-H", f"X-API-Key: {key}",
-         "-d", json.dumps(body), f"127.0.0.1:{dep.api_port}", f"fleetd.v1.DeviceService/{method}"],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+        [
+            tool,
+            "-cacert",
+            str(dep.settings.paths.ca_cert),
+            "-H",
+            f"X-API-Key: {key}",
+            "-d",
+            json.dumps(body),
+            f"127.0.0.1:{dep.api_port}",
+            f"fleetd.v1.DeviceService/{method}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     # grpcurl prints the proto field names; Connect JSON uses lowerCamelCase. Compare alike.
     result: dict[str, Any] = _camel(json.loads(out.stdout))
@@ -69,11 +81,25 @@ def _camel(value: Any) -> Any:
 
 def _curl(dep: Deployment, method: str, body: dict[str, Any], key: str) -> dict[str, Any]:
     out = subprocess.run(
-        ["curl", "-s", "-f", "--cacert", str(dep.settings.paths.ca_cert),
-         "-H", f"X-API-Key: {key}", "-H", "content-type: application/json",
-         "-d", json.dumps(body), f"{dep.api_endpoint}/fleetd.v1.DeviceService/{method}"],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+        [
+            "curl",
+            "-s",
+            "-f",
+            "--cacert",
+            str(dep.settings.paths.ca_cert),
+            "-H",
+            f"X-API-Key: {key}",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            json.dumps(body),
+            f"{dep.api_endpoint}/fleetd.v1.DeviceService/{method}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert out.returncode == 0, (out.returncode, out.stdout, out.stderr)
     result: dict[str, Any] = json.loads(out.stdout)
     return result

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.simulator import Simulator
 from tests.support.updates import create_update
@@ -45,10 +45,22 @@ async def deployment(database_url: str, redis_url: str) -> AsyncIterator[Deploym
 def _grpcurl(dep: Deployment, method: str, body: dict[str, Any]) -> dict[str, Any]:
     tool = shutil.which("grpcurl") or str(Path(sys.executable).with_name("grpcurl"))
     out = subprocess.run(
-        [tool, "-cacert", str(dep.settings.paths.ca_cert), "-H", f"X-API-Key: {dep.admin_api_key}",
-         "-d", json.dumps(body), f"127.0.0.1:{dep.api_port}", f"fleetd.v1.UpdateService/{method}"],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+        [
+            tool,
+            "-cacert",
+            str(dep.settings.paths.ca_cert),
+            "-H",
+            f"X-API-Key: {dep.admin_api_key}",
+            "-d",
+            json.dumps(body),
+            f"127.0.0.1:{dep.api_port}",
+            f"fleetd.v1.UpdateService/{method}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     result: dict[str, Any] = json.loads(out.stdout)
     return result

@@ -15,8 +15,8 @@ from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import Metadata
 
 from agent.tuf_fetcher import AgentFetcher
-from fleetd.blobs import FilesystemBlobStore
-from fleetd.tuf_repo import KeyDirs, TufRepository
+from fleetd.services.tuf_repo import KeyDirs, TufRepository
+from fleetd.storage.blobs import FilesystemBlobStore
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.tuf_client import updater
 

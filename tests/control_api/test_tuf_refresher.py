@@ -12,8 +12,8 @@ import asyncpg
 
 from control_api import tuf_files
 from control_api.resources import close_resources, open_resources
-from fleetd.tuf_repo import KeyDirs, admin
-from fleetd.tuf_repo.roles import utcnow
+from fleetd.services.tuf_repo import KeyDirs, admin
+from fleetd.services.tuf_repo.roles import utcnow
 from tests.support.deployment import running_deployment
 
 

@@ -126,13 +126,18 @@ async def test_file_artifact_from_a_binary_is_a_signed_target_a_device_verifies(
             "version": "2.0.0",
             "description": "Security patches",
             "artifacts": [
-                {"platform": "raspberry-pi", "binary_id": binary.binary_id, "kind": "FILE",
-                 "checksum": _sha(FIRMWARE), "size_bytes": len(FIRMWARE)}
+                {
+                    "platform": "raspberry-pi",
+                    "binary_id": binary.binary_id,
+                    "kind": "FILE",
+                    "checksum": _sha(FIRMWARE),
+                    "size_bytes": len(FIRMWARE),
+                }
             ],
             "strategy": {"type": "ROLLING", "max_parallel": 10, "max_failure_percentage": 5},
             "metadata": {"channel": "stable"},
         }
-    )  # fmt: skip
+    )
     update = created.update
     assert created.update_id == update.id and update.id.startswith("update-")
     assert created.created_at == update.created_at and update.created_by
@@ -150,9 +155,11 @@ async def test_file_artifact_from_a_binary_is_a_signed_target_a_device_verifies(
     )
     assert content == FIRMWARE
     assert custom == {
-        "hardware": "raspberry-pi", "release_counter": 1, "kind": "file",
+        "hardware": "raspberry-pi",
+        "release_counter": 1,
+        "kind": "file",
         "name": "Firmware-Update-v2.0",
-    }  # fmt: skip
+    }
     audited = await pool.fetchval(
         "SELECT count(*) FROM audit_log WHERE method = $1 AND target = $2 AND outcome = 'OK'",
         "fleetd.v1.UpdateService/CreateUpdate",
@@ -170,11 +177,17 @@ async def test_url_artifact_is_fetched_once_and_signed_for_every_platform(
             "name": "detector",
             "version": "3.1.0",
             "artifacts": [
-                {"url": url, "checksum": _sha(MODEL), "size_bytes": len(MODEL), "kind": "MODEL",
-                 "name": "detector-model", "config": {"destination_path": "/var/lib/models/d.onnx"}}
+                {
+                    "url": url,
+                    "checksum": _sha(MODEL),
+                    "size_bytes": len(MODEL),
+                    "kind": "MODEL",
+                    "name": "detector-model",
+                    "config": {"destination_path": "/var/lib/models/d.onnx"},
+                }
             ],
         }
-    )  # fmt: skip
+    )
     (artifact,) = created.update.artifacts
     assert files.requests == ["/models/detector%20v3.onnx"]
     assert artifact.tuf_target_path == "detector-model/3.1.0/any/r1/detector-v3.onnx"
@@ -199,24 +212,36 @@ async def test_config_artifact_stores_the_device_assignment_template_with_defaul
             "version": "7",
             "artifacts": [
                 {
-                    "binary_id": binary.binary_id, "kind": "CONFIG", "platform": "jetson-nano",
-                    "config": {"destination_path": "/etc/detector/d.toml", "file_mode": 0o640,
-                               "reload_action": "SYSTEMD_RESTART",
-                               "systemd_unit": "detector.service"},
+                    "binary_id": binary.binary_id,
+                    "kind": "CONFIG",
+                    "platform": "jetson-nano",
+                    "config": {
+                        "destination_path": "/etc/detector/d.toml",
+                        "file_mode": 0o640,
+                        "reload_action": "SYSTEMD_RESTART",
+                        "systemd_unit": "detector.service",
+                    },
                     "health_probe": {"http": {"url": "http://127.0.0.1:8080/healthz"}},
                 },
                 {
-                    "binary_id": binary.binary_id, "kind": "CONFIG", "platform": "raspberry-pi",
-                    "config": {"destination_path": "/etc/detector/d.toml",
-                               "reload_action": "COMMAND",
-                               "reload_command": {"path": "/usr/bin/detector-reload",
-                                                  "args": ["--soft"]}},
-                    "health_probe": {"exec": {"path": "/usr/bin/detector-check"},
-                                     "timeout": "30s", "attempts": 5, "initial_delay": "2s"},
+                    "binary_id": binary.binary_id,
+                    "kind": "CONFIG",
+                    "platform": "raspberry-pi",
+                    "config": {
+                        "destination_path": "/etc/detector/d.toml",
+                        "reload_action": "COMMAND",
+                        "reload_command": {"path": "/usr/bin/detector-reload", "args": ["--soft"]},
+                    },
+                    "health_probe": {
+                        "exec": {"path": "/usr/bin/detector-check"},
+                        "timeout": "30s",
+                        "attempts": 5,
+                        "initial_delay": "2s",
+                    },
                 },
             ],
         }
-    )  # fmt: skip
+    )
     first, second = created.update.artifacts
     assert first.config.file_mode == 0o640
     assert second.config.file_mode == 0o644
@@ -254,11 +279,13 @@ async def test_container_tag_is_resolved_to_its_digest_and_the_pin_is_a_signed_t
             "name": "detector-container",
             "version": "2.0.0",
             "artifacts": [
-                {"container": {"image": image},
-                 "health_probe": {"file": {"path": "/run/detector/ready"}}}
+                {
+                    "container": {"image": image},
+                    "health_probe": {"file": {"path": "/run/detector/ready"}},
+                }
             ],
         }
-    )  # fmt: skip
+    )
     (artifact,) = created.update.artifacts
     assert artifact.kind == update_pb2.Artifact.CONTAINER
     assert artifact.container.digest == digest
@@ -282,9 +309,14 @@ async def test_container_digest_from_get_when_head_has_no_digest_header(
     registry.digest_on_head = False
     digest = registry.push("edge/app", "latest")
     created = await api.create(
-        {"name": "edge-app", "version": "1.0.0",
-         "artifacts": [{"kind": "CONTAINER", "container": {"image": f"{registry.host}/edge/app"}}]}
-    )  # fmt: skip
+        {
+            "name": "edge-app",
+            "version": "1.0.0",
+            "artifacts": [
+                {"kind": "CONTAINER", "container": {"image": f"{registry.host}/edge/app"}}
+            ],
+        }
+    )
     assert created.update.artifacts[0].container.digest == digest
     assert [s.method for s in registry.seen] == ["HEAD", "GET"]
 
@@ -292,9 +324,12 @@ async def test_container_digest_from_get_when_head_has_no_digest_header(
 async def test_container_with_a_given_digest_asks_no_registry(api: Api, registry: Registry) -> None:
     digest = "sha256:" + "ab" * 32
     created = await api.create(
-        {"name": "pinned", "version": "1.0.0",
-         "artifacts": [{"container": {"image": "registry.invalid/x/y:1", "digest": digest}}]}
-    )  # fmt: skip
+        {
+            "name": "pinned",
+            "version": "1.0.0",
+            "artifacts": [{"container": {"image": "registry.invalid/x/y:1", "digest": digest}}],
+        }
+    )
     assert created.update.artifacts[0].container.digest == digest
     assert registry.seen == []
 
@@ -357,13 +392,20 @@ async def test_list_updates_pages_orders_and_filters(
 ) -> None:
     binary = await store_binary(pool, deployment.settings.paths.blobs, FIRMWARE)
     for name, version, channel in [
-        ("alpha", "1.0.0", "stable"), ("beta", "1.0.0", "beta"), ("gamma", "2.0.0", "stable"),
-        ("delta", "2.1.0", "stable"), ("epsilon", "3.0.0", "beta"),
-    ]:  # fmt: skip
+        ("alpha", "1.0.0", "stable"),
+        ("beta", "1.0.0", "beta"),
+        ("gamma", "2.0.0", "stable"),
+        ("delta", "2.1.0", "stable"),
+        ("epsilon", "3.0.0", "beta"),
+    ]:
         await api.create(
-            {"name": name, "version": version, "metadata": {"channel": channel},
-             "artifacts": [{"binary_id": binary.binary_id}]}
-        )  # fmt: skip
+            {
+                "name": name,
+                "version": version,
+                "metadata": {"channel": channel},
+                "artifacts": [{"binary_id": binary.binary_id}],
+            }
+        )
 
     async def names(**request: Any) -> tuple[list[str], str, int]:
         page = await api.stub.ListUpdates(
@@ -383,12 +425,18 @@ async def test_list_updates_pages_orders_and_filters(
     assert seen == ["alpha", "beta", "delta", "epsilon", "gamma"]
     assert (await names(filter="metadata.channel:stable AND version:2*"))[0] == ["delta", "gamma"]
     assert (await names(filter="NOT name:alpha,beta", order_by="version DESC"))[0] == [
-        "epsilon", "delta", "gamma"
-    ]  # fmt: skip
+        "epsilon",
+        "delta",
+        "gamma",
+    ]
     assert (await names(filter="created_at:>-1h AND name:*ta"))[0] == ["delta", "beta"]
     assert (await names(filter="created_at:<2000-01-01"))[0] == []
-    for bad in ({"filter": "status:online"}, {"filter": "name:a OR name:b"},
-                {"order_by": "cpu_usage"}, {"page_token": "forged.token"}):  # fmt: skip
+    for bad in (
+        {"filter": "status:online"},
+        {"filter": "name:a OR name:b"},
+        {"order_by": "cpu_usage"},
+        {"page_token": "forged.token"},
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await names(**bad)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -414,91 +462,226 @@ def _refusals(binary_id: str, sha: str, size: int, files: FileServer) -> list[An
         (update(good, name=""), INVALID, "name must be 1 to 128"),
         (update(good, version="../2"), INVALID, "version must be"),
         (update(good, metadata={"bad key": "x"}), INVALID, "metadata["),
-        (update(good, strategy={"max_failure_percentage": 101}), INVALID,
-         "strategy.max_failure_percentage must be between 0 and 100"),
+        (
+            update(good, strategy={"max_failure_percentage": 101}),
+            INVALID,
+            "strategy.max_failure_percentage must be between 0 and 100",
+        ),
         (update(good, strategy={"canary_percentage": -1}), INVALID, "strategy.canary_percentage"),
-        (update(good, strategy={"validation_duration": "900000s"}), INVALID,
-         "strategy.validation_duration must be between 0s and 604800s"),
+        (
+            update(good, strategy={"validation_duration": "900000s"}),
+            INVALID,
+            "strategy.validation_duration must be between 0s and 604800s",
+        ),
         (update(good, {"binary_id": binary_id}), INVALID, "artifacts[1].name: artifact 'refused'"),
         (update({"binary_id": binary_id, "platform": "any"}), INVALID, "artifacts[0].platform"),
         (update({"binary_id": binary_id, "name": "has space"}), INVALID, "artifacts[0].name"),
         (update({}), INVALID, "artifacts[0]: give the content, by binary_id or by url"),
-        (update({"binary_id": binary_id, "url": wrong, "checksum": sha, "size_bytes": size}),
-         INVALID, "give binary_id or url, not both"),
-        (update({"binary_id": "bin-unknown"}), grpc.StatusCode.NOT_FOUND,
-         "artifacts[0].binary_id: binary bin-unknown not found"),
-        (update({"binary_id": binary_id, "checksum": "sha256:" + "0" * 64}), INVALID,
-         "artifacts[0].checksum: binary"),
-        (update({"binary_id": binary_id, "size_bytes": size + 1}), INVALID,
-         "artifacts[0].size_bytes: binary"),
-        (update({"url": "ftp://example.com/x", "checksum": sha, "size_bytes": size}), INVALID,
-         "artifacts[0].url must be an http:// or https:// URL"),
+        (
+            update({"binary_id": binary_id, "url": wrong, "checksum": sha, "size_bytes": size}),
+            INVALID,
+            "give binary_id or url, not both",
+        ),
+        (
+            update({"binary_id": "bin-unknown"}),
+            grpc.StatusCode.NOT_FOUND,
+            "artifacts[0].binary_id: binary bin-unknown not found",
+        ),
+        (
+            update({"binary_id": binary_id, "checksum": "sha256:" + "0" * 64}),
+            INVALID,
+            "artifacts[0].checksum: binary",
+        ),
+        (
+            update({"binary_id": binary_id, "size_bytes": size + 1}),
+            INVALID,
+            "artifacts[0].size_bytes: binary",
+        ),
+        (
+            update({"url": "ftp://example.com/x", "checksum": sha, "size_bytes": size}),
+            INVALID,
+            "artifacts[0].url must be an http:// or https:// URL",
+        ),
         (update({"url": wrong, "size_bytes": size}), INVALID, "artifacts[0].checksum is required"),
-        (update({"url": wrong, "checksum": "sha256:abc123...", "size_bytes": size}), INVALID,
-         "artifacts[0].checksum must be sha256:<64 hex digits>"),
+        (
+            update({"url": wrong, "checksum": "sha256:abc123...", "size_bytes": size}),
+            INVALID,
+            "artifacts[0].checksum must be sha256:<64 hex digits>",
+        ),
         (update({"url": wrong, "checksum": sha}), INVALID, "artifacts[0].size_bytes is required"),
-        (update({"url": wrong, "checksum": sha, "size_bytes": size}), INVALID,
-         "not the declared checksum"),
-        (update({"url": longer, "checksum": sha, "size_bytes": size}), INVALID,
-         "serves more than size_bytes"),
-        (update({"url": shorter, "checksum": sha, "size_bytes": size}), INVALID,
-         f"serves {size - 1} bytes, but size_bytes is {size}"),
-        (update({"url": files.url("/gone.bin"), "checksum": sha, "size_bytes": size}), FAILED,
-         "HTTP 404"),
-        (update({"url": files.url("/broken.bin"), "checksum": sha, "size_bytes": size}),
-         grpc.StatusCode.UNAVAILABLE, "HTTP 503"),
-        (update({"url": closed, "checksum": sha, "size_bytes": size}),
-         grpc.StatusCode.UNAVAILABLE, "artifacts[0].url"),
-        (update({**good, "kind": "CONFIG"}), INVALID,
-         "artifacts[0].config.destination_path is required for CONFIG"),
-        (update({**good, "config": {"destination_path": "etc/app.conf"}}), INVALID,
-         "artifacts[0].config.destination_path must be an absolute path"),
-        (update({**good, "config": {"destination_path": "/etc/../shadow"}}), INVALID,
-         "artifacts[0].config.destination_path must be a normalised file path"),
-        (update({**good, "config": {"destination_path": "/etc/" + "a" * 1100}}), INVALID,
-         "artifacts[0].config.destination_path must be an absolute path of at most 1024"),
-        (update({**good, "config": {"destination_path": "/etc/a", "file_mode": 0o10000}}),
-         INVALID, "artifacts[0].config.file_mode must be at most 0o7777"),
-        (update({**good, "config": {"destination_path": "/etc/a",
-                                    "reload_action": "SYSTEMD_RESTART",
-                                    "systemd_unit": "rm -rf /"}}),
-         INVALID, "artifacts[0].config.systemd_unit must be a systemd unit name"),
-        (update({**good, "config": {"destination_path": "/etc/a", "reload_action": "COMMAND",
-                                    "reload_command": {"path": "reload.sh"}}}),
-         INVALID, "artifacts[0].config.reload_command.path must be an absolute path"),
-        (update({**good, "config": {"destination_path": "/etc/a", "reload_action": "COMMAND",
-                                    "reload_command": {"path": "/bin/r", "args": ["a"] * 33}}}),
-         INVALID, "artifacts[0].config.reload_command.args: at most 32"),
+        (
+            update({"url": wrong, "checksum": sha, "size_bytes": size}),
+            INVALID,
+            "not the declared checksum",
+        ),
+        (
+            update({"url": longer, "checksum": sha, "size_bytes": size}),
+            INVALID,
+            "serves more than size_bytes",
+        ),
+        (
+            update({"url": shorter, "checksum": sha, "size_bytes": size}),
+            INVALID,
+            f"serves {size - 1} bytes, but size_bytes is {size}",
+        ),
+        (
+            update({"url": files.url("/gone.bin"), "checksum": sha, "size_bytes": size}),
+            FAILED,
+            "HTTP 404",
+        ),
+        (
+            update({"url": files.url("/broken.bin"), "checksum": sha, "size_bytes": size}),
+            grpc.StatusCode.UNAVAILABLE,
+            "HTTP 503",
+        ),
+        (
+            update({"url": closed, "checksum": sha, "size_bytes": size}),
+            grpc.StatusCode.UNAVAILABLE,
+            "artifacts[0].url",
+        ),
+        (
+            update({**good, "kind": "CONFIG"}),
+            INVALID,
+            "artifacts[0].config.destination_path is required for CONFIG",
+        ),
+        (
+            update({**good, "config": {"destination_path": "etc/app.conf"}}),
+            INVALID,
+            "artifacts[0].config.destination_path must be an absolute path",
+        ),
+        (
+            update({**good, "config": {"destination_path": "/etc/../shadow"}}),
+            INVALID,
+            "artifacts[0].config.destination_path must be a normalised file path",
+        ),
+        (
+            update({**good, "config": {"destination_path": "/etc/" + "a" * 1100}}),
+            INVALID,
+            "artifacts[0].config.destination_path must be an absolute path of at most 1024",
+        ),
+        (
+            update({**good, "config": {"destination_path": "/etc/a", "file_mode": 0o10000}}),
+            INVALID,
+            "artifacts[0].config.file_mode must be at most 0o7777",
+        ),
+        (
+            update(
+                {
+                    **good,
+                    "config": {
+                        "destination_path": "/etc/a",
+                        "reload_action": "SYSTEMD_RESTART",
+                        "systemd_unit": "rm -rf /",
+                    },
+                }
+            ),
+            INVALID,
+            "artifacts[0].config.systemd_unit must be a systemd unit name",
+        ),
+        (
+            update(
+                {
+                    **good,
+                    "config": {
+                        "destination_path": "/etc/a",
+                        "reload_action": "COMMAND",
+                        "reload_command": {"path": "reload.sh"},
+                    },
+                }
+            ),
+            INVALID,
+            "artifacts[0].config.reload_command.path must be an absolute path",
+        ),
+        (
+            update(
+                {
+                    **good,
+                    "config": {
+                        "destination_path": "/etc/a",
+                        "reload_action": "COMMAND",
+                        "reload_command": {"path": "/bin/r", "args": ["a"] * 33},
+                    },
+                }
+            ),
+            INVALID,
+            "artifacts[0].config.reload_command.args: at most 32",
+        ),
         (update({"kind": "CONTAINER"}), INVALID, "artifacts[0].container.image is required"),
-        (update({"container": {"image": "Upper/Case:1"}}), INVALID,
-         "artifacts[0].container.image: repository component"),
-        (update({"container": {"image": "a/b:1", "digest": "sha256:short"}}), INVALID,
-         "artifacts[0].container.digest must be sha256:<64 lowercase hex>"),
-        (update({"container": {"image": "a/b:1"}, "binary_id": binary_id}), INVALID,
-         "a CONTAINER artifact has no binary_id"),
-        (update({"container": {"image": "127.0.0.1:1/none/such:1"}}),
-         grpc.StatusCode.UNAVAILABLE, "artifacts[0].container.image"),
-        (update({**good, "health_probe": {"timeout": "5s"}}), INVALID,
-         "artifacts[0].health_probe needs exactly one of exec, http or file"),
-        (update(good, {**good, "platform": "jetson", "health_probe": {
-            "exec": {"path": "/bin/check"}, "timeout": "301s"}}), INVALID,
-         "artifacts[1].health_probe.timeout must be between 1s and 300s"),
-        (update({**good, "health_probe": {"exec": {"path": "/bin/c"}, "timeout": "0s"}}),
-         INVALID, "artifacts[0].health_probe.timeout must be between 1s and 300s"),
-        (update({**good, "health_probe": {"exec": {"path": "/bin/c"}, "attempts": 11}}), INVALID,
-         "artifacts[0].health_probe.attempts must be between 1 and 10"),
-        (update({**good, "health_probe": {"exec": {"path": "/bin/c"},
-                                          "initial_delay": "3601s"}}),
-         INVALID, "artifacts[0].health_probe.initial_delay must be between 0s and 3600s"),
-        (update({**good, "health_probe": {"file": {"path": "/bin/c"}, "interval": "601s"}}),
-         INVALID, "artifacts[0].health_probe.interval must be between 0s and 600s"),
-        (update({**good, "health_probe": {"exec": {"path": "bin/c"}}}), INVALID,
-         "artifacts[0].health_probe.exec.path must be an absolute path"),
-        (update({**good, "health_probe": {"http": {"url": "file:///etc/passwd"}}}), INVALID,
-         "artifacts[0].health_probe.http.url must be an http:// or https:// URL"),
-        (update({**good, "health_probe": {"file": {"path": "/run//ready"}}}), INVALID,
-         "artifacts[0].health_probe.file.path must be a normalised file path"),
-    ]  # fmt: skip
+        (
+            update({"container": {"image": "Upper/Case:1"}}),
+            INVALID,
+            "artifacts[0].container.image: repository component",
+        ),
+        (
+            update({"container": {"image": "a/b:1", "digest": "sha256:short"}}),
+            INVALID,
+            "artifacts[0].container.digest must be sha256:<64 lowercase hex>",
+        ),
+        (
+            update({"container": {"image": "a/b:1"}, "binary_id": binary_id}),
+            INVALID,
+            "a CONTAINER artifact has no binary_id",
+        ),
+        (
+            update({"container": {"image": "127.0.0.1:1/none/such:1"}}),
+            grpc.StatusCode.UNAVAILABLE,
+            "artifacts[0].container.image",
+        ),
+        (
+            update({**good, "health_probe": {"timeout": "5s"}}),
+            INVALID,
+            "artifacts[0].health_probe needs exactly one of exec, http or file",
+        ),
+        (
+            update(
+                good,
+                {
+                    **good,
+                    "platform": "jetson",
+                    "health_probe": {"exec": {"path": "/bin/check"}, "timeout": "301s"},
+                },
+            ),
+            INVALID,
+            "artifacts[1].health_probe.timeout must be between 1s and 300s",
+        ),
+        (
+            update({**good, "health_probe": {"exec": {"path": "/bin/c"}, "timeout": "0s"}}),
+            INVALID,
+            "artifacts[0].health_probe.timeout must be between 1s and 300s",
+        ),
+        (
+            update({**good, "health_probe": {"exec": {"path": "/bin/c"}, "attempts": 11}}),
+            INVALID,
+            "artifacts[0].health_probe.attempts must be between 1 and 10",
+        ),
+        (
+            update(
+                {**good, "health_probe": {"exec": {"path": "/bin/c"}, "initial_delay": "3601s"}}
+            ),
+            INVALID,
+            "artifacts[0].health_probe.initial_delay must be between 0s and 3600s",
+        ),
+        (
+            update({**good, "health_probe": {"file": {"path": "/bin/c"}, "interval": "601s"}}),
+            INVALID,
+            "artifacts[0].health_probe.interval must be between 0s and 600s",
+        ),
+        (
+            update({**good, "health_probe": {"exec": {"path": "bin/c"}}}),
+            INVALID,
+            "artifacts[0].health_probe.exec.path must be an absolute path",
+        ),
+        (
+            update({**good, "health_probe": {"http": {"url": "file:///etc/passwd"}}}),
+            INVALID,
+            "artifacts[0].health_probe.http.url must be an http:// or https:// URL",
+        ),
+        (
+            update({**good, "health_probe": {"file": {"path": "/run//ready"}}}),
+            INVALID,
+            "artifacts[0].health_probe.file.path must be a normalised file path",
+        ),
+    ]
 
 
 async def test_every_refusal_names_the_field_and_stores_nothing(
@@ -528,7 +711,7 @@ async def test_a_second_update_with_the_same_name_and_version_already_exists(
 async def test_a_viewer_may_not_create_updates(
     api: Api, deployment: Deployment, pool: asyncpg.Pool
 ) -> None:
-    from fleetd.storage.credentials import create_api_key
+    from fleetd.storage.bearer_tokens import create_api_key
 
     viewer = await create_api_key(pool, "viewer", "read only")
     with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -560,11 +743,22 @@ SEED_CREATE_UPDATE = """{
 def _grpcurl(dep: Deployment, body: str) -> subprocess.CompletedProcess[str]:
     tool = shutil.which("grpcurl") or str(Path(sys.executable).with_name("grpcurl"))
     return subprocess.run(
-        [tool, "-cacert", str(dep.settings.paths.ca_cert), "-H",
-         f"X-API-Key: {dep.admin_api_key}", "-d", body, f"127.0.0.1:{dep.api_port}",
-         "fleetd.v1.UpdateService/CreateUpdate"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            tool,
+            "-cacert",
+            str(dep.settings.paths.ca_cert),
+            "-H",
+            f"X-API-Key: {dep.admin_api_key}",
+            "-d",
+            body,
+            f"127.0.0.1:{dep.api_port}",
+            "fleetd.v1.UpdateService/CreateUpdate",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 async def test_the_seed_create_update_example_over_grpcurl(
@@ -590,8 +784,10 @@ async def test_the_seed_create_update_example_over_grpcurl(
     assert result["update_id"] == update["id"] and result["created_at"]
     assert update["name"] == "Firmware Update v2.0" and update["version"] == "2.0.0"
     assert update["strategy"] == {
-        "type": "ROLLING", "max_parallel": 10, "max_failure_percentage": 5
-    }  # fmt: skip
+        "type": "ROLLING",
+        "max_parallel": 10,
+        "max_failure_percentage": 5,
+    }
     (artifact,) = update["artifacts"]
     assert artifact["platform"] == "raspberry-pi" and artifact["size_bytes"] == "104857600"
     assert artifact["tuf_target_path"] == (

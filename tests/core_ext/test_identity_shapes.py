@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 
 import core_ext.compiled
 import core_ext.reference
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
 from tests.support import certs
 
 FLEET = certs.DEFAULT_FLEET

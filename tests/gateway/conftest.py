@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
 from tests.support.deployment import Deployment, running_deployment
 
 

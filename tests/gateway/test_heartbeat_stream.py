@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
 from gateway.server import start_gateway
 from tests.support.deployment import Deployment
 from tests.support.desired import assign, model_assignment

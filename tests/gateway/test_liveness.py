@@ -8,7 +8,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
 from fleetd.storage import redis_keys
 from gateway.liveness import LivenessSweeper
 from tests.support.deployment import Deployment

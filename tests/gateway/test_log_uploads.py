@@ -14,10 +14,10 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 
-from fleetd.blobs import FilesystemBlobStore
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
 from fleetd.storage import redis_keys
+from fleetd.storage.blobs import FilesystemBlobStore
 from fleetd.storage.desired import mark_changed
 from fleetd.storage.log_requests import issue_log_request, pending_log_requests
 from tests.support.deployment import Deployment

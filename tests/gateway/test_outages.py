@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
 from fleetd.storage import redis_keys
 from tests.support.deployment import Deployment, running_deployment
 from tests.support.devices import DeviceCredentials, device_channel, enrol_device

@@ -11,7 +11,7 @@ from cryptography import x509
 
 from agent.credentials import generate_key_and_csr
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
 from fleetd.storage.devices import offboard_device
 from tests.support.deployment import Deployment
 from tests.support.devices import DeviceCredentials, device_channel, enrol_device

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from core_ext import Flush
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
 from fleetd.storage import redis_keys
 from fleetd.storage.devices import offboard_device
 from fleetd.v1.device_pb2 import ONLINE

@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
 from fleetd.storage.assignments import cancel_assignment, create_assignments
 from fleetd.storage.desired import mark_changed
 from tests.support.deployment import Deployment

@@ -15,11 +15,11 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as aioredis
 
-from fleetd.config import Settings
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
-from fleetd.initialize import initialize
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
+from fleetd.settings import Settings
 from fleetd.storage import redis_keys
+from fleetd_cli.initialize import initialize
 from tests.support.devices import device_channel, enrol_device
 from tests.support.waiting import free_port
 
@@ -29,7 +29,7 @@ DEVICES = 12
 def _spawn_gateway(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "fleetd.cli.main", "gateway", "--workers", "2"],
+            [sys.executable, "-m", "fleetd_cli.main", "gateway", "--workers", "2"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetd.blobs import FilesystemBlobStore, index_blob
+from fleetd.storage.blobs import FilesystemBlobStore, index_blob
 from fleetd.storage.types import Queryable
 
 CHUNK_SIZE = 1 << 20

@@ -60,9 +60,12 @@ class Rig:
         """A new converger over the same directories and settings, as after a restart."""
         old = self.converger
         self.converger = make_converger(
-            self.root, self.fetcher, policy=old.policy, runtime=old.runtime,
+            self.root,
+            self.fetcher,
+            policy=old.policy,
+            runtime=old.runtime,
             device_type=old.device_type,
-        ).converger  # fmt: skip
+        ).converger
         return self.converger
 
 

@@ -15,8 +15,8 @@ from typing import Any
 from pyvoy import PyvoyServer
 
 from control_api.server import build_server
-from fleetd.config import Settings
-from fleetd.initialize import initialize
+from fleetd.settings import Settings
+from fleetd_cli.initialize import initialize
 from gateway.server import Gateway, start_gateway
 
 

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 import core_ext
 from agent.credentials import generate_key_and_csr
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
 from fleetd.storage.devices import NewDevice, add_certificate, insert_device
 
 

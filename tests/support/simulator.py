@@ -22,7 +22,7 @@ import asyncpg
 import grpc
 
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
 from tests.support.deployment import Deployment
 from tests.support.devices import device_channel, enrol_device
 
@@ -76,8 +76,10 @@ class SimulatedDevice:
         """The terminal state this device reported for an assignment, if any."""
         for reported, state in reversed(self.reports):
             if reported == assignment_id and state in (
-                S.ARTIFACT_STATE_HEALTHY, S.ARTIFACT_STATE_FAILED, S.ARTIFACT_STATE_ROLLED_BACK
-            ):  # fmt: skip
+                S.ARTIFACT_STATE_HEALTHY,
+                S.ARTIFACT_STATE_FAILED,
+                S.ARTIFACT_STATE_ROLLED_BACK,
+            ):
                 return state
         return None
 
@@ -92,13 +94,16 @@ class SimulatedDevice:
         response = await self.stub.Heartbeat(
             S.HeartbeatRequest(
                 desired_state_revision=self.revision,
-                stats=S.DeviceStats(cpu_percent=self.behaviour.cpu_percent,
-                                    memory_percent=30.0, disk_percent=40.0),
-                installed_artifacts=[S.InstalledArtifact(name=n, version=v)
-                                     for n, v in sorted(self.installed.items())],
+                stats=S.DeviceStats(
+                    cpu_percent=self.behaviour.cpu_percent, memory_percent=30.0, disk_percent=40.0
+                ),
+                installed_artifacts=[
+                    S.InstalledArtifact(name=n, version=v)
+                    for n, v in sorted(self.installed.items())
+                ],
             ),
             timeout=5,
-        )  # fmt: skip
+        )
         if response.unchanged or not response.HasField("desired_state"):
             return
         self.revision = response.desired_state.revision
@@ -118,8 +123,11 @@ class SimulatedDevice:
                 await self._apply(assignment)
 
     async def _apply(self, assignment: S.ArtifactAssignment) -> None:
-        for state in (S.ARTIFACT_STATE_DOWNLOADING, S.ARTIFACT_STATE_VERIFYING,
-                      S.ARTIFACT_STATE_APPLYING):  # fmt: skip
+        for state in (
+            S.ARTIFACT_STATE_DOWNLOADING,
+            S.ARTIFACT_STATE_VERIFYING,
+            S.ARTIFACT_STATE_APPLYING,
+        ):
             await asyncio.sleep(self.behaviour.step_delay)
             await self._report(assignment.assignment_id, state)
         await asyncio.sleep(self.behaviour.step_delay)
@@ -131,8 +139,9 @@ class SimulatedDevice:
             installed, reason = assignment.previous.version, "PROBE_FAILED"
         else:
             installed, reason = self.installed.get(assignment.name, ""), "DOWNLOAD_FAILED"
-        await self._report(assignment.assignment_id, outcome, reason=reason,
-                           installed_version=installed)  # fmt: skip
+        await self._report(
+            assignment.assignment_id, outcome, reason=reason, installed_version=installed
+        )
 
     async def _report(
         self, assignment_id: str, state: int, *, reason: str = "", installed_version: str = ""
@@ -140,11 +149,14 @@ class SimulatedDevice:
         self.sequence += 1
         await self.stub.ReportArtifactStatus(
             S.ReportArtifactStatusRequest(
-                assignment_id=assignment_id, state=state,  # type: ignore[arg-type]
-                sequence=self.sequence, reason=reason, installed_version=installed_version,
+                assignment_id=assignment_id,
+                state=state,  # type: ignore[arg-type]
+                sequence=self.sequence,
+                reason=reason,
+                installed_version=installed_version,
             ),
             timeout=5,
-        )  # fmt: skip
+        )
         self.reports.append((assignment_id, state))
 
 
@@ -185,10 +197,13 @@ class Simulator:
             channel = device_channel(deployment.gateway_target, deployment.ca_pem, creds)
             devices.append(
                 SimulatedDevice(
-                    device_id, agent_pb2_grpc.AgentServiceStub(channel), channel,
-                    behaviour or Behaviour(), interval,
+                    device_id,
+                    agent_pb2_grpc.AgentServiceStub(channel),
+                    channel,
+                    behaviour or Behaviour(),
+                    interval,
                 )
-            )  # fmt: skip
+            )
         simulator = cls(devices)
         tasks = [
             asyncio.create_task(run())

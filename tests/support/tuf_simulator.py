@@ -1,6 +1,6 @@
 """A simulated TUF repository for client tests, built with python-tuf's Metadata API.
 
-Shaped like fleetd's (``fleetd/tuf_repo``): ``root``; ``targets`` delegating every path
+Shaped like fleetd's (``fleetd/services/tuf_repo``): ``root``; ``targets`` delegating every path
 (all 16 one-digit path-hash prefixes, terminating) to ``artifacts``, which lists the
 targets; ``snapshot``; ``timestamp``; consistent snapshots, so metadata is served as
 ``<version>.<role>.json`` (the timestamp also as ``timestamp.json``) and targets as

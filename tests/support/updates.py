@@ -67,12 +67,13 @@ async def create_update(
                 name,
                 platform,
                 version,
-                update_pb2.Artifact(name=name, platform=platform, version=version,
-                                    kind=update_pb2.Artifact.MODEL).SerializeToString(),
+                update_pb2.Artifact(
+                    name=name, platform=platform, version=version, kind=update_pb2.Artifact.MODEL
+                ).SerializeToString(),
                 spec.SerializeToString(),
                 spec.target_path,
                 spec.sha256,
                 spec.length,
                 counter,
-            )  # fmt: skip
+            )
     return update_id

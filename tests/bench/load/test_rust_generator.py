@@ -10,7 +10,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from bench.load.rust_generator import RustPlan, run
-from fleetd.pki import CertificateAuthority
+from fleetd.services.pki import CertificateAuthority
 from fleetd.storage import redis_keys
 from gateway.server import start_gateway
 from tests.support.deployment import running_deployment

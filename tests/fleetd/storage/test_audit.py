@@ -10,9 +10,14 @@ from fleetd.storage import audit
 
 def _entry(n: int) -> audit.Entry:
     return audit.Entry(
-        f"key-{n}", "api_key", "operator", "fleetd.v1.DeviceService/UpdateDevice",
-        f"dev-{n}", f"req-{n}", "OK",
-    )  # fmt: skip
+        f"key-{n}",
+        "api_key",
+        "operator",
+        "fleetd.v1.DeviceService/UpdateDevice",
+        f"dev-{n}",
+        f"req-{n}",
+        "OK",
+    )
 
 
 async def test_chain_of_appended_entries_verifies(pool: asyncpg.Pool) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from fleetd.blobs import Blob
 from fleetd.device.v1 import agent_pb2
+from fleetd.storage.blobs import Blob
 from fleetd.storage.devices import NewDevice, insert_device
 from fleetd.storage.log_requests import (
     MAX_LOG_BYTES,

@@ -6,9 +6,9 @@ import asyncpg
 import pytest
 
 from fleetd.device.v1 import agent_pb2
+from fleetd.services.tuf_repo import TargetCustom
 from fleetd.storage import updates
-from fleetd.tuf_repo import TargetCustom
-from fleetd.tuf_repo.store import insert_target
+from fleetd.storage.tuf_metadata import insert_target
 from fleetd.v1 import update_pb2
 
 
@@ -73,8 +73,10 @@ async def test_templates_come_in_artifact_order_and_unknown_updates_have_none(
         )
     found = await updates.assignment_templates(pool, "u1")
     assert [(t.name, t.platform, t.release_counter) for t in found] == [
-        ("b", "pi", 1), ("a", "", 4), ("c", "x", 2)
-    ]  # fmt: skip
+        ("b", "pi", 1),
+        ("a", "", 4),
+        ("c", "x", 2),
+    ]
     assert found[1].template.target_path == "a/1.1/any/r4/f"
     assert await updates.assignment_templates(pool, "nope") == []
     update = await updates.get_update(pool, "u1")
