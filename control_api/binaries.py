@@ -48,6 +48,7 @@ from connectrpc.request import RequestContext
 
 from control_api import convert
 from control_api.auth import audit_target, current_principal
+from control_api.errors import invalid
 from control_api.resources import resources
 from core_ext import Manifest
 from fleetd.storage import binaries as binary_store
@@ -88,10 +89,6 @@ _UNAVAILABLE = "the binary could not be stored right now; upload it again later"
 Ctx = RequestContext[Any, Any]
 
 
-def _invalid(message: str) -> ConnectError:
-    return ConnectError(Code.INVALID_ARGUMENT, message)
-
-
 def _too_large(limit: int) -> ConnectError:
     return ConnectError(
         Code.RESOURCE_EXHAUSTED,
@@ -118,9 +115,9 @@ def new_binary(
     """
     name = metadata.name
     if not name:
-        raise _invalid("metadata.name is required (the file name, e.g. firmware.bin)")
+        raise invalid("metadata.name is required (the file name, e.g. firmware.bin)")
     if len(name) > MAX_NAME or name in (".", "..") or "/" in name or "\\" in name:
-        raise _invalid(
+        raise invalid(
             f"metadata.name must be a file name of at most {MAX_NAME} characters, "
             "without '/' or '\\'"
         )
@@ -132,30 +129,30 @@ def new_binary(
         ("content_type", metadata.content_type, MAX_CONTENT_TYPE),
     ):
         if len(value) > limit:
-            raise _invalid(f"metadata.{field_name} is longer than {limit} characters")
+            raise invalid(f"metadata.{field_name} is longer than {limit} characters")
         if _CONTROL.search(value):
-            raise _invalid(f"metadata.{field_name} contains control characters")
+            raise invalid(f"metadata.{field_name} contains control characters")
     if len(metadata.description) > MAX_DESCRIPTION:
-        raise _invalid(f"metadata.description is longer than {MAX_DESCRIPTION} characters")
+        raise invalid(f"metadata.description is longer than {MAX_DESCRIPTION} characters")
     if len(metadata.metadata) > MAX_METADATA_ENTRIES or any(
         not k or len(k) > MAX_METADATA_KEY or len(v) > MAX_METADATA_VALUE
         for k, v in metadata.metadata.items()
     ):
-        raise _invalid(
+        raise invalid(
             f"metadata.metadata: at most {MAX_METADATA_ENTRIES} entries, keys of 1 to "
             f"{MAX_METADATA_KEY} and values of at most {MAX_METADATA_VALUE} characters"
         )
     if metadata.binary_id or metadata.HasField("uploaded_at"):
-        raise _invalid("metadata.binary_id and metadata.uploaded_at are assigned by the server")
+        raise invalid("metadata.binary_id and metadata.uploaded_at are assigned by the server")
     if metadata.size_bytes < 0:
-        raise _invalid("metadata.size_bytes must not be negative (0 = not declared)")
+        raise invalid("metadata.size_bytes must not be negative (0 = not declared)")
     if metadata.size_bytes > max_bytes:
         raise _too_large(max_bytes)
     sha256 = ""
     if metadata.checksum:
         match = _CHECKSUM.match(metadata.checksum)
         if match is None:
-            raise _invalid('metadata.checksum must be "sha256:" followed by 64 hex digits')
+            raise invalid('metadata.checksum must be "sha256:" followed by 64 hex digits')
         sha256 = match[1].lower()
     binary = NewBinary(
         name=name,
@@ -194,7 +191,7 @@ def download_chunk_size(requested: int) -> int:
         ConnectError: INVALID_ARGUMENT when negative.
     """
     if requested < 0:
-        raise _invalid("chunk_size must not be negative (0 = 1 MiB)")
+        raise invalid("chunk_size must not be negative (0 = 1 MiB)")
     return min(requested or DEFAULT_DOWNLOAD_CHUNK, MAX_CHUNK_BYTES)
 
 
@@ -214,9 +211,9 @@ class BinaryServiceImpl(BinaryService):
         messages = aiter(request)
         first = await self._next(messages)
         if first is None:
-            raise _invalid("the stream is empty: send a metadata message, then the chunks")
+            raise invalid("the stream is empty: send a metadata message, then the chunks")
         if first.WhichOneof("data") != "metadata":
-            raise _invalid("the first message must be the metadata (then the chunks)")
+            raise invalid("the first message must be the metadata (then the chunks)")
         limit = resources().settings.max_binary_bytes
         binary, declared = new_binary(
             first.metadata, uploaded_by=current_principal().id, max_bytes=limit
@@ -260,17 +257,17 @@ class BinaryServiceImpl(BinaryService):
             while (message := await self._next(messages)) is not None:
                 kind = message.WhichOneof("data")
                 if kind == "metadata":
-                    raise _invalid("the metadata was sent twice; send it once, first")
+                    raise invalid("the metadata was sent twice; send it once, first")
                 if kind != "chunk":
-                    raise _invalid("a message carries neither metadata nor a chunk")
+                    raise invalid("a message carries neither metadata nor a chunk")
                 chunk = message.chunk
                 if len(chunk) > MAX_CHUNK_BYTES:
-                    raise _invalid(
+                    raise invalid(
                         f"a chunk is {len(chunk)} bytes; at most {MAX_CHUNK_BYTES} per message"
                     )
                 received += len(chunk)
                 if declared.size_bytes and received > declared.size_bytes:
-                    raise _invalid(
+                    raise invalid(
                         f"the content is longer than the declared size_bytes "
                         f"({declared.size_bytes})"
                     )
@@ -280,14 +277,14 @@ class BinaryServiceImpl(BinaryService):
                     raise _too_large(limit) from None
             manifest = writer.manifest()
             if manifest.size == 0:
-                raise _invalid("the binary is empty: send its content in chunk messages")
+                raise invalid("the binary is empty: send its content in chunk messages")
             if declared.size_bytes and manifest.size != declared.size_bytes:
-                raise _invalid(
+                raise invalid(
                     f"the content is {manifest.size} bytes, not the declared size_bytes "
                     f"({declared.size_bytes}); nothing was stored"
                 )
             if declared.sha256 and manifest.sha256 != declared.sha256:
-                raise _invalid(
+                raise invalid(
                     f"the content's checksum is sha256:{manifest.sha256}, not the declared "
                     f"sha256:{declared.sha256}; nothing was stored"
                 )
@@ -311,17 +308,17 @@ class BinaryServiceImpl(BinaryService):
         self, request: binary_pb2.DownloadBinaryRequest, ctx: Ctx
     ) -> AsyncIterator[binary_pb2.DownloadBinaryResponse]:
         if not request.binary_id:
-            raise _invalid("binary_id is required")
+            raise invalid("binary_id is required")
         if len(request.binary_id) > MAX_BINARY_ID:
             raise ConnectError(Code.NOT_FOUND, "no such binary")
         if request.offset < 0:
-            raise _invalid("offset must not be negative")
+            raise invalid("offset must not be negative")
         chunk_size = download_chunk_size(request.chunk_size)
         record = await binary_store.get_binary(resources().pool, request.binary_id)
         if record is None:
             raise ConnectError(Code.NOT_FOUND, f"binary {request.binary_id} not found")
         if request.offset > record.size_bytes:
-            raise _invalid(
+            raise invalid(
                 f"offset {request.offset} is past the end of the binary ({record.size_bytes} bytes)"
             )
         store = self._store()

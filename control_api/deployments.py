@@ -23,7 +23,8 @@ from google.protobuf import duration_pb2
 import core_ext
 from control_api import convert
 from control_api.auth import audit_target, current_principal
-from control_api.pagination import InvalidPageToken
+from control_api.errors import invalid
+from control_api.pagination import InvalidPageToken, page_size
 from control_api.resources import resources
 from fleetd.domain.rollout.decide import FINISHED, TERMINAL, Counts
 from fleetd.domain.rollout.policy import InvalidConfig, effective_config
@@ -37,8 +38,6 @@ MAX_DEVICE_IDS = 10_000
 MAX_FILTER = 4096
 MAX_REASON = 1024
 MAX_DEVICE_DETAILS = 1000
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -66,22 +65,18 @@ _DEVICE_STATE = {
 }
 
 
-def _invalid(message: str) -> ConnectError:
-    return ConnectError(Code.INVALID_ARGUMENT, message)
-
-
 def _deployment_id(value: str) -> str:
     if not value:
-        raise _invalid("deployment_id is required")
+        raise invalid("deployment_id is required")
     if not _ID.match(value):
-        raise _invalid("deployment_id is not a valid id")
+        raise invalid("deployment_id is not a valid id")
     audit_target(value)
     return value
 
 
 def _text(name: str, value: str, limit: int = MAX_REASON) -> str:
     if len(value) > limit or "\x00" in value:
-        raise _invalid(f"{name} must be at most {limit} characters, without NUL")
+        raise invalid(f"{name} must be at most {limit} characters, without NUL")
     return value
 
 
@@ -195,21 +190,21 @@ class DeploymentMethods:
         self, request: update_pb2.DeployUpdateRequest, ctx: Ctx
     ) -> update_pb2.DeployUpdateResponse:
         if not request.update_id:
-            raise _invalid("update_id is required")
+            raise invalid("update_id is required")
         if not request.device_ids and not request.device_filter.strip():
-            raise _invalid("set device_ids, device_filter or both to choose the targets")
+            raise invalid("set device_ids, device_filter or both to choose the targets")
         if len(request.device_ids) > MAX_DEVICE_IDS:
-            raise _invalid(f"device_ids: at most {MAX_DEVICE_IDS}; use device_filter for more")
+            raise invalid(f"device_ids: at most {MAX_DEVICE_IDS}; use device_filter for more")
         bad = next((d for d in request.device_ids if not DEVICE_ID.match(d)), None)
         if bad is not None:
-            raise _invalid(f"device_ids: {bad[:140]!r} is not a valid device id")
+            raise invalid(f"device_ids: {bad[:140]!r} is not a valid device id")
         _text("device_filter", request.device_filter, MAX_FILTER)
         condition = None
         if request.device_filter.strip():
             try:
                 condition = core_ext.compile_filter(request.device_filter).to_sql
             except core_ext.FilterError as exc:
-                raise _invalid(f"device_filter: {exc} (at character {exc.position})") from None
+                raise invalid(f"device_filter: {exc} (at character {exc.position})") from None
         res = resources()
         update = await res.pool.fetchrow(
             "SELECT strategy FROM updates WHERE update_id = $1", request.update_id
@@ -221,7 +216,7 @@ class DeploymentMethods:
                 request.config, update_pb2.UpdateStrategy.FromString(update["strategy"])
             )
         except InvalidConfig as exc:
-            raise _invalid(str(exc)) from None
+            raise invalid(str(exc)) from None
         artifacts = await store.update_artifacts(res.pool, request.update_id) or []
         if not artifacts:
             raise ConnectError(
@@ -275,17 +270,15 @@ class DeploymentMethods:
     async def list_deployments(
         self, request: update_pb2.ListDeploymentsRequest, ctx: Ctx
     ) -> update_pb2.ListDeploymentsResponse:
-        if request.page_size < 0:
-            raise _invalid("page_size must not be negative")
-        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        size = page_size(request.page_size)
         order = " ".join(request.order_by.split()).lower() or "created_at desc"
         if order not in ("created_at desc", "created_at asc", "created_at"):
-            raise _invalid('order_by: use "created_at DESC" (the default) or "created_at ASC"')
+            raise invalid('order_by: use "created_at DESC" (the default) or "created_at ASC"')
         descending = order == "created_at desc"
         states, update_id, created_by = _list_filter(request.filter)
         if request.update_id:
             if update_id and update_id != request.update_id:
-                raise _invalid("update_id and the filter's update_id disagree")
+                raise invalid("update_id and the filter's update_id disagree")
             update_id = request.update_id
         res = resources()
         scope = f"deployments|{order}|{request.filter}|{request.update_id}"
@@ -295,7 +288,7 @@ class DeploymentMethods:
                 position = res.page_tokens.decode(scope, request.page_token)
                 after = (dt.datetime.fromisoformat(str(position["at"])), str(position["id"]))
             except (InvalidPageToken, KeyError, ValueError) as exc:
-                raise _invalid(f"page_token: {exc}") from None
+                raise invalid(f"page_token: {exc}") from None
         rows = await store.list_deployments(
             res.pool,
             limit=size + 1,
@@ -412,17 +405,17 @@ def _list_filter(text: str) -> tuple[list[str], str, str]:
     for term in re.split(r"\s+AND\s+", text.strip(), flags=re.IGNORECASE):
         match = _TERM.match(term)
         if match is None:
-            raise _invalid(
+            raise invalid(
                 f"filter: cannot read {term.strip()[:80]!r}; use terms state:<state>, "
                 "update_id:<id>, created_by:<principal> joined by AND"
             )
         key, value = match[1], match[2]
         if key == "state":
             if value.lower() not in _STATE:
-                raise _invalid(f"filter: unknown state {value!r}; states: {', '.join(_STATE)}")
+                raise invalid(f"filter: unknown state {value!r}; states: {', '.join(_STATE)}")
             states.append(value.lower())
         elif key in found and found[key] != value:
-            raise _invalid(f"filter: {key} given twice with different values")
+            raise invalid(f"filter: {key} given twice with different values")
         else:
             found[key] = value
     return states, found.get("update_id", ""), found.get("created_by", "")

@@ -23,8 +23,9 @@ from google.protobuf import json_format
 import core_ext
 from control_api import convert, event_stream, notify, ordering, tuf_files
 from control_api.auth import audit_target, current_principal, require
+from control_api.errors import invalid
 from control_api.heartbeat import heartbeat as record_heartbeat
-from control_api.pagination import InvalidPageToken
+from control_api.pagination import InvalidPageToken, page_size
 from control_api.resources import resources
 from fleetd.domain import device_health
 from fleetd.services.pki import EnrollmentError
@@ -36,28 +37,15 @@ from fleetd.v1 import device_pb2
 from fleetd.v1.device_connect import DeviceService
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 MAX_TOKEN_TTL = dt.timedelta(days=30)
 
 Ctx = RequestContext[Any, Any]
 
 
-def _invalid(message: str) -> ConnectError:
-    return ConnectError(Code.INVALID_ARGUMENT, message)
-
-
-def _page_size(requested: int) -> int:
-    """The seed's page_size: 0 means the default, more than 100 is capped at 100."""
-    if requested < 0:
-        raise _invalid("page_size must not be negative")
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
 def _validate_new_device(request: device_pb2.RegisterDeviceRequest) -> str:
     device_id = request.device_id or f"dev-{secrets.token_hex(6)}"
     if not DEVICE_ID.match(device_id):
-        raise _invalid(
+        raise invalid(
             "device_id must be 1-128 characters of letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
@@ -67,11 +55,11 @@ def _validate_new_device(request: device_pb2.RegisterDeviceRequest) -> str:
         ("version", request.version, 64),
     ):
         if len(value) > limit:
-            raise _invalid(f"{name} is longer than {limit} characters")
+            raise invalid(f"{name} is longer than {limit} characters")
     if len(request.metadata) > 64 or any(
         len(k) > 64 or len(v) > 256 for k, v in request.metadata.items()
     ):
-        raise _invalid("metadata: at most 64 entries, keys <= 64 and values <= 256 characters")
+        raise invalid("metadata: at most 64 entries, keys <= 64 and values <= 256 characters")
     return device_id
 
 
@@ -82,7 +70,7 @@ class DeviceServiceImpl(DeviceService):
         if not request.enrollment_token:
             require("device:register")
         elif not request.csr:
-            raise _invalid("enrolment with enrollment_token needs a csr (PEM PKCS#10)")
+            raise invalid("enrolment with enrollment_token needs a csr (PEM PKCS#10)")
         device_id = _validate_new_device(request)
         audit_target(device_id)
         res = resources()
@@ -141,7 +129,7 @@ class DeviceServiceImpl(DeviceService):
         try:
             cert = res.ca.sign_device_csr(csr.encode(), device_id)
         except EnrollmentError as exc:
-            raise _invalid(f"csr: {exc}") from None
+            raise invalid(f"csr: {exc}") from None
         der = cert.public_bytes(Encoding.DER)
         identity = core_ext.extract_identity(der)  # the gateway's own check, applied at issue
         await device_store.add_certificate(
@@ -157,15 +145,15 @@ class DeviceServiceImpl(DeviceService):
     async def list_devices(
         self, request: device_pb2.ListDevicesRequest, ctx: Ctx
     ) -> device_pb2.ListDevicesResponse:
-        size = _page_size(request.page_size)
+        size = page_size(request.page_size)
         try:
             order = ordering.parse(request.order_by)
         except ordering.InvalidOrderBy as exc:
-            raise _invalid(str(exc)) from None
+            raise invalid(str(exc)) from None
         try:
             device_filter = core_ext.compile_filter(request.filter)
         except core_ext.FilterError as exc:
-            raise _invalid(f"filter: {exc} (at character {exc.position})") from None
+            raise invalid(f"filter: {exc} (at character {exc.position})") from None
         res = resources()
         # A token is valid only for the query (filter and ordering) that issued it.
         scope = f"devices|{order.canonical}|{request.filter}"
@@ -181,7 +169,7 @@ class DeviceServiceImpl(DeviceService):
                 order.after_sql(after, 2)  # validate now, not inside the query
                 conditions.append(partial(_after, order, after))
             except (InvalidPageToken, ordering.InvalidOrderBy) as exc:
-                raise _invalid(str(exc)) from None
+                raise invalid(str(exc)) from None
         rows = await device_store.list_devices(
             res.pool, limit=size + 1, order_by=order.order_by_sql(), conditions=conditions
         )
@@ -208,7 +196,7 @@ class DeviceServiceImpl(DeviceService):
         self, request: device_pb2.GetDeviceRequest, ctx: Ctx
     ) -> device_pb2.GetDeviceResponse:
         if not request.device_id:
-            raise _invalid("device_id is required")
+            raise invalid("device_id is required")
         principal = current_principal()
         if principal.role == "device" and principal.device_id != request.device_id:
             raise ConnectError(Code.PERMISSION_DENIED, "a device may only view itself")
@@ -244,7 +232,7 @@ class DeviceServiceImpl(DeviceService):
         self, request: device_pb2.UpdateDeviceRequest, ctx: Ctx
     ) -> device_pb2.UpdateDeviceResponse:
         if not request.device_id:
-            raise _invalid("device_id is required")
+            raise invalid("device_id is required")
         audit_target(request.device_id)
         changes = device_changes(request)
         res = resources()
@@ -264,7 +252,7 @@ class DeviceServiceImpl(DeviceService):
         self, request: device_pb2.DeleteDeviceRequest, ctx: Ctx
     ) -> device_pb2.DeleteDeviceResponse:
         if not request.device_id:
-            raise _invalid("device_id is required")
+            raise invalid("device_id is required")
         audit_target(request.device_id)
         try:
             async with resources().pool.acquire() as conn, conn.transaction():
@@ -324,14 +312,14 @@ class DeviceServiceImpl(DeviceService):
         principal = current_principal()
         ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else dt.timedelta(hours=24)
         if not dt.timedelta(0) < ttl <= MAX_TOKEN_TTL:
-            raise _invalid("ttl must be positive and at most 30 days")
+            raise invalid("ttl must be positive and at most 30 days")
         max_uses = request.max_uses or 1
         if not 1 <= max_uses <= 1_000_000:
-            raise _invalid("max_uses must be between 1 and 1000000")
+            raise invalid("max_uses must be between 1 and 1000000")
         if request.device_type or request.tags or request.metadata:
-            raise _invalid("device_type, tags and metadata presets on tokens are not supported yet")
+            raise invalid("device_type, tags and metadata presets on tokens are not supported yet")
         if len(request.description) > 256:
-            raise _invalid("description is longer than 256 characters")
+            raise invalid("description is longer than 256 characters")
         res = resources()
         secret, _ = await credential_store.create_enrollment_token(
             res.pool,
@@ -351,7 +339,7 @@ class DeviceServiceImpl(DeviceService):
     async def list_enrollment_tokens(
         self, request: device_pb2.ListEnrollmentTokensRequest, ctx: Ctx
     ) -> device_pb2.ListEnrollmentTokensResponse:
-        size = _page_size(request.page_size)
+        size = page_size(request.page_size)
         res = resources()
         scope = f"tokens:{int(request.include_inactive)}"
         after: tuple[dt.datetime, str] | None = None
@@ -360,7 +348,7 @@ class DeviceServiceImpl(DeviceService):
                 position = res.page_tokens.decode(scope, request.page_token)
                 after = (dt.datetime.fromisoformat(str(position["at"])), str(position["id"]))
             except (InvalidPageToken, KeyError, ValueError) as exc:
-                raise _invalid(f"page_token: {exc}") from None
+                raise invalid(f"page_token: {exc}") from None
         tokens = await credential_store.list_enrollment_tokens(
             res.pool,
             res.settings.fleet,
@@ -385,7 +373,7 @@ class DeviceServiceImpl(DeviceService):
         self, request: device_pb2.RevokeEnrollmentTokenRequest, ctx: Ctx
     ) -> device_pb2.RevokeEnrollmentTokenResponse:
         if not request.token_id:
-            raise _invalid("token_id is required")
+            raise invalid("token_id is required")
         audit_target(request.token_id)
         res = resources()
         await credential_store.revoke_enrollment_token(res.pool, request.token_id)
@@ -428,43 +416,43 @@ def device_changes(request: device_pb2.UpdateDeviceRequest) -> device_store.Devi
     """The update the field mask asks for, validated; INVALID_ARGUMENT names the path."""
     paths = list(request.update_mask.paths)
     if not paths:
-        raise _invalid('update_mask is required, e.g. {"paths": ["name"]}')
+        raise invalid('update_mask is required, e.g. {"paths": ["name"]}')
     device = request.device
     changes = device_store.DeviceChanges()
     for path in paths:
         head, _, rest = path.partition(".")
         if head == "metadata" and rest:
             if not METADATA_KEY.match(rest):
-                raise _invalid(f"update_mask: metadata key {rest!r} is not a valid key")
+                raise invalid(f"update_mask: metadata key {rest!r} is not a valid key")
             if rest in device.metadata:
                 changes.metadata_set[rest] = device.metadata[rest]
             else:
                 changes.metadata_delete.append(rest)
             continue
         if head in OUTPUT_ONLY_PATHS:
-            raise _invalid(f"update_mask: {path!r} is output only and cannot be updated")
+            raise invalid(f"update_mask: {path!r} is output only and cannot be updated")
         if head not in MUTABLE_PATHS or rest:
-            raise _invalid(
+            raise invalid(
                 f"update_mask: unknown path {path!r}; updatable paths are "
                 "name, type, tags, metadata, metadata.<key> and status"
             )
     if "name" in paths:
         if not 1 <= len(device.name) <= 256:
-            raise _invalid("device.name must be 1 to 256 characters")
+            raise invalid("device.name must be 1 to 256 characters")
         changes = replace(changes, name=device.name)
     if "type" in paths:
         if len(device.type) > 64:
-            raise _invalid("device.type is longer than 64 characters")
+            raise invalid("device.type is longer than 64 characters")
         changes = replace(changes, device_type=device.type)
     if "tags" in paths:
         if len(device.tags) > 64 or any(not 1 <= len(t) <= 64 for t in device.tags):
-            raise _invalid("device.tags: at most 64 tags of 1 to 64 characters")
+            raise invalid("device.tags: at most 64 tags of 1 to 64 characters")
         changes = replace(changes, tags=sorted(set(device.tags)))
     if "metadata" in paths:
         changes = replace(changes, metadata=dict(device.metadata))
     for key, value in device.metadata.items():
         if not METADATA_KEY.match(key) or len(value) > 256:
-            raise _invalid(f"device.metadata[{key!r}]: keys [A-Za-z0-9_.-]{{1,64}}, values <= 256")
+            raise invalid(f"device.metadata[{key!r}]: keys [A-Za-z0-9_.-]{{1,64}}, values <= 256")
     if "status" in paths:
         if device.status == device_pb2.MAINTENANCE:
             changes = replace(changes, status="maintenance")
@@ -475,7 +463,7 @@ def device_changes(request: device_pb2.UpdateDeviceRequest) -> device_store.Devi
         ):
             changes = replace(changes, status="active")
         else:
-            raise _invalid(
+            raise invalid(
                 "device.status: operators may set MAINTENANCE, or ONLINE/OFFLINE to leave "
                 "maintenance (liveness then decides which)"
             )

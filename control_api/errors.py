@@ -56,3 +56,12 @@ def with_info(error: ConnectError, *, request_id: str, user_id: str = "") -> Con
     if error.details:
         return error
     return api_error(error.code, error.message, request_id=request_id, user_id=user_id)
+
+
+def invalid(message: str) -> ConnectError:
+    """INVALID_ARGUMENT with ``message``: what was wrong and, where useful, what to send.
+
+    The ErrorInfo detail is added on the way out (``with_info``, in the auth interceptor),
+    so every refusal of bad input is built here and nowhere else.
+    """
+    return ConnectError(Code.INVALID_ARGUMENT, message)

@@ -39,6 +39,7 @@ from connectrpc.errors import ConnectError
 import core_ext
 from control_api import convert
 from control_api.auth import Principal
+from control_api.errors import invalid
 from control_api.resources import Resources
 from fleetd.storage import devices as device_store
 from fleetd.storage import events, redis_keys
@@ -100,17 +101,13 @@ _STATE: Final[dict[str, int]] = {
 }
 
 
-def _invalid(message: str) -> ConnectError:
-    return ConnectError(Code.INVALID_ARGUMENT, message)
-
-
 class Subscription:
     """What one StreamEvents call asked for, validated."""
 
     def __init__(self, request: device_pb2.StreamEventsRequest) -> None:
         unknown = sorted(set(request.events) - API_TYPES)
         if unknown:
-            raise _invalid(
+            raise invalid(
                 f"events: unknown type(s) {', '.join(map(repr, unknown))}; "
                 f"types are {', '.join(sorted(API_TYPES))}"
             )
@@ -119,7 +116,7 @@ class Subscription:
         self.filtered = bool(request.device_filter.strip())
         self.compile_filter()  # fail now, not at the first event
         if request.resume_after and not _STREAM_ID.match(request.resume_after):
-            raise _invalid("resume_after must be an event_id from an earlier stream")
+            raise invalid("resume_after must be an event_id from an earlier stream")
         self.resume_after = request.resume_after
 
     def compile_filter(self) -> core_ext.Filter:
@@ -127,7 +124,7 @@ class Subscription:
         try:
             return core_ext.compile_filter(self.filter_text)
         except core_ext.FilterError as exc:
-            raise _invalid(f"device_filter: {exc} (at character {exc.position})") from None
+            raise invalid(f"device_filter: {exc} (at character {exc.position})") from None
 
 
 async def _acquire(redis: aioredis.Redis, key: str, member: str) -> bool:

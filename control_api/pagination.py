@@ -18,7 +18,21 @@ from typing import Any
 import asyncpg
 import orjson
 
+from control_api.errors import invalid
+
 MAX_TOKEN_LENGTH = 1024
+DEFAULT_PAGE_SIZE = 20
+"""What ``page_size: 0`` (or none) gets, in every List method."""
+MAX_PAGE_SIZE = 100
+"""The seed's cap: a larger ``page_size`` is served as 100, not refused."""
+
+
+def page_size(requested: int) -> int:
+    """The seed's page_size rule for every List method: 0 means the default (20), more than
+    100 is capped at 100, a negative size is INVALID_ARGUMENT."""
+    if requested < 0:
+        raise invalid("page_size must not be negative")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
 class InvalidPageToken(ValueError):

@@ -29,8 +29,9 @@ from connectrpc.request import RequestContext
 
 from control_api import convert, tuf_files, update_listing
 from control_api.auth import audit_target, current_principal
+from control_api.errors import invalid
 from control_api.ordering import InvalidOrderBy
-from control_api.pagination import InvalidPageToken
+from control_api.pagination import InvalidPageToken, page_size
 from control_api.resources import Resources, resources
 from fleetd.domain.catalog import spec, targets
 from fleetd.services.catalog import fetch, registry
@@ -39,19 +40,12 @@ from fleetd.storage import updates as update_store
 from fleetd.storage.blobs import Blob, FilesystemBlobStore, index_blob
 from fleetd.v1 import update_pb2
 
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
-
 Ctx = RequestContext[Any, Any]
-
-
-def _invalid(message: str) -> ConnectError:
-    return ConnectError(Code.INVALID_ARGUMENT, message)
 
 
 def _source_error(field: str, exc: fetch.SourceError) -> ConnectError:
     if isinstance(exc, fetch.ContentMismatch):
-        return _invalid(f"{field}: {exc}")
+        return invalid(f"{field}: {exc}")
     if isinstance(exc, fetch.SourceRefused):
         return ConnectError(Code.FAILED_PRECONDITION, f"{field}: {exc}")
     return ConnectError(Code.UNAVAILABLE, f"{field}: {exc}; nothing was stored, retry later")
@@ -78,11 +72,9 @@ async def _resolve(
                 Code.NOT_FOUND, f"{field}.binary_id: binary {source.binary_id} not found"
             )
         if source.sha256 is not None and source.sha256 != binary.sha256:
-            raise _invalid(
-                f"{field}.checksum: binary {binary.binary_id} has sha256:{binary.sha256}"
-            )
+            raise invalid(f"{field}.checksum: binary {binary.binary_id} has sha256:{binary.sha256}")
         if source.size is not None and source.size != binary.size_bytes:
-            raise _invalid(
+            raise invalid(
                 f"{field}.size_bytes: binary {binary.binary_id} is {binary.size_bytes} bytes"
             )
         if not await store.exists(binary.sha256):
@@ -126,7 +118,7 @@ class CatalogMethods:
         try:
             plan = spec.validate(request)
         except spec.InvalidSpec as exc:
-            raise _invalid(str(exc)) from None
+            raise invalid(str(exc)) from None
         update_id = f"update-{secrets.token_hex(8)}"
         audit_target(update_id)
         res = resources()
@@ -176,7 +168,7 @@ class CatalogMethods:
         self, request: update_pb2.GetUpdateRequest, ctx: Ctx
     ) -> update_pb2.GetUpdateResponse:
         if not request.update_id:
-            raise _invalid("update_id is required")
+            raise invalid("update_id is required")
         update = await update_store.get_update(resources().pool, request.update_id)
         if update is None:
             raise ConnectError(Code.NOT_FOUND, f"update {request.update_id[:128]} not found")
@@ -185,14 +177,12 @@ class CatalogMethods:
     async def list_updates(
         self, request: update_pb2.ListUpdatesRequest, ctx: Ctx
     ) -> update_pb2.ListUpdatesResponse:
-        if request.page_size < 0:
-            raise _invalid("page_size must not be negative")
-        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        size = page_size(request.page_size)
         try:
             order = update_listing.parse_order(request.order_by)
             where = update_listing.compile_filter(request.filter)
         except (InvalidOrderBy, update_listing.InvalidFilter) as exc:
-            raise _invalid(str(exc)) from None
+            raise invalid(str(exc)) from None
         res = resources()
         total = await update_store.count_updates(res.pool, where=where.sql, params=where.params)
         # A token is valid only for the query (filter and ordering) that issued it.
@@ -205,7 +195,7 @@ class CatalogMethods:
                     raise InvalidPageToken("page_token is malformed")
                 sql, after_params = order.after_sql(after, len(params) + 1)
             except (InvalidPageToken, InvalidOrderBy) as exc:
-                raise _invalid(str(exc)) from None
+                raise invalid(str(exc)) from None
             clauses.append(sql)
             params.extend(after_params)
         found = await update_store.list_updates(

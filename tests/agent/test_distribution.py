@@ -80,8 +80,8 @@ SERVER_MODULES = [
     "fleetd.client",
     "fleetd.settings",
     "fleetd.storage",
-    "fleetd.services.pki",
-    "fleetd.services.tuf_repo",
+    "fleetd.services",
+    "fleetd_cli",
     "fleetd.v1.device_connect",
     "fleetd.device.v1.agent_connect",
 ]

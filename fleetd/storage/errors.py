@@ -1,0 +1,46 @@
+"""What "the store is down" means: defined once, for the gateway, the control API and the
+background roles alike.
+
+``STORE_DOWN`` lists the exceptions that mean PostgreSQL, Redis or the blob filesystem could
+not be reached or did not answer in time: the caller should retry later, and the servers
+answer UNAVAILABLE (each in one place: ``gateway/aborts.py``, ``control_api/errors.py``).
+``StoreUnavailable`` is the one type storage code raises itself for the same condition
+(for example a cache that cannot be filled).
+
+A data error (a constraint violation, a value PostgreSQL refuses) is deliberately not here:
+it is a bug or bad input, never "retry later", and must not make an agent retry for ever.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import redis.exceptions
+
+
+class StoreUnavailable(Exception):
+    """A store could not be reached or did not answer in time; retry later."""
+
+
+STORE_DOWN: tuple[type[BaseException], ...] = (
+    StoreUnavailable,
+    OSError,  # refused or reset connections, an unreachable host, a full or failing disk
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin or crash shutdown of the server
+    asyncpg.InterfaceError,  # the pool is closing (a drain), a connection went away
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+)
+"""Catch this tuple (``except STORE_DOWN``) to answer "unavailable, retry later"."""
+
+REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+"""Any failure of a Redis call, for best-effort work (a notice, a cache fill, a lease) whose
+failure is logged and skipped rather than answered."""
+
+
+def is_store_down(exc: BaseException) -> bool:
+    """Whether ``exc`` means a store is unreachable (see STORE_DOWN)."""
+    return isinstance(exc, STORE_DOWN)
