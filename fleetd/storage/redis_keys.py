@@ -21,6 +21,11 @@ DEVICE_STATS_SUFFIX = "}:stats"
 batcher builds these keys itself (in C) from the two parts."""
 
 
+STATS_TTL_SECONDS = 24 * 3600
+"""How long a device's latest stats (``device_stats``) outlive its last heartbeat: every
+writer (the gateway's flush, the control API's Heartbeat) sets this TTL."""
+
+
 def device_stats(device_id: str) -> str:
     """HASH: the latest heartbeat's stats (seen_at, state, cpu, mem, disk, uptime, count)."""
     return f"{DEVICE_STATS_PREFIX}{device_id}{DEVICE_STATS_SUFFIX}"
