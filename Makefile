@@ -69,8 +69,8 @@ bench-load-locust: bootstrap       ## a short headless locust run with gRPC devi
 	$(PY) -m bench.load.locust_run
 
 fuzz-filter: bootstrap   ## fuzz the filter parser, compiled vs reference (RUNS=500000, seed 1)
-	scratch=$$(mktemp -d) && $(PY) core_ext/fuzz/filter_fuzz.py -seed=1 -runs=$${RUNS:-500000} \
-		-max_len=5000 -dict=core_ext/fuzz/filter.dict "$$scratch" core_ext/fuzz/corpus/filter
+	scratch=$$(mktemp -d) && $(PY) fuzz/filter_fuzz.py -seed=1 -runs=$${RUNS:-500000} \
+		-max_len=5000 -dict=fuzz/filter.dict "$$scratch" fuzz/corpus/filter
 # Bounded, reproducible fuzzing of the identity parser (docs/core_ext.md, "Identity"):
 # instrumented build, fresh work corpus seeded from the committed one, fixed seed and runs.
 FUZZ_RUNS ?= 500000
@@ -79,14 +79,14 @@ FUZZ_WORK := build/fuzz/identity
 fuzz-identity: bootstrap ## fuzz extract_identity + IdentityCache, differential vs the reference
 	scripts/build_fuzz_native.sh build/fuzz-native
 	rm -rf $(FUZZ_WORK) build/fuzz/identity-disagreements && mkdir -p $(FUZZ_WORK)
-	FLEETD_FUZZ_NATIVE=build/fuzz-native $(PY) core_ext/fuzz/identity.py --differential \
-		$(FUZZ_WORK) core_ext/fuzz/corpus/identity -runs=$(FUZZ_RUNS) -seed=$(FUZZ_SEED) \
+	FLEETD_FUZZ_NATIVE=build/fuzz-native $(PY) fuzz/identity_fuzz.py --differential \
+		$(FUZZ_WORK) fuzz/corpus/identity -runs=$(FUZZ_RUNS) -seed=$(FUZZ_SEED) \
 		-max_len=20000 -len_control=0 -timeout=5 -print_final_stats=1
 
 # libFuzzer's merge re-runs the harness as a program: the venv's python3 must come first.
 fuzz-identity-merge:     ## fold what the last fuzz-identity run found into the committed corpus
 	PATH=$(abspath $(VENV))/bin:$$PATH FLEETD_FUZZ_NATIVE=build/fuzz-native \
-		$(PY) core_ext/fuzz/identity.py core_ext/fuzz/corpus/identity $(FUZZ_WORK) \
+		$(PY) fuzz/identity_fuzz.py fuzz/corpus/identity $(FUZZ_WORK) \
 		-merge=1 -max_len=20000
 
 # The device agent alone (docs/agent.md): a py3-none-any wheel with the generated protos it

@@ -2,9 +2,8 @@
 
 Run it (bounded, reproducible; what ``make fuzz-filter`` does)::
 
-    scratch=$(mktemp -d) && .venv/bin/python core_ext/fuzz/filter_fuzz.py -seed=1 \
-        -runs=200000 -max_len=5000 -dict=core_ext/fuzz/filter.dict \
-        "$scratch" core_ext/fuzz/corpus/filter
+    scratch=$(mktemp -d) && .venv/bin/python fuzz/filter_fuzz.py -seed=1 \
+        -runs=200000 -max_len=5000 -dict=fuzz/filter.dict "$scratch" fuzz/corpus/filter
 
 libFuzzer writes new inputs to the first directory (a scratch one, so the committed corpus
 stays put) and reads the seeds from the second. Each input is decoded as UTF-8 with

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fuzz the compiled identity parser: ``python core_ext/fuzz/identity.py [libFuzzer args]``.
+"""Fuzz the compiled identity parser: ``python fuzz/identity_fuzz.py [libFuzzer args]``.
 
 Every input goes to ``fleetd_native.extract_identity`` and to an ``IdentityCache``. A crash
 is anything but an identity or an ``IdentityError``: a Rust panic (``PanicException``), any
@@ -70,7 +70,7 @@ def load_native() -> ModuleType:
     if instrumented and "fleetd_native" in sys.modules:
         raise SystemExit(
             "fleetd_native was imported before the instrumented build could be loaded: run "
-            "this file as a script (python core_ext/fuzz/identity.py), not with -m"
+            "this file as a script (python fuzz/identity_fuzz.py), not with -m"
         )
     if instrumented:
         flags = sys.getdlopenflags()

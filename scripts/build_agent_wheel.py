@@ -14,7 +14,9 @@ the ones ``make proto`` wrote, copied byte for byte: there is no second code gen
 The same walk refuses a build whose code would not run alone on a device:
 
 * an import of a hand-written ``fleetd`` module (``fleetd.client``, ``fleetd.storage``...) or
-  of a generated Connect module (``*_connect``, which needs connectrpc): server code;
+  of a generated Connect module (``*_connect``, which needs connectrpc): server code. The
+  exceptions are the server/device contracts in ``SHARED_CONTRACTS``
+  (``fleetd.domain.signed_target``), standard-library-only modules shipped as they are;
 * an import of a third-party package outside the agent's dependencies (grpcio, protobuf,
   cryptography, tuf and what tuf brings: securesystemslib, urllib3).
 
@@ -50,6 +52,12 @@ STAGE_DIR = REPO_ROOT / "build" / "agent-dist"
 # Generated packages (scripts/gen_proto.py writes them) the agent may take modules from.
 GENERATED_PACKAGES = ("fleetd.v1", "fleetd.device", "fleetd.device.v1")
 GENERATED_SUFFIXES = ("_pb2", "_pb2_grpc")
+
+# Hand-written fleetd modules that are contracts between the server and the device, shipped
+# byte for byte so both sides check the same rules. Each must import the standard library
+# only (the walk below enforces it like any agent module), and its package's __init__.py
+# must import nothing.
+SHARED_CONTRACTS = ("fleetd.domain.signed_target",)
 
 # Third-party imports the agent may use: its declared dependencies (agent/packaging/pyproject.toml)
 # and tuf's own, which a TUF fetcher may touch. Matched as a module name or its prefix.
@@ -165,6 +173,14 @@ def shipped_modules(root: Path = REPO_ROOT) -> list[Module]:
             if top == AGENT_PACKAGE or name in shipped:
                 continue
             if top == "fleetd":
+                if name in SHARED_CONTRACTS:
+                    path = module_path(name, root)
+                    if path is None:
+                        problems.append(f"{module.name} imports {name}: missing")
+                        continue
+                    shipped[name] = Module(name, path)
+                    pending.append(shipped[name])
+                    continue
                 if not _is_generated(name):
                     problems.append(f"{module.name} imports {name}: server code, not for devices")
                     continue
@@ -180,7 +196,7 @@ def shipped_modules(root: Path = REPO_ROOT) -> list[Module]:
                 problems.append(f"{module.name} imports {name}: not an agent dependency")
     if problems:
         raise DistributionError("the agent cannot ship alone:\n  " + "\n  ".join(problems))
-    # A generated module's package needs its __init__.py (fleetd itself stays a namespace).
+    # A shipped module's package needs its __init__.py (fleetd itself stays a namespace).
     for name in list(shipped):
         parts = name.split(".")
         for i in range(2, len(parts)):
@@ -188,7 +204,9 @@ def shipped_modules(root: Path = REPO_ROOT) -> list[Module]:
             if parts[0] == "fleetd" and parent not in shipped:
                 path = module_path(parent, root)
                 if path is None or path.name != "__init__.py":
-                    raise DistributionError(f"{parent} is not a generated package")
+                    raise DistributionError(f"{parent} is not a package")
+                if name in SHARED_CONTRACTS and imports_of(Module(parent, path), root):
+                    raise DistributionError(f"{parent}/__init__.py must import nothing")
                 shipped[parent] = Module(parent, path)
     return sorted(shipped.values(), key=lambda m: m.name)
 

@@ -258,7 +258,7 @@ def verify_chunk(data: Buffer, expected: str) -> bool:
 
 # ----------------------------------------------------------------------------- filters
 # The grammar, field types, NULL semantics and error order are documented in
-# core_ext/reference/filter.py and docs/core_ext.md.
+# core_ext/reference/filter/ (package docstring) and docs/core_ext.md.
 
 MAX_FILTER_LENGTH: Final[int]
 """Longest accepted expression, in characters (4096)."""

@@ -1,11 +1,14 @@
-"""What fleetd adds to each TUF target (its ``custom`` object), checked before signing.
+"""The signed-target contract: what fleetd writes into each TUF target's ``custom`` object,
+and what a device requires of it. One definition for the server, which checks it before
+signing, and the agent, which checks it after verifying (this module ships in the agent's
+wheel: it imports the standard library only, and must keep doing so).
 
 Signed custom metadata is what lets the agent refuse a validly signed artifact that is not
 meant for it: ``hardware`` (the device type it is built for; ``"*"`` for every type, an
 explicit choice rather than a missing field), ``release_counter`` (anti-rollback: the
 agent refuses a target whose counter is below the one it has installed for the same
 artifact ``name``) and ``kind`` (how the agent installs it). Other keys are kept as
-given, so UpdateService can add more without a change here.
+given (``extra``), so UpdateService can add more without a change here.
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ from typing import Any
 
 KINDS = ("file", "model", "config", "container")
 ANY_HARDWARE = "*"
+MAX_RELEASE_COUNTER = 2**53 - 1  # exact in every JSON parser
+FIELDS = ("hardware", "release_counter", "kind", "name")
 _HARDWARE = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,63})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-MAX_RELEASE_COUNTER = 2**53 - 1  # exact in every JSON parser
 
 
 @dataclass(frozen=True, slots=True)
 class TargetCustom:
-    """The ``custom`` object of a fleetd target."""
+    """The ``custom`` object of a fleetd target; construction checks every field
+    (ValueError naming the field)."""
 
     hardware: str
     release_counter: int
@@ -32,7 +37,7 @@ class TargetCustom:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not _HARDWARE.match(self.hardware):
+        if not isinstance(self.hardware, str) or not _HARDWARE.match(self.hardware):
             raise ValueError(
                 f"hardware {self.hardware!r}: a device type (letters, digits, . _ -) or '*'"
             )
@@ -42,11 +47,11 @@ class TargetCustom:
             or not 0 <= self.release_counter <= MAX_RELEASE_COUNTER
         ):
             raise ValueError(f"release_counter {self.release_counter!r}: a whole number >= 0")
-        if self.kind not in KINDS:
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise ValueError(f"kind {self.kind!r}: one of {', '.join(KINDS)}")
-        if not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise ValueError(f"name {self.name!r}: letters, digits, . _ - (max 128)")
-        clash = set(self.extra) & {"hardware", "release_counter", "kind", "name"}
+        clash = set(self.extra) & set(FIELDS)
         if clash:
             raise ValueError(f"extra custom keys clash with fleetd's: {sorted(clash)}")
 
@@ -60,22 +65,20 @@ class TargetCustom:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TargetCustom:
-        """Parse and check; raises ValueError naming what is missing or wrong."""
-        missing = [k for k in ("hardware", "release_counter", "kind", "name") if k not in data]
+    def from_json(cls, data: Any) -> TargetCustom:
+        """Parse and check signed (or about to be signed) custom metadata; raises
+        ValueError naming what is missing or wrong."""
+        if not isinstance(data, dict):
+            raise ValueError("no custom metadata")
+        missing = [k for k in FIELDS if k not in data]
         if missing:
             raise ValueError(f"target custom metadata lacks {', '.join(missing)}")
-        extra = {
-            k: v
-            for k, v in data.items()
-            if k not in ("hardware", "release_counter", "kind", "name")
-        }
         return cls(
             hardware=data["hardware"],
             release_counter=data["release_counter"],
             kind=data["kind"],
             name=data["name"],
-            extra=extra,
+            extra={k: v for k, v in data.items() if k not in FIELDS},
         )
 
     def fits(self, device_type: str) -> bool:

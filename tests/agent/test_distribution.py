@@ -85,7 +85,11 @@ SERVER_MODULES = [
     "fleetd.v1.device_connect",
     "fleetd.device.v1.agent_connect",
 ]
-GENERATED = re.compile(r"^fleetd(\.device)?(\.v1(\.\w+_pb2(_grpc)?)?)?$")
+# What may ship under fleetd/: generated protobuf modules, and the one hand-written contract
+# the server and the device share (fleetd.domain.signed_target, standard library only).
+GENERATED = re.compile(
+    r"^fleetd((\.device)?(\.v1(\.\w+_pb2(_grpc)?)?)?|\.domain(\.signed_target)?)$"
+)
 """A generated module's name (or its package's): what of ``fleetd`` a device may have."""
 
 # Runs inside the venv: imports every agent module, then reports what got imported and

@@ -321,8 +321,8 @@ def test_coalescing_restarts_after_drain(batcher: Batcher) -> None:
 def test_integer_values_are_stored_as_float(batcher: Batcher) -> None:
     batcher.add("dev-1", 0, 7, 1, 50, 60, 70, 1)
     hset = batcher.drain().redis_commands[1]
-    assert hset[2:] == ("seen_at", 7.0, "state", 1, "cpu", 50.0, "mem", 60.0, "disk", 70.0,
-                        "uptime", 1, "count", 1)  # fmt: skip
+    assert hset[2::2] == ("seen_at", "state", "cpu", "mem", "disk", "uptime", "count")
+    assert hset[3::2] == (7.0, 1, 50.0, 60.0, 70.0, 1, 1)
     assert [type(value) for value in hset[3::2]] == [float, int, float, float, float, int, int]
 
 
@@ -351,8 +351,9 @@ def test_extreme_valid_values_round_trip(batcher: Batcher) -> None:
     huge = sys.float_info.max
     batcher.add("d" * 10_000, 0, MIN_SEEN_AT, 2**31 - 1, huge, -0.0, 5e-324, 2**63 - 1)
     flush = batcher.drain()
-    assert records(flush) == [("d" * 10_000, MIN_SEEN_AT, 2**31 - 1, huge, -0.0, 5e-324,
-                               2**63 - 1, 1)]  # fmt: skip
+    assert records(flush) == [
+        ("d" * 10_000, MIN_SEEN_AT, 2**31 - 1, huge, -0.0, 5e-324, 2**63 - 1, 1)
+    ]
     assert math.copysign(1.0, records(flush)[0][4]) == -1.0
     assert batcher.drain_copy_records() == [
         ("d" * 10_000, dt.datetime(1, 1, 1, tzinfo=UTC), huge, -0.0, 5e-324, 2**63 - 1)
@@ -553,8 +554,9 @@ def test_flush_interval_spans_the_seen_at_of_the_window(batcher: Batcher) -> Non
 def test_rollups_count_sum_min_max_per_group_and_metric(batcher: Batcher) -> None:
     x86 = batcher.group_id("x86", "2.1")
     beat(batcher, "a", seen_at=60.0, cpu_percent=10.0, memory_percent=50.0, disk_percent=5.0)
-    beat(batcher, "b", group=x86, seen_at=61.0, cpu_percent=1.0, memory_percent=2.0,
-         disk_percent=3.0)  # fmt: skip
+    beat(
+        batcher, "b", group=x86, seen_at=61.0, cpu_percent=1.0, memory_percent=2.0, disk_percent=3.0
+    )
     beat(batcher, "c", seen_at=62.0, cpu_percent=30.0, memory_percent=40.0, disk_percent=7.0)
     minute = utc(60.0)
     assert batcher.drain().rollups == [

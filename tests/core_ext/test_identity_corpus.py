@@ -1,6 +1,6 @@
 """The committed fuzz corpus, replayed: what the fuzzer checks, kept as a regression test.
 
-Every input in ``core_ext/fuzz/corpus/identity`` (seeds and what fuzzing found; see
+Every input in ``fuzz/corpus/identity`` (seeds and what fuzzing found; see
 docs/core_ext.md, "Identity") gives an identity or a known refusal, the same on both
 implementations, and the same through ``IdentityCache``.
 """
@@ -16,7 +16,7 @@ import pytest
 import core_ext.compiled
 import core_ext.reference
 
-CORPUS = Path(__file__).resolve().parents[2] / "core_ext" / "fuzz" / "corpus" / "identity"
+CORPUS = Path(__file__).resolve().parents[2] / "fuzz" / "corpus" / "identity"
 FIELDS = ("device_id", "fleet", "serial", "fingerprint", "not_before", "not_after", "key_algorithm")
 PER_INPUT_BUDGET = 0.1
 

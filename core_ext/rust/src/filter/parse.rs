@@ -1,5 +1,5 @@
 //! Parser and typed compiler: expression text to a [`Node`] tree, or an error with its
-//! character position. Mirrors `core_ext/reference/filter.py` (`_Parser`) step for step:
+//! character position. Mirrors `core_ext/reference/filter/parse.py` (`_Parser`) step for step:
 //! the same checks in the same order give the same messages at the same positions.
 //!
 //! Recursion is bounded: every recursive step enters a `(` or `NOT`, and nesting is

@@ -1,5 +1,5 @@
 //! Reading device and event records (Python mappings keyed by field name) with the
-//! reference's rules and errors (`_record_*` in `core_ext/reference/filter.py`), for
+//! reference's rules and errors (`_record_*` in `core_ext/reference/filter/record.py`), for
 //! `Filter.matches` and `FleetSnapshot.from_records`.
 
 use pyo3::exceptions::PyTypeError;

@@ -1,1 +1,0 @@
-"""Fuzzing harnesses for the compiled core (atheris); see docs/core_ext.md."""
