@@ -28,10 +28,11 @@ test: bootstrap          ## the whole test suite (core_ext tests run on both imp
 test-pure: bootstrap     ## the whole suite with the reference core_ext forced
 	FLEETD_PURE_PYTHON=1 $(BIN)/pytest
 
-lint: bootstrap          ## ruff, mypy strict, stubtest, cargo fmt/clippy, buf lint, codegen freshness
+lint: bootstrap          ## ruff, mypy strict, import contracts, stubtest, cargo fmt/clippy, buf lint, codegen
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(PY) -m mypy.stubtest fleetd_native core_ext._batcher
 	cd core_ext/rust && cargo fmt --check && cargo clippy --release --quiet -- -D warnings
 	cd bench/loadgen && cargo fmt --check && CARGO_TARGET_DIR=$(CURDIR)/build/loadgen cargo clippy --release --quiet -- -D warnings

@@ -18,8 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from fleetd.device.v1 import agent_pb2
 from fleetd.domain.catalog.spec import RESERVED_PLATFORM, ArtifactPlan
-from fleetd.domain.signed_target import ANY_HARDWARE
-from fleetd.services.tuf_repo import TargetCustom
+from fleetd.domain.signed_target import ANY_HARDWARE, TargetCustom
 
 CONTAINER_FILE = "image.json"
 DEFAULT_FILE = "content"
