@@ -3,12 +3,12 @@
 A device echoes the revision of the desired state it holds. The gateway keeps, per device,
 a Redis hash (``redis_keys.desired_state``) with the current revision and the answer's body
 (a serialized ``HeartbeatResponse`` carrying ``desired_state`` and ``log_requests``). One
-Lua call per heartbeat decides: the same revision is "unchanged" (no body sent back, no
-PostgreSQL); a different one with a body is that body; a miss (no entry, or a revision
-whose body a writer dropped) loads the state from PostgreSQL in one statement (one
-snapshot: revision, active assignments and pending log requests agree) and fills the
-cache — never over a newer revision (writers bump revisions with
-``fleetd.storage.desired``).
+Lua call per heartbeat (``fleetd.storage.desired_cache``) decides: the same revision is
+"unchanged" (no body sent back, no PostgreSQL); a different one with a body is that body;
+a miss (no entry, or a revision whose body a writer dropped) loads the state from
+PostgreSQL in one statement (one snapshot: revision, active assignments and pending log
+requests agree) and fills the cache — never over a newer revision (writers bump revisions
+with ``fleetd.storage.desired``).
 
 Lookups are batched: the heartbeats that arrive in one event-loop iteration share one
 Redis pipeline, and all misses of a batch share one PostgreSQL query; with
@@ -16,24 +16,23 @@ Redis pipeline, and all misses of a batch share one PostgreSQL query; with
 batch size follows the load, the connections used stay few).
 
 Outages: with Redis down every lookup goes to PostgreSQL (batched, so a fleet's worth of
-heartbeats is tens of queries a second); with PostgreSQL down, cache hits are still
-answered and misses raise ``Unavailable``.
+heartbeats is tens of queries a second); with PostgreSQL down (``STORE_DOWN``), cache hits
+are still answered and misses raise ``Unavailable``. Any other failure of a batch is
+logged and every lookup of the batch raises ``Unavailable``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
-import redis.asyncio as aioredis
-
 from fleetd.device.v1 import agent_pb2
-from fleetd.storage import redis_keys
-from fleetd.storage.desired import CACHE_TTL_SECONDS
+from fleetd.storage import desired_cache
+from fleetd.storage.errors import REDIS_ERRORS, STORE_DOWN, StoreUnavailable
 from fleetd.storage.heartbeat_answers import load_heartbeat_answers
-from fleetd.storage.redis_scripts import LuaScript
+from fleetd.storage.types import Pool, Redis
 from gateway.batching import BatchedLookup
 
 log = logging.getLogger(__name__)
@@ -44,30 +43,8 @@ MAX_BATCH = 512
 MAX_IN_FLIGHT = 4
 """Batches resolving at once; more lookups wait for the next batch."""
 
-# KEYS[1] the device's hash; ARGV[1] the revision the device holds, ARGV[2] the TTL.
-# Returns 0 when it is current, 1 when there is no usable entry, else the body.
-_LOOKUP = """
-local rev = redis.call('HGET', KEYS[1], 'rev')
-if not rev then return 1 end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-if rev == ARGV[1] then return 0 end
-local body = redis.call('HGET', KEYS[1], 'body')
-if not body then return 1 end
-return body
-"""
 
-# KEYS[1] the device's hash; ARGV[1] revision, ARGV[2] body, ARGV[3] TTL. Fills unless
-# the entry holds a newer revision (a writer bumped it after our read).
-_FILL = """
-local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '-1')
-if rev > tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'rev', ARGV[1], 'body', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
-"""
-
-
-class Unavailable(Exception):
+class Unavailable(StoreUnavailable):
     """Neither Redis nor PostgreSQL could answer; the heartbeat gets UNAVAILABLE."""
 
 
@@ -87,16 +64,16 @@ class Answer:
 
 
 UNCHANGED = Answer(True)
+_CHANGED = functools.partial(Answer, False)
+"""``_CHANGED(body)``: the answer carrying a changed state's body."""
 
 
 class DesiredStateLookup:
     """Batched desired-state lookups for one gateway process."""
 
-    def __init__(self, redis: aioredis.Redis, pool: asyncpg.Pool) -> None:
+    def __init__(self, redis: Redis, pool: Pool) -> None:
         self._redis = redis
         self._pool = pool
-        self._lookup = LuaScript(_LOOKUP)
-        self._fill = LuaScript(_FILL)
         self._batches: BatchedLookup[tuple[str, int], Answer | Unavailable] = BatchedLookup(
             self._resolve_batch, max_batch=MAX_BATCH, max_in_flight=MAX_IN_FLIGHT
         )
@@ -119,8 +96,8 @@ class DesiredStateLookup:
     ) -> dict[tuple[str, int], Answer | Unavailable]:
         """Redis first; its misses from PostgreSQL (then filled into Redis)."""
         try:
-            results = await self._from_redis(batch)
-        except (aioredis.RedisError, OSError) as exc:
+            results = await desired_cache.lookup(self._redis, batch, UNCHANGED, _CHANGED)
+        except REDIS_ERRORS as exc:
             log.debug("desired-state lookup from Redis failed: %s", exc)
             results = [None] * len(batch)
             redis_up = False
@@ -138,7 +115,7 @@ class DesiredStateLookup:
             return answers
         try:
             loaded = await load_heartbeat_answers(self._pool, [device for device, _ in misses])
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except STORE_DOWN as exc:
             error = Unavailable(f"desired state unavailable: {exc.__class__.__name__}")
             answers.update(dict.fromkeys(misses, error))
             return answers
@@ -152,29 +129,8 @@ class DesiredStateLookup:
             await self._fill_cache(fills)
         return answers
 
-    async def _from_redis(self, batch: Sequence[tuple[str, int]]) -> list[Answer | None]:
-        replies = await self._lookup.run_many(
-            self._redis,
-            [(redis_keys.desired_state(d), held, CACHE_TTL_SECONDS) for d, held in batch],
-        )
-        results: list[Answer | None] = []
-        for reply in replies:
-            if reply == 0:
-                results.append(UNCHANGED)
-            elif isinstance(reply, bytes):
-                results.append(Answer(False, reply))
-            else:
-                results.append(None)
-        return results
-
     async def _fill_cache(self, fills: Sequence[tuple[str, int, bytes]]) -> None:
         try:
-            await self._fill.run_many(
-                self._redis,
-                [
-                    (redis_keys.desired_state(d), rev, body, CACHE_TTL_SECONDS)
-                    for d, rev, body in fills
-                ],
-            )
-        except (aioredis.RedisError, OSError) as exc:
+            await desired_cache.fill(self._redis, fills)
+        except REDIS_ERRORS as exc:  # the next lookup misses and loads again
             log.debug("desired-state cache fill failed: %s", exc)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import core_ext
 from fleetd.storage.devices import CertificateStanding
+from fleetd.storage.errors import StoreUnavailable
 
 StandingLookup = Callable[[str, str], Awaitable[CertificateStanding | None]]
 GroupOf = Callable[[str, str], int]
@@ -47,7 +48,7 @@ class Refused(Exception):
     """The caller is not a device this gateway serves; the message says why."""
 
 
-class StandingUnavailable(Exception):
+class StandingUnavailable(StoreUnavailable):
     """PostgreSQL could not be asked about a certificate not seen recently."""
 
 

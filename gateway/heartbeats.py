@@ -5,14 +5,14 @@ batcher's (compiled) work, done per flush:
 
 * every ``redis_interval`` (or at once when ``max_pending`` devices are pending) the Redis
   loop drains the batcher's flush window into a ``Flush``, whose ``redis_commands`` (one
-  ZADD to the fleet's last-seen ZSET, run through ``gateway.liveness.ARRIVE`` so devices
-  coming online get their event, then HSET + EXPIRE of each device's stats hash) are fed
-  to one pipeline, whose per-group rollups are combined for PostgreSQL, and which goes to
-  the ``on_flush`` hook;
+  ZADD to the fleet's last-seen ZSET, run through ``fleetd.storage.liveness.ARRIVE`` so
+  devices coming online get their event, then HSET + EXPIRE of each device's stats hash)
+  are fed to one pipeline (``fleetd.storage.heartbeat_flush.write_latest``), whose
+  per-group rollups are combined for PostgreSQL, and which goes to the ``on_flush`` hook;
 * every ``postgres_interval`` the PostgreSQL loop takes the batcher's COPY window: one
   ready record per device drained since (coalesced by the batcher, ``seen_at`` already a
-  UTC datetime), written with COPY and one merging UPDATE (``merge_heartbeats``), then the
-  combined per-minute rollups (``merge_rollups``).
+  UTC datetime), written with COPY and one merging UPDATE, then the combined per-minute
+  rollups (``fleetd.storage.heartbeat_flush.write_records``).
 
 Nothing per heartbeat touches PostgreSQL. Heartbeats are liveness, not transactions: a
 crash can lose the last flush interval of them (the device's next heartbeat restores it).
@@ -30,20 +30,16 @@ import logging
 import time
 from collections.abc import Callable
 
-import asyncpg
-import redis.asyncio as aioredis
-
 from core_ext import CopyRecord, Flush, HeartbeatBatcher
 from fleetd.storage import redis_keys
-from fleetd.storage.devices import merge_heartbeats
-from fleetd.storage.redis_scripts import execute
-from fleetd.storage.resp import pack_command
-from fleetd.storage.rollups import RollupKey, combine, combine_one, merge_rollups
-from gateway.liveness import ARRIVE, arrivals
+from fleetd.storage.errors import REDIS_ERRORS
+from fleetd.storage.heartbeat_flush import WRITE_ERRORS, write_latest, write_records
+from fleetd.storage.redis_keys import STATS_TTL_SECONDS as STATS_TTL_SECONDS
+from fleetd.storage.rollups import RollupKey, combine, combine_one
+from fleetd.storage.types import Pool, Redis
 
 log = logging.getLogger(__name__)
 
-STATS_TTL_SECONDS = 24 * 3600
 ROLLUP_INTERVAL_SECONDS = 60
 UNKNOWN_GROUP = ("", "")
 """The group of devices without a type and version, and of any beyond the batcher's
@@ -62,8 +58,8 @@ class HeartbeatPipeline:
     def __init__(
         self,
         fleet: str,
-        redis: aioredis.Redis,
-        pool: asyncpg.Pool,
+        redis: Redis,
+        pool: Pool,
         *,
         redis_interval: float = 0.05,
         postgres_interval: float = 1.0,
@@ -170,17 +166,11 @@ class HeartbeatPipeline:
                 log.exception("heartbeat on_flush hook failed")
         if flush.rollups:
             combine(self._rollups, flush.rollups)
-        commands = flush.redis_commands
-        if not commands:
+        if not flush.redis_commands:
             return 0
-
-        # The ZADD of the last-seen ZSET, through ARRIVE: absent members come online.
-        payload = arrivals(self.fleet, commands[0]) + b"".join(
-            [pack_command(command) for command in commands[1:]]
-        )
         try:
-            await execute(self._redis, payload, len(commands), (ARRIVE,))
-        except (aioredis.RedisError, OSError) as exc:
+            await write_latest(self._redis, self.fleet, flush.redis_commands)
+        except REDIS_ERRORS as exc:  # PostgreSQL still gets the records: dropped, not retried
             log.warning("redis flush of %d devices failed: %s", flush.devices, exc)
             return 0
         self.flushed_to_redis += flush.devices
@@ -196,12 +186,8 @@ class HeartbeatPipeline:
         if not rows and not rollups:
             return 0
         try:
-            async with self._pool.acquire() as conn:
-                if rows:
-                    await merge_heartbeats(conn, rows)
-                if rollups:
-                    await merge_rollups(conn, rollups)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as exc:
+            await write_records(self._pool, rows, rollups)
+        except WRITE_ERRORS as exc:
             log.warning("postgres flush of %d devices failed, will retry: %s", len(rows), exc)
             self._keep_for_retry(rows, rollups)
             return 0

@@ -30,24 +30,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any
 
-import asyncpg
 import grpc
-import redis.asyncio as aioredis
 from google.protobuf import timestamp_pb2
 
 from fleetd.device.v1 import agent_pb2
 from fleetd.storage import log_requests
 from fleetd.storage.blobs import Blob, BlobStore, BlobTooLarge
 from fleetd.storage.desired import mark_changed
+from fleetd.storage.errors import STORE_DOWN
 from fleetd.storage.log_requests import (
     AlreadyFulfilled,
     Expired,
     LogRequestError,
     LogRequestNotFound,
 )
-from gateway.aborts import STORAGE_DOWN, abort
+from fleetd.storage.types import Pool, Redis
+from gateway.aborts import Context, Refusal, abort, invalid, offboarded, store_down
 from gateway.device_auth import CallerDevice
 
 MAX_CHUNK_BYTES = 1024 * 1024
@@ -62,22 +61,6 @@ _CODES: dict[type[LogRequestError], grpc.StatusCode] = {
     Expired: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
-Context = grpc.aio.ServicerContext[Any, Any]
-
-
-class _Refusal(Exception):
-    """Ends the call with ``code``; raised (not aborted) inside the upload, so the blob
-    writer has discarded its temporary file before the device hears the answer."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _invalid(message: str) -> _Refusal:
-    return _Refusal(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
 _UNAVAILABLE = "the log bundle could not be stored right now; upload it again later"
 _NOT_GZIP = "the bundle is not gzip data (it must start with the gzip magic 1f 8b 08)"
 
@@ -87,8 +70,8 @@ class LogUploads:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
-        redis: aioredis.Redis,
+        pool: Pool,
+        redis: Redis,
         blobs: BlobStore,
         *,
         idle_timeout: float = 60.0,
@@ -107,23 +90,23 @@ class LogUploads:
         context: Context,
     ) -> agent_pb2.UploadLogsResponse:
         if caller.offboarded:
-            await abort(context, grpc.StatusCode.PERMISSION_DENIED, "device was offboarded")
+            await offboarded(context)
         try:
             return await self._upload(caller, aiter(requests))
-        except _Refusal as refusal:
+        except Refusal as refusal:
             await abort(context, refusal.code, str(refusal))
         except LogRequestError as exc:
             code = _CODES.get(type(exc), grpc.StatusCode.FAILED_PRECONDITION)
             await abort(context, code, str(exc))
-        except STORAGE_DOWN:
-            await abort(context, grpc.StatusCode.UNAVAILABLE, _UNAVAILABLE)
+        except STORE_DOWN as exc:
+            await store_down(context, exc, _UNAVAILABLE)
 
     async def _upload(
         self, caller: CallerDevice, messages: AsyncIterator[agent_pb2.UploadLogsRequest]
     ) -> agent_pb2.UploadLogsResponse:
         first = await self._next(messages)
         if first is None or first.WhichOneof("data") != "header":
-            raise _invalid("the first message of UploadLogs must be the header (then the chunks)")
+            raise invalid("the first message of UploadLogs must be the header (then the chunks)")
         header = first.header
         _check_header(header)
         target = await log_requests.upload_target(
@@ -133,7 +116,7 @@ class LogUploads:
             header.source != agent_pb2.LOG_SOURCE_UNSPECIFIED
             and log_requests.SOURCES[target.source] != header.source
         ):
-            raise _invalid(f"header.source differs from the request's source ({target.source})")
+            raise invalid(f"header.source differs from the request's source ({target.source})")
         blob = await self._receive(messages, target.max_bytes)
         async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
             result = await log_requests.fulfil(
@@ -162,7 +145,7 @@ class LogUploads:
         except StopAsyncIteration:
             return None
         except TimeoutError:
-            raise _Refusal(
+            raise Refusal(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"no UploadLogs message for {self._idle_timeout:g}s; start the upload again",
             ) from None
@@ -176,43 +159,43 @@ class LogUploads:
             while (message := await self._next(messages)) is not None:
                 kind = message.WhichOneof("data")
                 if kind == "header":
-                    raise _invalid("the header was sent twice; send it once, first")
+                    raise invalid("the header was sent twice; send it once, first")
                 if kind != "chunk":
-                    raise _invalid("a message carries neither a header nor a chunk")
+                    raise invalid("a message carries neither a header nor a chunk")
                 chunk = message.chunk
                 if len(chunk) > MAX_CHUNK_BYTES:
-                    raise _invalid(
+                    raise invalid(
                         f"a chunk is {len(chunk)} bytes; at most {MAX_CHUNK_BYTES} per message"
                     )
                 if len(head) < len(GZIP_MAGIC):
                     head += chunk[: len(GZIP_MAGIC) - len(head)]
                     if not GZIP_MAGIC.startswith(head):
-                        raise _invalid(_NOT_GZIP)
+                        raise invalid(_NOT_GZIP)
                 try:
                     await writer.write(chunk)
                 except BlobTooLarge:
-                    raise _Refusal(
+                    raise Refusal(
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
                         f"the bundle exceeds the request's max_bytes ({max_bytes} bytes); "
                         "keep the newest entries within that size and upload again",
                     ) from None
             if not head:
-                raise _invalid("the bundle is empty")
+                raise invalid("the bundle is empty")
             if head != GZIP_MAGIC:
-                raise _invalid(_NOT_GZIP)
+                raise invalid(_NOT_GZIP)
             return await writer.commit()
 
 
 def _check_header(header: agent_pb2.LogBundleHeader) -> None:
     if not header.log_request_id or len(header.log_request_id) > MAX_ID:
-        raise _invalid(f"header.log_request_id must be 1 to {MAX_ID} characters")
+        raise invalid(f"header.log_request_id must be 1 to {MAX_ID} characters")
     if header.content_encoding != "gzip":
-        raise _invalid(
+        raise invalid(
             f"header.content_encoding must be 'gzip', got {header.content_encoding[:32]!r}"
         )
     if not 0 <= header.uncompressed_size <= MAX_UNCOMPRESSED:
-        raise _invalid(f"header.uncompressed_size must be between 0 and {MAX_UNCOMPRESSED}")
+        raise invalid(f"header.uncompressed_size must be between 0 and {MAX_UNCOMPRESSED}")
     if header.source != agent_pb2.LOG_SOURCE_UNSPECIFIED and header.source not in (
         log_requests.SOURCES.values()
     ):
-        raise _invalid(f"header.source {header.source} is not a known log source")
+        raise invalid(f"header.source {header.source} is not a known log source")

@@ -3,10 +3,10 @@ hears of revoked certificates.
 
 Writers of desired state publish the ids of the devices they changed on
 ``redis_keys.DESIRED_CHANGED_CHANNEL`` (``fleetd.storage.desired.mark_changed``). Every
-gateway process subscribes once and calls the ``notify`` of each listed device whose
-stream it holds; devices with no open stream here are ignored. Best effort by design: a
-notice lost while Redis is away is made up by the device's next heartbeat, which compares
-revisions anyway.
+gateway process subscribes once (``fleetd.storage.push_notices``) and calls the ``notify``
+of each listed device whose stream it holds; devices with no open stream here are ignored.
+Best effort by design: a notice lost while Redis is away is made up by the device's next
+heartbeat, which compares revisions anyway.
 
 On ``redis_keys.CERTIFICATES_REVOKED_CHANNEL`` the control API announces offboarded
 devices; ``on_revoked`` (the authenticator's ``forget_devices``) drops their cached
@@ -21,9 +21,9 @@ import logging
 import time
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
-
-from fleetd.storage import redis_keys
+from fleetd.storage.errors import REDIS_ERRORS
+from fleetd.storage.push_notices import listen
+from fleetd.storage.types import Redis
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ Notify = Callable[[], None]
 class PushHub:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: Redis,
         *,
         on_revoked: Callable[[list[str]], None] | None = None,
         on_changed: Callable[[list[str]], None] | None = None,
@@ -74,10 +74,8 @@ class PushHub:
                 await self._task
             self._task = None
 
-    def deliver(self, message: bytes | str) -> None:
-        """Notify the local streams of the devices listed in one published message."""
-        text = message.decode() if isinstance(message, bytes) else message
-        device_ids = text.split()
+    def deliver(self, device_ids: list[str]) -> None:
+        """Notify the local streams of devices whose desired state changed."""
         if self.on_changed is not None:  # before the pushes: they look the state up
             self.on_changed(device_ids)
         for device_id in device_ids:
@@ -86,37 +84,31 @@ class PushHub:
                 self.notices += 1
                 notify()
 
-    def revoked(self, message: bytes | str) -> None:
-        text = message.decode() if isinstance(message, bytes) else message
+    def revoked(self, device_ids: list[str]) -> None:
+        """Devices whose certificates were revoked: their cached standing goes."""
         if self._on_revoked is not None:
-            self._on_revoked(text.split())
+            self._on_revoked(device_ids)
+
+    def _subscription(self, up: bool) -> None:
+        # Set before the first notice is handled, cleared before a broken subscription is
+        # torn down: what was verified outside this window is not trusted.
+        self.subscribed_at = time.monotonic() if up else None
+        if up:
+            self.subscribed.set()
+        else:
+            self.subscribed.clear()
 
     async def _run(self) -> None:
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(
-                    redis_keys.DESIRED_CHANGED_CHANNEL, redis_keys.CERTIFICATES_REVOKED_CHANNEL
-                )
-                self.subscribed_at = time.monotonic()
-                self.subscribed.set()
-                while True:
-                    message = await pubsub.get_message(timeout=None)
-                    if message is None or message["type"] != "message":
-                        continue
-                    channel = message["channel"]
-                    if isinstance(channel, bytes):
-                        channel = channel.decode()
-                    if channel == redis_keys.CERTIFICATES_REVOKED_CHANNEL:
-                        self.revoked(message["data"])
-                    else:
-                        self.deliver(message["data"])
-            except (aioredis.RedisError, OSError) as exc:
-                self.subscribed_at = None
-                self.subscribed.clear()
+                async with contextlib.aclosing(listen(self._redis, self._subscription)) as notices:
+                    async for notice in notices:
+                        if notice.revoked:
+                            self.revoked(notice.device_ids)
+                        else:
+                            self.deliver(notice.device_ids)
+            except REDIS_ERRORS as exc:
                 log.warning("desired-state notices interrupted, resubscribing: %s", exc)
             finally:
                 self.subscribed_at = None
-                with contextlib.suppress(aioredis.RedisError, OSError):
-                    await pubsub.aclose()
             await asyncio.sleep(self._retry_after)

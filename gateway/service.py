@@ -13,16 +13,18 @@ import math
 import random
 import time
 from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from typing import Any
 
-import asyncpg
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
 from fleetd.domain import device_fields
 from fleetd.storage.devices import mark_offboard_notified, refresh_registration
+from fleetd.storage.errors import STORE_DOWN
+from fleetd.storage.types import Pool
 from fleetd.v1 import device_pb2
+from gateway.aborts import abort, offboarded, store_down
 from gateway.desired_state import UNCHANGED, DesiredStateLookup, Unavailable
 from gateway.device_auth import CallerDevice, DeviceAuthenticator, Refused, StandingUnavailable
 from gateway.device_limits import DeviceRateLimiter
@@ -41,8 +43,6 @@ UPLOAD_LIMIT = (1 / 60, 4)
 """Log uploads per device: one a minute sustained, bursts of 4."""
 
 DRAINING = "gateway is shutting down; reconnect"
-STORE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
-"""What an unreachable PostgreSQL raises through asyncpg: answered UNAVAILABLE."""
 
 
 def hardware_to_system_info(hw: agent_pb2.HardwareProfile) -> dict[str, object]:
@@ -64,7 +64,7 @@ def hardware_to_system_info(hw: agent_pb2.HardwareProfile) -> dict[str, object]:
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         authenticator: DeviceAuthenticator,
         pipeline: HeartbeatPipeline,
         desired: DesiredStateLookup,
@@ -117,9 +117,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         try:
             return await self._auth.authenticate(pem)
         except Refused as exc:
-            await _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            await abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
         except StandingUnavailable as exc:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+            await store_down(context, exc, str(exc))
 
     async def _limit(
         self,
@@ -150,7 +150,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.RegisterResponse:
         caller = await self._caller(context)
         if caller.offboarded:
-            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "device was offboarded")
+            await offboarded(context)
         await self._limit(self._register_limits, caller, context)
         try:
             system_info = hardware_to_system_info(request.hardware)
@@ -159,9 +159,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             device_type = device_fields.text("device_type", request.device_type, 64)
             agent_version = device_fields.text("agent_version", request.agent_version, 64)
         except device_fields.InvalidRequest as exc:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
-            row = await refresh_registration(
+            device = await refresh_registration(
                 self._pool,
                 caller.device_id,
                 device_type=device_type,
@@ -170,12 +170,12 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 tags=tags,
                 metadata=metadata,
             )
-        except STORE_ERRORS as exc:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, _store_down(exc))
-        if row is None:
-            await _abort(context, grpc.StatusCode.NOT_FOUND, "device record no longer exists")
+        except STORE_DOWN as exc:
+            await store_down(context, exc)
+        if device is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, "device record no longer exists")
         registered_at = timestamp_pb2.Timestamp()
-        registered_at.FromDatetime(row["registered_at"])
+        registered_at.FromDatetime(device.registered_at)
         return agent_pb2.RegisterResponse(
             device_id=caller.device_id,
             fleet=caller.fleet,
@@ -204,7 +204,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self._streams.add(stream)
         try:
             if self._draining:
-                await _abort(context, grpc.StatusCode.UNAVAILABLE, DRAINING)
+                await abort(context, grpc.StatusCode.UNAVAILABLE, DRAINING)
             messages = aiter(request_iterator)
             while True:
                 stream.idle = True
@@ -217,7 +217,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                         raise
                     # end_streams() cancelled the wait for the next beat: end the stream
                     # with a status the agent retries, not CANCELLED.
-                    await _abort(context, grpc.StatusCode.UNAVAILABLE, DRAINING)
+                    await abort(context, grpc.StatusCode.UNAVAILABLE, DRAINING)
                 finally:
                     stream.idle = False
                 request = message.heartbeat
@@ -234,7 +234,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 if response.offboarded or loop.time() >= ends_at:
                     return
                 if stream.draining:
-                    await _abort(context, grpc.StatusCode.UNAVAILABLE, DRAINING)
+                    await abort(context, grpc.StatusCode.UNAVAILABLE, DRAINING)
         finally:
             self._streams.discard(stream)
             self._pushes.unregister(caller.device_id, notify)
@@ -248,18 +248,18 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.RenewCertificateResponse:
         caller = await self._caller(context)
         if caller.offboarded:
-            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "device was offboarded")
+            await offboarded(context)
         await self._limit(self._register_limits, caller, context)
         if self._issuer is None:
-            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, "renewal is not enabled")
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "renewal is not enabled")
         try:
             issued = await self._issuer.renew(self._pool, caller.device_id, request.csr.encode())
         except CannotIssue as exc:
-            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except BadRequest as exc:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except STORE_ERRORS as exc:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, _store_down(exc))
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except STORE_DOWN as exc:
+            await store_down(context, exc)
         not_after = timestamp_pb2.Timestamp()
         not_after.FromSeconds(int(issued.not_after_unix))
         return agent_pb2.RenewCertificateResponse(
@@ -327,7 +327,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             disk = device_fields.percent("stats.disk_percent", stats.disk_percent)
             uptime = device_fields.non_negative("stats.uptime_seconds", stats.uptime_seconds)
         except device_fields.InvalidRequest as exc:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         self._pipeline.add(caller.device_id, caller.group, ONLINE, cpu, mem, disk, uptime)
         held, started = request.desired_state_revision, time.monotonic()
         if self._verified.current(caller.device_id, held, started):
@@ -336,7 +336,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             try:
                 answer = await self._desired.answer(caller.device_id, held)
             except Unavailable as exc:
-                await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+                await store_down(context, exc, str(exc))
             if answer.unchanged:
                 self._verified.verified(caller.device_id, held, started)
         response = agent_pb2.HeartbeatResponse(
@@ -354,10 +354,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         """The first heartbeat after offboarding is told so; every later call is refused."""
         try:
             first = await mark_offboard_notified(self._pool, caller.device_id)
-        except STORE_ERRORS as exc:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, _store_down(exc))
+        except STORE_DOWN as exc:
+            await store_down(context, exc)
         if not first:
-            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "device was offboarded")
+            await offboarded(context)
         return agent_pb2.HeartbeatResponse(offboarded=True, server_time=now)
 
     async def ReportArtifactStatus(
@@ -400,14 +400,3 @@ class _OpenStream:
         self.task = asyncio.current_task()
         self.idle = False
         self.draining = False
-
-
-def _store_down(exc: BaseException) -> str:
-    return f"storage unavailable ({exc.__class__.__name__}); retry later"
-
-
-async def _abort(
-    context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode, message: str
-) -> NoReturn:
-    await context.abort(code, message)
-    raise AssertionError("unreachable: context.abort raises")

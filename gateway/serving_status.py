@@ -1,10 +1,11 @@
 """Watches Redis and PostgreSQL; drives the gateway's ``grpc.health.v1`` status.
 
-Every ``interval`` both stores are pinged with a short timeout. While either is down the
-gateway reports NOT_SERVING (load balancers send new devices elsewhere) but keeps
-answering what it safely can; when both answer again it reports SERVING, without a
-restart. The gateway's own code never waits on this monitor: each call finds out for
-itself and answers UNAVAILABLE for what it cannot do.
+Every ``interval`` both stores are pinged with a short timeout
+(``fleetd.storage.reachability``). While either is down the gateway reports NOT_SERVING
+(load balancers send new devices elsewhere) but keeps answering what it safely can; when
+both answer again it reports SERVING, without a restart. The gateway's own code never
+waits on this monitor: each call finds out for itself and answers UNAVAILABLE for what it
+cannot do.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import asyncpg
-import redis.asyncio as aioredis
+from fleetd.storage.reachability import postgres_answers, redis_answers
+from fleetd.storage.types import Pool, Redis
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,8 @@ StatusSink = Callable[[bool], Awaitable[None]]
 class StoreHealth:
     def __init__(
         self,
-        redis: aioredis.Redis,
-        pool: asyncpg.Pool,
+        redis: Redis,
+        pool: Pool,
         on_change: StatusSink,
         *,
         interval: float = 1.0,
@@ -59,7 +60,10 @@ class StoreHealth:
     async def check(self) -> bool:
         """Ping both stores once; report a change; return whether both answered."""
         was = self.serving
-        redis_up, postgres_up = await asyncio.gather(self._ping_redis(), self._ping_postgres())
+        redis_up, postgres_up = await asyncio.gather(
+            redis_answers(self._redis, self._timeout),
+            postgres_answers(self._pool, self._timeout),
+        )
         if redis_up != self.redis_up:
             log.warning("redis is %s", "reachable again" if redis_up else "unreachable")
         if postgres_up != self.postgres_up:
@@ -73,19 +77,3 @@ class StoreHealth:
         while True:
             await self.check()
             await asyncio.sleep(self._interval)
-
-    async def _ping_redis(self) -> bool:
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self._redis.ping()
-        except (aioredis.RedisError, OSError, TimeoutError):
-            return False
-        return True
-
-    async def _ping_postgres(self) -> bool:
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self._pool.fetchval("SELECT 1")
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
-            return False
-        return True

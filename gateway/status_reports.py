@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 import grpc
 
 from fleetd.device.v1 import agent_pb2
@@ -28,7 +27,9 @@ from fleetd.storage.assignments import (
     ReportRefused,
     record_status_report,
 )
-from gateway.aborts import STORAGE_DOWN, abort
+from fleetd.storage.errors import STORE_DOWN
+from fleetd.storage.types import Pool
+from gateway.aborts import abort, offboarded, store_down
 from gateway.device_auth import CallerDevice
 
 
@@ -43,7 +44,7 @@ def _code(exc: ReportRefused) -> grpc.StatusCode:
 class StatusReports:
     """Stores status reports in PostgreSQL for ``AgentService``."""
 
-    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float = 5.0) -> None:
+    def __init__(self, pool: Pool, *, acquire_timeout: float = 5.0) -> None:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
 
@@ -54,16 +55,14 @@ class StatusReports:
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> agent_pb2.ReportArtifactStatusResponse:
         if caller.offboarded:
-            await abort(context, grpc.StatusCode.PERMISSION_DENIED, "device was offboarded")
+            await offboarded(context)
         try:
             async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
                 outcome = await record_status_report(conn, caller.device_id, request)
         except ReportRefused as exc:
             await abort(context, _code(exc), str(exc))
-        except STORAGE_DOWN:
-            await abort(
-                context,
-                grpc.StatusCode.UNAVAILABLE,
-                "the status report could not be stored right now; retry it later",
+        except STORE_DOWN as exc:
+            await store_down(
+                context, exc, "the status report could not be stored right now; retry it later"
             )
         return agent_pb2.ReportArtifactStatusResponse(accepted=True, duplicate=outcome.duplicate)

@@ -9,7 +9,7 @@ reloads the state from PostgreSQL; it also publishes the device ids on
 ``redis_keys.DESIRED_CHANGED_CHANNEL`` so that gateways push the change down open heartbeat
 streams at once (best effort: a missed notice waits for the next heartbeat). A gateway
 that filled the cache from an older read can never overwrite a newer revision (see
-``gateway.desired_state``).
+``fleetd.storage.desired_cache``).
 
 If Redis is unreachable when ``mark_changed`` runs, the cached entry stays at the older
 revision until it expires (``CACHE_TTL_SECONDS``): devices then learn of the change that
@@ -21,11 +21,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-import redis.asyncio as aioredis
-
 from fleetd.storage import redis_keys
+from fleetd.storage.errors import REDIS_ERRORS
 from fleetd.storage.redis_scripts import LuaScript
-from fleetd.storage.types import Queryable
+from fleetd.storage.types import Queryable, Redis
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ async def bump_revisions(conn: Queryable, device_ids: Sequence[str]) -> dict[str
     return {row["device_id"]: row["desired_revision"] for row in rows}
 
 
-async def mark_changed(redis: aioredis.Redis, revisions: Mapping[str, int]) -> bool:
+async def mark_changed(redis: Redis, revisions: Mapping[str, int]) -> bool:
     """After the commit: record the new revisions in the gateway's cache, bodies dropped.
 
     Returns False (after logging) when Redis could not be told; the change then reaches
@@ -77,7 +76,7 @@ async def mark_changed(redis: aioredis.Redis, revisions: Mapping[str, int]) -> b
         for start in range(0, len(ids), _PUBLISH_BATCH):
             message = " ".join(ids[start : start + _PUBLISH_BATCH])
             await redis.publish(redis_keys.DESIRED_CHANGED_CHANNEL, message)
-    except (aioredis.RedisError, OSError) as exc:
+    except REDIS_ERRORS as exc:
         log.warning("desired-state cache not updated for %d devices: %s", len(revisions), exc)
         return False
     return True

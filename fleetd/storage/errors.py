@@ -41,6 +41,12 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OS
 failure is logged and skipped rather than answered."""
 
 
+POSTGRES_ERRORS: tuple[type[BaseException], ...] = (*STORE_DOWN, asyncpg.PostgresError)
+"""Any failure of a PostgreSQL call, for background work that logs and tries again next
+round (a flush, a sweep, an engine tick) rather than answering a caller: an outage or a
+statement PostgreSQL refused."""
+
+
 def is_store_down(exc: BaseException) -> bool:
     """Whether ``exc`` means a store is unreachable (see STORE_DOWN)."""
     return isinstance(exc, STORE_DOWN)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import asyncpg
-
 from fleetd.device.v1 import agent_pb2
 from fleetd.storage.log_requests import pending_log_requests_of
+from fleetd.storage.types import Pool
 
 
 async def load_heartbeat_answers(
-    pool: asyncpg.Pool, device_ids: Sequence[str]
+    pool: Pool, device_ids: Sequence[str]
 ) -> dict[str, tuple[int, bytes]]:
     """Per device: its revision and the heartbeat answer's body, read in one snapshot
     (a read-only repeatable-read transaction, so revision, assignments and log requests
