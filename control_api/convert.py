@@ -1,13 +1,13 @@
-"""PostgreSQL rows to fleetd.v1 messages."""
+"""Storage records to fleetd.v1 messages."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from google.protobuf import json_format, timestamp_pb2
 
 from fleetd.storage.bearer_tokens import EnrollmentToken
+from fleetd.storage.devices import DeviceRecord
 from fleetd.v1 import device_pb2
 
 STATUS_TO_STATE: dict[str, device_pb2.DeviceState] = {
@@ -27,31 +27,31 @@ def timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def device(row: Any) -> device_pb2.Device:
-    """A ``devices`` row (see fleetd.storage.devices.DEVICE_COLUMNS) as a Device."""
+def device(record: DeviceRecord) -> device_pb2.Device:
+    """A stored device as a Device (stats only once it has heartbeated)."""
     msg = device_pb2.Device(
-        id=row["device_id"],
-        name=row["name"],
-        type=row["device_type"],
-        version=row["version"],
-        status=STATUS_TO_STATE.get(row["status"], device_pb2.DEVICE_STATE_UNSPECIFIED),
-        metadata=row["metadata"],
-        tags=row["tags"],
-        fleet=row["fleet"],
-        agent_version=row["agent_version"],
-        registered_at=timestamp(row["registered_at"]),
-        updated_at=timestamp(row["updated_at"]),
+        id=record.device_id,
+        name=record.name,
+        type=record.device_type,
+        version=record.version,
+        status=STATUS_TO_STATE.get(record.status, device_pb2.DEVICE_STATE_UNSPECIFIED),
+        metadata=record.metadata,
+        tags=record.tags,
+        fleet=record.fleet,
+        agent_version=record.agent_version,
+        registered_at=timestamp(record.registered_at),
+        updated_at=timestamp(record.updated_at),
     )
-    if row["system_info"]:
-        json_format.ParseDict(row["system_info"], msg.system_info, ignore_unknown_fields=True)
-    if row["last_seen"] is not None:
-        msg.last_seen.CopyFrom(timestamp(row["last_seen"]))
-    if row["cpu_usage"] is not None:
-        msg.stats.cpu_percent = row["cpu_usage"]
-        msg.stats.memory_percent = row["memory_usage"] or 0.0
-        msg.stats.disk_percent = row["disk_usage"] or 0.0
-    if row["ip_address"] is not None:
-        msg.ip_address = str(row["ip_address"])
+    if record.system_info:
+        json_format.ParseDict(record.system_info, msg.system_info, ignore_unknown_fields=True)
+    if record.last_seen is not None:
+        msg.last_seen.CopyFrom(timestamp(record.last_seen))
+    if record.cpu_usage is not None:
+        msg.stats.cpu_percent = record.cpu_usage
+        msg.stats.memory_percent = record.memory_usage or 0.0
+        msg.stats.disk_percent = record.disk_usage or 0.0
+    if record.ip_address is not None:
+        msg.ip_address = str(record.ip_address)
     return msg
 
 

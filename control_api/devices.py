@@ -7,7 +7,6 @@ clear message by control_api.auth).
 from __future__ import annotations
 
 import datetime as dt
-import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -17,7 +16,6 @@ from typing import Any
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
-from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf import json_format
 
 import core_ext
@@ -27,8 +25,8 @@ from control_api.errors import invalid
 from control_api.heartbeat import heartbeat as record_heartbeat
 from control_api.pagination import InvalidPageToken, page_size
 from control_api.resources import resources
-from fleetd.domain import device_health
-from fleetd.services.pki import EnrollmentError
+from fleetd.domain import device_fields, device_health
+from fleetd.services import certificates
 from fleetd.storage import bearer_tokens as credential_store
 from fleetd.storage import devices as device_store
 from fleetd.storage import events
@@ -36,30 +34,37 @@ from fleetd.storage.types import Connection
 from fleetd.v1 import device_pb2
 from fleetd.v1.device_connect import DeviceService
 
-DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_TOKEN_TTL = dt.timedelta(days=30)
+MAX_TOKEN_USES = 1_000_000
+MAX_TOKEN_DESCRIPTION = 256
 
 Ctx = RequestContext[Any, Any]
 
 
 def _validate_new_device(request: device_pb2.RegisterDeviceRequest) -> str:
     device_id = request.device_id or f"dev-{secrets.token_hex(6)}"
-    if not DEVICE_ID.match(device_id):
+    if not device_fields.DEVICE_ID.match(device_id):
         raise invalid(
             "device_id must be 1-128 characters of letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
-    for name, value, limit in (
-        ("device_name", request.device_name, 256),
-        ("device_type", request.device_type, 64),
-        ("version", request.version, 64),
-    ):
-        if len(value) > limit:
-            raise invalid(f"{name} is longer than {limit} characters")
-    if len(request.metadata) > 64 or any(
-        len(k) > 64 or len(v) > 256 for k, v in request.metadata.items()
-    ):
-        raise invalid("metadata: at most 64 entries, keys <= 64 and values <= 256 characters")
+    try:
+        device_fields.text("device_name", request.device_name, device_fields.MAX_NAME)
+        device_fields.text("device_type", request.device_type, device_fields.MAX_DEVICE_TYPE)
+        device_fields.text("version", request.version, device_fields.MAX_VERSION)
+    except device_fields.InvalidRequest as exc:
+        raise invalid(str(exc)) from None
+    try:
+        device_fields.metadata(
+            request.metadata, min_key_length=device_fields.REGISTER_DEVICE_MIN_METADATA_KEY
+        )
+    except device_fields.InvalidRequest:
+        # This API's words, which its clients already see, for the same limits.
+        raise invalid(
+            f"metadata: at most {device_fields.MAX_METADATA} entries, "
+            f"keys <= {device_fields.MAX_METADATA_KEY} and "
+            f"values <= {device_fields.MAX_METADATA_VALUE} characters"
+        ) from None
     return device_id
 
 
@@ -93,10 +98,10 @@ class DeviceServiceImpl(DeviceService):
                     await credential_store.consume_enrollment_token(
                         conn, request.enrollment_token, settings.fleet
                     )
-                row = await device_store.insert_device(conn, new)
+                device = await device_store.insert_device(conn, new)
                 certificate = ""
                 if request.csr:
-                    certificate = await self._issue_certificate(conn, device_id, request.csr)
+                    certificate = await _issue_certificate(conn, device_id, request.csr)
                 api_key = await credential_store.create_api_key(
                     conn,
                     "device",
@@ -111,36 +116,18 @@ class DeviceServiceImpl(DeviceService):
                 Code.ALREADY_EXISTS, f"device {device_id} is already registered"
             ) from None
         await notify.publish(
-            [events.Event(events.REGISTERED, device_id, row["registered_at"].timestamp())]
+            [events.Event(events.REGISTERED, device_id, device.registered_at.timestamp())]
         )
         return device_pb2.RegisterDeviceResponse(
             device_id=device_id,
             api_key=api_key.token,
             certificate=certificate,
-            registered_at=convert.timestamp(row["registered_at"]),
+            registered_at=convert.timestamp(device.registered_at),
             ca_certificate=res.ca.cert_pem.decode() if certificate else "",
             gateway_endpoint=settings.gateway_endpoint,
             fleet=settings.fleet,
             tuf_root=await tuf_files.repository().root() or b"",
         )
-
-    async def _issue_certificate(self, conn: Connection, device_id: str, csr: str) -> str:
-        res = resources()
-        try:
-            cert = res.ca.sign_device_csr(csr.encode(), device_id)
-        except EnrollmentError as exc:
-            raise invalid(f"csr: {exc}") from None
-        der = cert.public_bytes(Encoding.DER)
-        identity = core_ext.extract_identity(der)  # the gateway's own check, applied at issue
-        await device_store.add_certificate(
-            conn,
-            device_id,
-            identity.serial,
-            identity.fingerprint,
-            cert.not_valid_before_utc,
-            cert.not_valid_after_utc,
-        )
-        return cert.public_bytes(Encoding.PEM).decode()
 
     async def list_devices(
         self, request: device_pb2.ListDevicesRequest, ctx: Ctx
@@ -201,10 +188,10 @@ class DeviceServiceImpl(DeviceService):
         if principal.role == "device" and principal.device_id != request.device_id:
             raise ConnectError(Code.PERMISSION_DENIED, "a device may only view itself")
         res = resources()
-        row = await device_store.get_device(res.pool, request.device_id)
-        if row is None or row["offboarded_at"] is not None:
+        record = await device_store.get_device(res.pool, request.device_id)
+        if record is None or record.offboarded_at is not None:
             raise ConnectError(Code.NOT_FOUND, f"device {request.device_id} not found")
-        device = convert.device(row)
+        device = convert.device(record)
         response = device_pb2.GetDeviceResponse(device=device)
         if request.include_metrics:
             # Latest stats; the per-minute history arrives with the fleet rollups.
@@ -213,10 +200,10 @@ class DeviceServiceImpl(DeviceService):
         if request.include_health:
             observed = device_health.Observed(
                 device_id=device.id,
-                last_seen=row["last_seen"],
-                cpu_usage=row["cpu_usage"],
-                memory_usage=row["memory_usage"],
-                disk_usage=row["disk_usage"],
+                last_seen=record.last_seen,
+                cpu_usage=record.cpu_usage,
+                memory_usage=record.memory_usage,
+                disk_usage=record.disk_usage,
                 certificate_not_after=await device_store.certificate_expiry(res.pool, device.id),
             )
             response.health.CopyFrom(
@@ -236,16 +223,16 @@ class DeviceServiceImpl(DeviceService):
         audit_target(request.device_id)
         changes = device_changes(request)
         res = resources()
-        row = await device_store.update_device(
+        record = await device_store.update_device(
             res.pool, request.device_id, changes, res.settings.offline_after
         )
-        if row is None:
+        if record is None:
             raise ConnectError(Code.NOT_FOUND, f"device {request.device_id} not found")
         await notify.publish(
-            [events.Event(events.UPDATED, request.device_id, row["updated_at"].timestamp())]
+            [events.Event(events.UPDATED, request.device_id, record.updated_at.timestamp())]
         )
         return device_pb2.UpdateDeviceResponse(
-            device=convert.device(row), updated_at=convert.timestamp(row["updated_at"])
+            device=convert.device(record), updated_at=convert.timestamp(record.updated_at)
         )
 
     async def delete_device(
@@ -314,12 +301,12 @@ class DeviceServiceImpl(DeviceService):
         if not dt.timedelta(0) < ttl <= MAX_TOKEN_TTL:
             raise invalid("ttl must be positive and at most 30 days")
         max_uses = request.max_uses or 1
-        if not 1 <= max_uses <= 1_000_000:
-            raise invalid("max_uses must be between 1 and 1000000")
+        if not 1 <= max_uses <= MAX_TOKEN_USES:
+            raise invalid(f"max_uses must be between 1 and {MAX_TOKEN_USES}")
         if request.device_type or request.tags or request.metadata:
             raise invalid("device_type, tags and metadata presets on tokens are not supported yet")
-        if len(request.description) > 256:
-            raise invalid("description is longer than 256 characters")
+        if len(request.description) > MAX_TOKEN_DESCRIPTION:
+            raise invalid(f"description is longer than {MAX_TOKEN_DESCRIPTION} characters")
         res = resources()
         secret, _ = await credential_store.create_enrollment_token(
             res.pool,
@@ -383,6 +370,17 @@ class DeviceServiceImpl(DeviceService):
         return device_pb2.RevokeEnrollmentTokenResponse(token=convert.enrollment_token(token))
 
 
+async def _issue_certificate(conn: Connection, device_id: str, csr: str) -> str:
+    """The enrolling device's certificate, recorded in the enrolment's transaction."""
+    try:
+        issued = await certificates.issue_device_certificate(
+            conn, resources().ca, device_id, csr.encode()
+        )
+    except certificates.EnrollmentError as exc:
+        raise invalid(f"csr: {exc}") from None
+    return issued.pem
+
+
 def _after(order: ordering.Ordering, position: list[Any], first: int) -> tuple[str, list[Any]]:
     return order.after_sql(position, first)
 
@@ -409,7 +407,6 @@ OUTPUT_ONLY_PATHS = frozenset(
         "health",
     }
 )
-METADATA_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def device_changes(request: device_pb2.UpdateDeviceRequest) -> device_store.DeviceChanges:
@@ -422,7 +419,7 @@ def device_changes(request: device_pb2.UpdateDeviceRequest) -> device_store.Devi
     for path in paths:
         head, _, rest = path.partition(".")
         if head == "metadata" and rest:
-            if not METADATA_KEY.match(rest):
+            if not device_fields.OPERATOR_METADATA_KEY.match(rest):
                 raise invalid(f"update_mask: metadata key {rest!r} is not a valid key")
             if rest in device.metadata:
                 changes.metadata_set[rest] = device.metadata[rest]
@@ -437,22 +434,34 @@ def device_changes(request: device_pb2.UpdateDeviceRequest) -> device_store.Devi
                 "name, type, tags, metadata, metadata.<key> and status"
             )
     if "name" in paths:
-        if not 1 <= len(device.name) <= 256:
-            raise invalid("device.name must be 1 to 256 characters")
+        if not 1 <= len(device.name) <= device_fields.MAX_NAME:
+            raise invalid(f"device.name must be 1 to {device_fields.MAX_NAME} characters")
         changes = replace(changes, name=device.name)
     if "type" in paths:
-        if len(device.type) > 64:
-            raise invalid("device.type is longer than 64 characters")
+        try:
+            device_fields.text("device.type", device.type, device_fields.MAX_DEVICE_TYPE)
+        except device_fields.InvalidRequest as exc:
+            raise invalid(str(exc)) from None
         changes = replace(changes, device_type=device.type)
     if "tags" in paths:
-        if len(device.tags) > 64 or any(not 1 <= len(t) <= 64 for t in device.tags):
-            raise invalid("device.tags: at most 64 tags of 1 to 64 characters")
-        changes = replace(changes, tags=sorted(set(device.tags)))
+        try:
+            tags = device_fields.tags(device.tags)
+        except device_fields.InvalidRequest:
+            # This API's words, which its clients already see, for the gateway's limits.
+            raise invalid(
+                f"device.tags: at most {device_fields.MAX_TAGS} tags "
+                f"of 1 to {device_fields.MAX_TAG_LEN} characters"
+            ) from None
+        changes = replace(changes, tags=tags)
     if "metadata" in paths:
         changes = replace(changes, metadata=dict(device.metadata))
     for key, value in device.metadata.items():
-        if not METADATA_KEY.match(key) or len(value) > 256:
-            raise invalid(f"device.metadata[{key!r}]: keys [A-Za-z0-9_.-]{{1,64}}, values <= 256")
+        if not device_fields.is_operator_metadata(key, value):
+            raise invalid(
+                f"device.metadata[{key!r}]: keys [A-Za-z0-9_.-]"
+                f"{{{device_fields.MIN_METADATA_KEY},{device_fields.MAX_METADATA_KEY}}}, "
+                f"values <= {device_fields.MAX_METADATA_VALUE}"
+            )
     if "status" in paths:
         if device.status == device_pb2.MAINTENANCE:
             changes = replace(changes, status="maintenance")

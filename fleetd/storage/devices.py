@@ -1,20 +1,82 @@
-"""Devices and their certificates in PostgreSQL."""
+"""Devices and their certificates in PostgreSQL, and their latest stats in Redis.
+
+Reads return ``DeviceRecord`` (a frozen dataclass, one attribute per column), so code
+above storage never handles a driver's row.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
 
-from fleetd.storage.types import Connection, Queryable
+from fleetd.storage import redis_keys
+from fleetd.storage.types import Connection, Pool, Queryable, Redis
 
-DEVICE_COLUMNS = """device_id, fleet, name, device_type, version, agent_version, status, metadata,
-    tags, system_info, cpu_usage, memory_usage, disk_usage, uptime_seconds, last_seen,
-    ip_address, registered_at, updated_at, offboarded_at"""
+IpAddress: TypeAlias = (
+    ipaddress.IPv4Address
+    | ipaddress.IPv6Address
+    | ipaddress.IPv4Interface
+    | ipaddress.IPv6Interface
+)
+"""What the driver makes of an ``inet`` column."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """One ``devices`` row: a device, enrolled or offboarded.
+
+    Field order is column order (``DEVICE_COLUMNS`` is built from it), so a row converts
+    positionally. ``metadata`` and ``tags`` are the row's own dict and list: treat them
+    as read-only.
+    """
+
+    device_id: str
+    fleet: str
+    name: str
+    device_type: str
+    version: str
+    agent_version: str
+    status: str
+    """Lower-case DeviceState name: unknown, online, offline, maintenance, updating, error,
+    offboarded."""
+    metadata: dict[str, str]
+    tags: list[str]
+    system_info: dict[str, Any]
+    """fleetd.v1.SystemInfo as JSON field names."""
+    cpu_usage: float | None
+    """Latest stats (percentages, seconds); None while unknown (before a first heartbeat)."""
+    memory_usage: float | None
+    disk_usage: float | None
+    uptime_seconds: int | None
+    last_seen: dt.datetime | None
+    ip_address: IpAddress | None
+    registered_at: dt.datetime
+    updated_at: dt.datetime
+    offboarded_at: dt.datetime | None
+
+    def __getitem__(self, column: str) -> Any:
+        """The value of ``column``, by name: for code that picks columns at run time (the
+        keyset pagination's sort keys, control_api.ordering). Code that knows the field
+        reads the attribute."""
+        if column not in _DEVICE_COLUMN_NAMES:
+            raise KeyError(column)
+        return getattr(self, column)
+
+
+_DEVICE_COLUMN_NAMES = frozenset(f.name for f in fields(DeviceRecord))
+
+DEVICE_COLUMNS = ", ".join(f.name for f in fields(DeviceRecord))
+"""The SELECT list that ``_device`` turns into a DeviceRecord."""
+
+
+def _device(row: asyncpg.Record) -> DeviceRecord:
+    return DeviceRecord(*row)
 
 
 class DeviceExists(Exception):
@@ -32,7 +94,7 @@ class NewDevice:
     metadata: dict[str, str]
 
 
-async def insert_device(conn: Connection, device: NewDevice) -> asyncpg.Record:
+async def insert_device(conn: Connection, device: NewDevice) -> DeviceRecord:
     """Insert a new device. An offboarded device with the same id is replaced (the same
     hardware re-provisioned); any other existing device is DeviceExists."""
     await conn.execute(
@@ -55,11 +117,11 @@ async def insert_device(conn: Connection, device: NewDevice) -> asyncpg.Record:
     except asyncpg.UniqueViolationError:
         raise DeviceExists(device.device_id) from None
     assert row is not None
-    return row
+    return _device(row)
 
 
 async def add_certificate(
-    conn: Connection,
+    conn: Queryable,
     device_id: str,
     serial: str,
     fingerprint: str,
@@ -77,19 +139,21 @@ async def add_certificate(
     )
 
 
-async def get_device(conn: Queryable, device_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+async def get_device(conn: Queryable, device_id: str) -> DeviceRecord | None:
+    """The device, offboarded or not; None if there never was one (or it was replaced)."""
+    row = await conn.fetchrow(
         f"SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = $1", device_id
     )
+    return None if row is None else _device(row)
 
 
-async def get_devices(conn: Queryable, device_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
-    """The rows of the given devices that exist (offboarded ones included), by id."""
+async def get_devices(conn: Queryable, device_ids: Sequence[str]) -> dict[str, DeviceRecord]:
+    """The given devices that exist (offboarded ones included), by id."""
     rows = await conn.fetch(
         f"SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = ANY($1::text[])",
         list(device_ids),
     )
-    return {row["device_id"]: row for row in rows}
+    return {row["device_id"]: _device(row) for row in rows}
 
 
 SqlCondition = tuple[str, list[object]]
@@ -102,7 +166,7 @@ async def list_devices(
     limit: int,
     order_by: str,
     conditions: Sequence[Callable[[int], SqlCondition]] = (),
-) -> list[asyncpg.Record]:
+) -> list[DeviceRecord]:
     """Active devices matching every condition, in ``order_by`` order.
 
     ``order_by`` is an ORDER BY list built from whitelisted columns (control_api.ordering);
@@ -115,12 +179,12 @@ async def list_devices(
         sql, values = condition(len(params) + 1)
         clauses.append(f"({sql})")
         params.extend(values)
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         f"""SELECT {DEVICE_COLUMNS} FROM devices WHERE {" AND ".join(clauses)}
             ORDER BY {order_by} LIMIT $1""",
         *params,
     )
-    return rows
+    return [_device(row) for row in rows]
 
 
 async def count_devices(
@@ -203,7 +267,7 @@ class DeviceChanges:
 
 async def update_device(
     conn: Queryable, device_id: str, changes: DeviceChanges, offline_after: float
-) -> asyncpg.Record | None:
+) -> DeviceRecord | None:
     """Apply ``changes`` to a device that is not offboarded; None if there is none."""
     sets: list[str] = []
     args: list[object] = [device_id]
@@ -238,12 +302,13 @@ async def update_device(
     elif changes.status is not None:
         raise ValueError(f"unsupported status change {changes.status!r}")
     sets.append("updated_at = now()")
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         f"""UPDATE devices SET {", ".join(sets)}
             WHERE device_id = $1 AND offboarded_at IS NULL
             RETURNING {DEVICE_COLUMNS}""",
         *args,
     )
+    return None if row is None else _device(row)
 
 
 IN_PROGRESS_STATES = ("pending", "downloading", "verifying", "applying")
@@ -420,13 +485,14 @@ async def refresh_registration(
     system_info: dict[str, Any],
     tags: Sequence[str],
     metadata: dict[str, str],
-) -> asyncpg.Record | None:
+) -> DeviceRecord | None:
     """Idempotent re-registration: refresh the hardware profile, agent version and tags.
 
     An empty device_type keeps the enrolled one; metadata from the device is merged over
-    the stored metadata (operator-set keys the device does not send are kept).
+    the stored metadata (operator-set keys the device does not send are kept). None if
+    there is no such device.
     """
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         f"""UPDATE devices SET
                 device_type = CASE WHEN $2 = '' THEN device_type ELSE $2 END,
                 agent_version = $3,
@@ -443,10 +509,12 @@ async def refresh_registration(
         list(tags),
         metadata,
     )
+    return None if row is None else _device(row)
 
 
-HeartbeatRow = tuple[str, dt.datetime, float, float, float, int]
-"""(device_id, seen_at, cpu_usage, memory_usage, disk_usage, uptime_seconds)"""
+HeartbeatRow = tuple[str, dt.datetime, float, float | None, float | None, int]
+"""(device_id, seen_at, cpu_usage, memory_usage, disk_usage, uptime_seconds); a None usage
+is stored as unknown."""
 
 
 async def merge_heartbeats(conn: Connection, rows: Iterable[HeartbeatRow]) -> int:
@@ -476,3 +544,37 @@ async def merge_heartbeats(conn: Connection, rows: Iterable[HeartbeatRow]) -> in
                  AND (d.last_seen IS NULL OR s.seen_at >= d.last_seen)"""
         )
     return int(status.rsplit(" ", 1)[1])
+
+
+async def record_heartbeat(
+    pool: Pool, redis: Redis, fleet: str, beat: HeartbeatRow, *, state: int
+) -> None:
+    """One heartbeat written through at once instead of batched (the control API's
+    Heartbeat, rate-limited per device, so it need not coalesce).
+
+    The same keys as the gateway's flush, in the same order: Redis first (the fleet's
+    liveness ZSET, and the device's latest-stats hash with ``state``, a DeviceState number,
+    expiring ``STATS_TTL_SECONDS`` after this beat), then the devices row
+    (``merge_heartbeats``). A None usage is written to Redis as an empty field. Unlike the
+    flush, it emits no ``device.online`` event.
+    """
+    device_id, seen_at, cpu, memory, disk, uptime = beat
+    pipe = redis.pipeline(transaction=False)
+    pipe.zadd(redis_keys.last_seen(fleet), {device_id: seen_at.timestamp()})
+    key = redis_keys.device_stats(device_id)
+    pipe.hset(
+        key,
+        mapping={
+            "seen_at": seen_at.timestamp(),
+            "state": state,
+            "cpu": cpu,
+            "mem": memory if memory is not None else "",
+            "disk": disk if disk is not None else "",
+            "uptime": uptime,
+            "count": 1,
+        },
+    )
+    pipe.expire(key, redis_keys.STATS_TTL_SECONDS)
+    await pipe.execute()
+    async with pool.acquire() as conn:
+        await merge_heartbeats(conn, [beat])

@@ -8,10 +8,10 @@ import asyncpg
 import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 
-import core_ext
 from agent.credentials import generate_key_and_csr
+from fleetd.services.certificates import issue_device_certificate
 from fleetd.services.pki import CertificateAuthority
-from fleetd.storage.devices import NewDevice, add_certificate, insert_device
+from fleetd.storage.devices import NewDevice, insert_device
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,22 +27,15 @@ async def enrol_device(
     """A key and a certificate for device_id; with register=False the CA signs it but
     fleetd never records it (a certificate the gateway must not accept)."""
     key_pem, csr_pem = generate_key_and_csr(device_id)
-    cert = ca.sign_device_csr(csr_pem, device_id)
-    if register:
-        identity = core_ext.extract_identity(cert.public_bytes(Encoding.DER))
-        async with pool.acquire() as conn:
-            await insert_device(
-                conn, NewDevice(device_id, ca.fleet, device_id, "raspberry-pi", "1.0", {}, {})
-            )
-            await add_certificate(
-                conn,
-                device_id,
-                identity.serial,
-                identity.fingerprint,
-                cert.not_valid_before_utc,
-                cert.not_valid_after_utc,
-            )
-    return DeviceCredentials(device_id, key_pem, cert.public_bytes(Encoding.PEM))
+    if not register:
+        cert = ca.sign_device_csr(csr_pem, device_id)
+        return DeviceCredentials(device_id, key_pem, cert.public_bytes(Encoding.PEM))
+    async with pool.acquire() as conn:
+        await insert_device(
+            conn, NewDevice(device_id, ca.fleet, device_id, "raspberry-pi", "1.0", {}, {})
+        )
+        issued = await issue_device_certificate(conn, ca, device_id, csr_pem)
+    return DeviceCredentials(device_id, key_pem, issued.pem.encode())
 
 
 def device_channel(target: str, ca_pem: bytes, creds: DeviceCredentials | None) -> grpc.aio.Channel:

@@ -5,11 +5,16 @@ from collections.abc import Callable
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
+from fleetd.storage import redis_keys
 from fleetd.storage.devices import (
+    DEVICE_COLUMNS,
     IN_PROGRESS_STATES,
     ActiveDeployment,
+    DeviceChanges,
     DeviceExists,
+    DeviceRecord,
     NewDevice,
     SqlCondition,
     Total,
@@ -17,18 +22,78 @@ from fleetd.storage.devices import (
     certificate_standing,
     count_devices,
     get_device,
+    get_devices,
     insert_device,
     list_devices,
     merge_heartbeats,
     offboard_device,
+    record_heartbeat,
     refresh_registration,
     total_devices,
+    update_device,
 )
 from fleetd.storage.types import Connection
+from fleetd.v1 import device_pb2
 
 
 def _device(device_id: str) -> NewDevice:
     return NewDevice(device_id, "default", device_id.upper(), "raspberry-pi", "1.0.0", {}, {})
+
+
+async def test_reads_return_typed_records_whose_columns_are_also_readable_by_name(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        inserted = await insert_device(
+            conn,
+            NewDevice("rpi-001", "default", "n", "raspberry-pi", "1", {"os": "x"}, {"a": "b"}),
+        )
+    assert isinstance(inserted, DeviceRecord)
+    assert (inserted.device_id, inserted.metadata, inserted.system_info) == (
+        "rpi-001",
+        {"a": "b"},
+        {"os": "x"},
+    )
+    assert (inserted.status, inserted.tags, inserted.last_seen) == ("unknown", [], None)
+    fetched = await get_device(pool, "rpi-001")
+    assert fetched == inserted
+    assert await get_devices(pool, ["rpi-001", "nobody"]) == {"rpi-001": inserted}
+    assert await get_device(pool, "nobody") is None
+    updated = await update_device(pool, "rpi-001", DeviceChanges(name="m"), 30.0)
+    assert updated is not None and updated.name == "m"
+    assert updated.updated_at >= inserted.updated_at
+    for column in DEVICE_COLUMNS.split(", "):
+        assert inserted[column] == getattr(inserted, column)
+    with pytest.raises(KeyError):
+        inserted["secret_column"]
+
+
+async def test_a_written_through_heartbeat_reaches_redis_and_postgresql(
+    pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    async with pool.acquire() as conn:
+        await insert_device(conn, _device("rpi-001"))
+    seen = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    await record_heartbeat(
+        pool, redis, "default", ("rpi-001", seen, 12.5, None, 30.0, 60), state=device_pb2.ONLINE
+    )
+    assert await redis.zscore(redis_keys.last_seen("default"), "rpi-001") == seen.timestamp()
+    key = redis_keys.device_stats("rpi-001")
+    stats = await redis.hgetall(key)
+    assert (
+        stats[b"cpu"] == b"12.5"
+        and stats[b"mem"] == b""
+        and stats[b"state"] == b"%d" % device_pb2.ONLINE
+    )
+    assert 0 < await redis.ttl(key) <= redis_keys.STATS_TTL_SECONDS
+    row = await get_device(pool, "rpi-001")
+    assert row is not None
+    assert (row.last_seen, row.cpu_usage, row.memory_usage, row.status) == (
+        seen,
+        12.5,
+        None,
+        "online",
+    )
 
 
 async def test_duplicate_device_id_is_refused(pool: asyncpg.Pool) -> None:
