@@ -5,7 +5,7 @@
 # pyright: reportDeprecated=false
 # ty: ignore[unused-ignore-comment]
 # ty: ignore[deprecated, unused-ignore-comment]
-
+# fmt: off
 
 from __future__ import annotations
 
