@@ -156,8 +156,12 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             system_info = hardware_to_system_info(request.hardware)
             tags = device_fields.tags(request.tags)
             metadata = device_fields.metadata(request.metadata)
-            device_type = device_fields.text("device_type", request.device_type, 64)
-            agent_version = device_fields.text("agent_version", request.agent_version, 64)
+            device_type = device_fields.text(
+                "device_type", request.device_type, device_fields.MAX_DEVICE_TYPE
+            )
+            agent_version = device_fields.text(
+                "agent_version", request.agent_version, device_fields.MAX_VERSION
+            )
         except device_fields.InvalidRequest as exc:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
