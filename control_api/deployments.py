@@ -26,10 +26,15 @@ from control_api.auth import audit_target, current_principal
 from control_api.errors import invalid
 from control_api.pagination import InvalidPageToken, page_size
 from control_api.resources import resources
+from fleetd.domain import device_fields
 from fleetd.domain.rollout.decide import FINISHED, TERMINAL, Counts
 from fleetd.domain.rollout.policy import InvalidConfig, effective_config
+from fleetd.domain.rollout.reasons import SKIP_MESSAGES
 from fleetd.services.rollout import operations
+from fleetd.storage import deployment_listing as listing
 from fleetd.storage import deployments as store
+from fleetd.storage.deployment_listing import DeviceStatus
+from fleetd.storage.deployments import DeploymentRecord
 from fleetd.v1 import update_pb2
 
 Ctx = RequestContext[Any, Any]
@@ -38,7 +43,6 @@ MAX_DEVICE_IDS = 10_000
 MAX_FILTER = 4096
 MAX_REASON = 1024
 MAX_DEVICE_DETAILS = 1000
-DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 _STATE = {
@@ -83,37 +87,37 @@ def _text(name: str, value: str, limit: int = MAX_REASON) -> str:
 async def status_of(deployment_id: str) -> update_pb2.DeploymentStatus:
     """The DeploymentStatus of a deployment (NOT_FOUND if there is none)."""
     res = resources()
-    row = await store.get_deployment(res.pool, deployment_id)
-    if row is None:
+    deployment = await store.get_deployment(res.pool, deployment_id)
+    if deployment is None:
         raise ConnectError(Code.NOT_FOUND, f"deployment {deployment_id} not found")
-    return _status(row, await store.counts(res.pool, deployment_id))
+    return _status(deployment, await store.counts(res.pool, deployment_id))
 
 
-def _status(row: Any, counts: Counts) -> update_pb2.DeploymentStatus:
-    total = row["target_device_count"]
+def _status(deployment: DeploymentRecord, counts: Counts) -> update_pb2.DeploymentStatus:
+    total = deployment.target_device_count
     ended = sum(counts.get(s) for s in TERMINAL)
     status = update_pb2.DeploymentStatus(
-        deployment_id=row["deployment_id"],
-        update_id=row["update_id"],
-        update_name=row["update_name"],
-        update_version=row["update_version"],
-        state=_STATE[row["state"]],
-        config=update_pb2.DeploymentConfig.FromString(row["config"]),
-        device_filter=row["device_filter"],
+        deployment_id=deployment.deployment_id,
+        update_id=deployment.update_id,
+        update_name=deployment.update_name,
+        update_version=deployment.update_version,
+        state=_STATE[deployment.state],
+        config=deployment.config,
+        device_filter=deployment.device_filter,
         target_device_count=total,
-        current_wave=row["current_wave"],
-        total_waves=len(row["wave_ends"]),
-        awaiting_approval=row["awaiting_approval"],
+        current_wave=deployment.current_wave,
+        total_waves=deployment.total_waves,
+        awaiting_approval=deployment.awaiting_approval,
         progress_percentage=100.0 * ended / total if total else 0.0,
-        message=row["message"],
-        created_by=row["created_by"],
-        created_at=convert.timestamp(row["created_at"]),
-        updated_at=convert.timestamp(row["updated_at"]),
+        message=deployment.message,
+        created_by=deployment.created_by,
+        created_at=convert.timestamp(deployment.created_at),
+        updated_at=convert.timestamp(deployment.updated_at),
     )
-    if row["started_at"] is not None:
-        status.started_at.CopyFrom(convert.timestamp(row["started_at"]))
-    if row["completed_at"] is not None:
-        status.completed_at.CopyFrom(convert.timestamp(row["completed_at"]))
+    if deployment.started_at is not None:
+        status.started_at.CopyFrom(convert.timestamp(deployment.started_at))
+    if deployment.completed_at is not None:
+        status.completed_at.CopyFrom(convert.timestamp(deployment.completed_at))
     return status
 
 
@@ -123,13 +127,13 @@ def _duration(value: dt.timedelta) -> duration_pb2.Duration:
     return d
 
 
-async def _metrics(row: Any, counts: Counts) -> update_pb2.DeploymentMetrics:
+async def _metrics(deployment: DeploymentRecord, counts: Counts) -> update_pb2.DeploymentMetrics:
     get = counts.get
     finished = sum(get(s) for s in FINISHED)
     failures = get("failed") + get("rolled_back")
     assigned = counts.total() - get("waiting") - get("skipped")
     metrics = update_pb2.DeploymentMetrics(
-        total_devices=row["target_device_count"],
+        total_devices=deployment.target_device_count,
         pending_count=get("waiting") + get("pending"),
         downloading_count=get("downloading"),
         verifying_count=get("verifying"),
@@ -142,14 +146,14 @@ async def _metrics(row: Any, counts: Counts) -> update_pb2.DeploymentMetrics:
         success_percentage=100.0 * get("healthy") / finished if finished else 0.0,
         failure_percentage=100.0 * failures / assigned if assigned else 0.0,
     )
-    p50, p95 = await store.apply_durations(resources().pool, row["deployment_id"])
-    if p50 is not None and p95 is not None:
-        metrics.median_apply_duration.CopyFrom(_duration(p50))
-        metrics.p95_apply_duration.CopyFrom(_duration(p95))
+    durations = await listing.apply_durations(resources().pool, deployment.deployment_id)
+    if durations is not None:
+        metrics.median_apply_duration.CopyFrom(_duration(durations.median))
+        metrics.p95_apply_duration.CopyFrom(_duration(durations.p95))
     ended = sum(get(s) for s in TERMINAL)
     remaining = counts.total() - ended
-    started = row["started_at"]
-    if row["state"] == "running" and started is not None and remaining and finished:
+    started = deployment.started_at
+    if deployment.state == "running" and started is not None and remaining and finished:
         elapsed = dt.datetime.now(dt.UTC) - started
         # Throughput so far (devices ended per second), extrapolated to the rest.
         rate = finished / max(elapsed.total_seconds(), 1e-3)
@@ -158,22 +162,25 @@ async def _metrics(row: Any, counts: Counts) -> update_pb2.DeploymentMetrics:
     return metrics
 
 
-def _device_status(row: Any) -> update_pb2.DeviceDeploymentStatus:
-    message = row["message"] or store.SKIP_MESSAGES.get(row["reason"], "")
+def _device_status(target: DeviceStatus) -> update_pb2.DeviceDeploymentStatus:
+    message = target.message or SKIP_MESSAGES.get(target.reason, "")
     status = update_pb2.DeviceDeploymentStatus(
-        device_id=row["device_id"],
-        device_name=row["device_name"],
-        state=_DEVICE_STATE[row["state"]],
-        wave=row["wave"],
-        assignment_id=row["assignment_id"],
-        previous_version=row["previous_version"],
-        installed_version=row["installed_version"],
-        reason=row["reason"],
+        device_id=target.device_id,
+        device_name=target.device_name,
+        state=_DEVICE_STATE[target.state],
+        wave=target.wave,
+        assignment_id=target.assignment_id,
+        previous_version=target.previous_version,
+        installed_version=target.installed_version,
+        reason=target.reason,
         message=message,
     )
-    for field in ("assigned_at", "updated_at", "completed_at"):
-        if row[field] is not None:
-            getattr(status, field).CopyFrom(convert.timestamp(row[field]))
+    if target.assigned_at is not None:
+        status.assigned_at.CopyFrom(convert.timestamp(target.assigned_at))
+    if target.updated_at is not None:
+        status.updated_at.CopyFrom(convert.timestamp(target.updated_at))
+    if target.completed_at is not None:
+        status.completed_at.CopyFrom(convert.timestamp(target.completed_at))
     return status
 
 
@@ -195,7 +202,7 @@ class DeploymentMethods:
             raise invalid("set device_ids, device_filter or both to choose the targets")
         if len(request.device_ids) > MAX_DEVICE_IDS:
             raise invalid(f"device_ids: at most {MAX_DEVICE_IDS}; use device_filter for more")
-        bad = next((d for d in request.device_ids if not DEVICE_ID.match(d)), None)
+        bad = next((d for d in request.device_ids if not device_fields.DEVICE_ID.match(d)), None)
         if bad is not None:
             raise invalid(f"device_ids: {bad[:140]!r} is not a valid device id")
         _text("device_filter", request.device_filter, MAX_FILTER)
@@ -206,15 +213,11 @@ class DeploymentMethods:
             except core_ext.FilterError as exc:
                 raise invalid(f"device_filter: {exc} (at character {exc.position})") from None
         res = resources()
-        update = await res.pool.fetchrow(
-            "SELECT strategy FROM updates WHERE update_id = $1", request.update_id
-        )
-        if update is None:
+        strategy = await store.update_strategy(res.pool, request.update_id)
+        if strategy is None:
             raise ConnectError(Code.NOT_FOUND, f"update {request.update_id} not found")
         try:
-            config = effective_config(
-                request.config, update_pb2.UpdateStrategy.FromString(update["strategy"])
-            )
+            config = effective_config(request.config, strategy)
         except InvalidConfig as exc:
             raise invalid(str(exc)) from None
         artifacts = await store.update_artifacts(res.pool, request.update_id) or []
@@ -255,16 +258,16 @@ class DeploymentMethods:
     ) -> update_pb2.GetDeploymentStatusResponse:
         deployment_id = _deployment_id(request.deployment_id)
         res = resources()
-        row = await store.get_deployment(res.pool, deployment_id)
-        if row is None:
+        deployment = await store.get_deployment(res.pool, deployment_id)
+        if deployment is None:
             raise ConnectError(Code.NOT_FOUND, f"deployment {deployment_id} not found")
         counts = await store.counts(res.pool, deployment_id)
         response = update_pb2.GetDeploymentStatusResponse(
-            status=_status(row, counts), metrics=await _metrics(row, counts)
+            status=_status(deployment, counts), metrics=await _metrics(deployment, counts)
         )
         if request.include_device_details:
-            rows = await store.device_statuses(res.pool, deployment_id, MAX_DEVICE_DETAILS)
-            response.device_statuses.extend(_device_status(r) for r in rows)
+            targets = await listing.device_statuses(res.pool, deployment_id, MAX_DEVICE_DETAILS)
+            response.device_statuses.extend(_device_status(t) for t in targets)
         return response
 
     async def list_deployments(
@@ -289,7 +292,7 @@ class DeploymentMethods:
                 after = (dt.datetime.fromisoformat(str(position["at"])), str(position["id"]))
             except (InvalidPageToken, KeyError, ValueError) as exc:
                 raise invalid(f"page_token: {exc}") from None
-        rows = await store.list_deployments(
+        page = await listing.list_deployments(
             res.pool,
             limit=size + 1,
             descending=descending,
@@ -299,18 +302,17 @@ class DeploymentMethods:
             created_by=created_by,
         )
         response = update_pb2.ListDeploymentsResponse(
-            total_count=await store.count_deployments(
+            total_count=await listing.count_deployments(
                 res.pool, states=states, update_id=update_id, created_by=created_by
             )
         )
-        for row in rows[:size]:
-            response.deployments.append(
-                _status(row, await store.counts(res.pool, row["deployment_id"]))
-            )
-        if len(rows) > size:
-            last = rows[size - 1]
+        for deployment in page[:size]:
+            counts = await store.counts(res.pool, deployment.deployment_id)
+            response.deployments.append(_status(deployment, counts))
+        if len(page) > size:
+            last = page[size - 1]
             response.next_page_token = res.page_tokens.encode(
-                scope, {"at": last["created_at"].isoformat(), "id": last["deployment_id"]}
+                scope, {"at": last.created_at.isoformat(), "id": last.deployment_id}
             )
         return response
 

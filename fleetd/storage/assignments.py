@@ -4,7 +4,9 @@ An assignment is one ``fleetd.device.v1.ArtifactAssignment`` a device should con
 stored serialized (``spec``) beside the columns the server queries. Creating or cancelling
 assignments changes what a device is told on its heartbeat, so both bump the device's
 desired-state revision in their transaction and return the new revisions: the caller
-passes them to ``fleetd.storage.desired.mark_changed`` after the commit.
+passes them to ``fleetd.storage.desired.mark_changed`` after the commit. What an
+assignment and a report may hold (every limit) is checked first, without IO, by
+``fleetd.domain.rollout.assignment_rules``.
 
 Status reports (:func:`record_status_report`) are stored before they are acknowledged and
 are idempotent per ``(device_id, sequence)``, the agent's outbox sequence:
@@ -30,7 +32,6 @@ device may be midway through one when its successor arrives.
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,38 +40,37 @@ import asyncpg
 
 from fleetd.device.v1 import agent_pb2
 from fleetd.domain import lifecycle
+from fleetd.domain.rollout.assignment_rules import (
+    AssignmentNotFound,
+    InvalidReport,
+    ReportRefused,
+    SequenceConflict,
+    StatusReport,
+    TransitionRefused,
+    checked_assignments,
+    parsed_report,
+)
 from fleetd.storage import deployment_progress
 from fleetd.storage.desired import bump_revisions
 from fleetd.storage.types import Connection, Queryable
 
-MAX_ID = 128
-MAX_NAME = 128
-MAX_VERSION = 128
-MAX_REASON = 64
-MAX_MESSAGE_BYTES = 4096
-MAX_SEQUENCE = 2**63 - 1
-MAX_ASSIGNMENTS_PER_CALL = 256
-
-
-class ReportRefused(Exception):
-    """A status report that is not stored; subclasses say why (and which gRPC code)."""
-
-
-class InvalidReport(ReportRefused):
-    """The report breaks a documented limit (INVALID_ARGUMENT)."""
-
-
-class AssignmentNotFound(ReportRefused):
-    """No such assignment for this device (NOT_FOUND); never says whether it exists
-    for another device."""
-
-
-class TransitionRefused(ReportRefused):
-    """Stale or illegal transition, or a cancelled assignment (FAILED_PRECONDITION)."""
-
-
-class SequenceConflict(ReportRefused):
-    """The sequence was already used by a different report (FAILED_PRECONDITION)."""
+__all__ = [
+    "AssignmentNotFound",
+    "CreatedAssignments",
+    "DeviceNotFound",
+    "InvalidReport",
+    "ReportOutcome",
+    "ReportRefused",
+    "SequenceConflict",
+    "TransitionRefused",
+    "active_assignments",
+    "cancel_assignment",
+    "create_assignments",
+    "new_assignment_id",
+    "record_status_report",
+]
+"""The refusals are defined with the rules (``fleetd.domain.rollout.assignment_rules``)
+and re-exported: the device API catches them where it calls :func:`record_status_report`."""
 
 
 class DeviceNotFound(LookupError):
@@ -112,12 +112,8 @@ async def create_assignments(
         DeviceNotFound: the device does not exist or was offboarded.
         ValueError: a spec has no name or version, names repeat, or a field is too long.
     """
-    stored = [_checked_spec(spec) for spec in specs]
-    if len(stored) > MAX_ASSIGNMENTS_PER_CALL:
-        raise ValueError(f"at most {MAX_ASSIGNMENTS_PER_CALL} assignments per call")
+    stored = checked_assignments(specs, new_assignment_id)
     names = [spec.name for spec in stored]
-    if len(set(names)) != len(names):
-        raise ValueError("assignment names must be unique within one call")
     async with conn.transaction():
         # First, so the device row is locked and its existence checked before any write.
         revisions = await bump_revisions(conn, [device_id])
@@ -148,24 +144,6 @@ async def create_assignments(
     return CreatedAssignments(stored, revisions)
 
 
-def _checked_spec(spec: agent_pb2.ArtifactAssignment) -> agent_pb2.ArtifactAssignment:
-    copy = agent_pb2.ArtifactAssignment()
-    copy.CopyFrom(spec)
-    if not copy.assignment_id:
-        copy.assignment_id = new_assignment_id()
-    for field, value, limit in (
-        ("assignment_id", copy.assignment_id, MAX_ID),
-        ("deployment_id", copy.deployment_id, MAX_ID),
-        ("name", copy.name, MAX_NAME),
-        ("version", copy.version, MAX_VERSION),
-    ):
-        if len(value) > limit or "\x00" in value:
-            raise ValueError(f"{field} must be at most {limit} characters, without NUL")
-    if not copy.name or not copy.version:
-        raise ValueError("an assignment needs a name and a version")
-    return copy
-
-
 async def cancel_assignment(conn: Connection, assignment_id: str) -> dict[str, int]:
     """Cancel an assignment that has not ended: it leaves the desired state and refuses
     later reports. Returns the new revisions for ``mark_changed`` (empty when there was
@@ -192,58 +170,6 @@ async def active_assignments(conn: Queryable, device_id: str) -> list[agent_pb2.
     return [agent_pb2.ArtifactAssignment.FromString(row["spec"]) for row in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class _Report:
-    """A status report as stored: what two reports must share to be the same report."""
-
-    assignment_id: str
-    state: str
-    reason: str
-    message: str
-    installed_version: str
-    observed_at: dt.datetime | None
-
-
-def _report_from_request(request: agent_pb2.ReportArtifactStatusRequest) -> tuple[int, _Report]:
-    if not 0 < request.sequence <= MAX_SEQUENCE:
-        raise InvalidReport(f"sequence must be between 1 and {MAX_SEQUENCE}")
-    if not request.assignment_id:
-        raise InvalidReport("assignment_id is required")
-    try:
-        state = lifecycle.reported_state(request.state)
-    except ValueError as exc:
-        raise InvalidReport(str(exc)) from None
-    _check_text("assignment_id", request.assignment_id, MAX_ID)
-    _check_text("reason", request.reason, MAX_REASON)
-    _check_text("installed_version", request.installed_version, MAX_VERSION)
-    _check_text("message", request.message, MAX_MESSAGE_BYTES)
-    if len(request.message.encode()) > MAX_MESSAGE_BYTES:
-        raise InvalidReport(f"message must be at most {MAX_MESSAGE_BYTES} bytes (UTF-8)")
-    observed_at = None
-    if request.HasField("observed_at"):
-        try:
-            # Microseconds, as PostgreSQL keeps them, so a retry compares equal.
-            observed_at = request.observed_at.ToDatetime(tzinfo=dt.UTC)
-        except (ValueError, OverflowError):
-            raise InvalidReport("observed_at is not a valid timestamp") from None
-    report = _Report(
-        request.assignment_id,
-        state,
-        request.reason,
-        request.message,
-        request.installed_version,
-        observed_at,
-    )
-    return request.sequence, report
-
-
-def _check_text(name: str, value: str, limit: int) -> None:
-    if len(value) > limit:
-        raise InvalidReport(f"{name} must be at most {limit} characters")
-    if "\x00" in value:
-        raise InvalidReport(f"{name} must not contain NUL characters")
-
-
 async def record_status_report(
     conn: Connection, device_id: str, request: agent_pb2.ReportArtifactStatusRequest
 ) -> ReportOutcome:
@@ -253,7 +179,7 @@ async def record_status_report(
     Raises:
         InvalidReport, AssignmentNotFound, TransitionRefused, SequenceConflict.
     """
-    sequence, report = _report_from_request(request)
+    sequence, report = parsed_report(request)
     try:
         return await _record(conn, device_id, sequence, report)
     except asyncpg.UniqueViolationError:
@@ -263,7 +189,7 @@ async def record_status_report(
 
 
 async def _record(
-    conn: Connection, device_id: str, sequence: int, report: _Report
+    conn: Connection, device_id: str, sequence: int, report: StatusReport
 ) -> ReportOutcome:
     async with conn.transaction():
         assignment = await conn.fetchrow(
@@ -279,7 +205,7 @@ async def _record(
             sequence,
         )
         if stored is not None:
-            if _Report(*stored) != report:
+            if StatusReport(*stored) != report:
                 raise SequenceConflict(
                     f"sequence {sequence} was already used by a different report; "
                     "sequences must not be reused"

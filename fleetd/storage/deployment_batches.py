@@ -5,34 +5,35 @@ bumped: the caller passes them to ``fleetd.storage.desired.mark_changed`` after 
 commit. They keep the lock order of ``fleetd.storage.deployment_progress`` (assignments,
 then targets, then counters), so they never deadlock with status reports.
 
-- :func:`assign_batch`: waiting -> pending for up to N devices of a wave, each given its
-  assignments in the same transaction (the ``state = 'waiting'`` guard under ``FOR UPDATE
-  SKIP LOCKED`` makes a second assignment of a device impossible, even across restarts);
+- :func:`assign_batch`: waiting -> pending for up to N devices of a wave, each given the
+  assignments ``fleetd.domain.rollout.assign.plan_assignments`` decides, in the same
+  transaction (the ``state = 'waiting'`` guard under ``FOR UPDATE SKIP LOCKED`` makes a
+  second assignment of a device impossible, even across restarts);
 - :func:`expire_timeouts`: devices past ``device_timeout`` -> failed (TIMEOUT), their
   assignments withdrawn so a late report cannot change the count;
 - :func:`withdraw_unstarted`: waiting -> skipped, assigned-but-unstarted -> cancelled
-  (CancelDeployment, RollbackDeployment);
-- :func:`rollback_batch`: devices that applied (or are applying) the update get their
-  previous version back as a new assignment.
+  (CancelDeployment, RollbackDeployment).
+
+A rollback's batches are ``fleetd.services.rollout.rollback`` (its statements:
+``fleetd.storage.deployment_rollbacks``); they share :func:`supersede_and_insert` and
+:func:`apply_moves` with these.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 from fleetd.device.v1 import agent_pb2
-from fleetd.domain.rollout.decide import IN_FLIGHT, ROLLBACK_PENDING, target_state
+from fleetd.domain.rollout.artifacts import Artifact
+from fleetd.domain.rollout.assign import HeldAssignment, NewAssignment, plan_assignments
+from fleetd.domain.rollout.counter_moves import CounterMoves
+from fleetd.domain.rollout.decide import IN_FLIGHT, TargetStates, state_changes
 from fleetd.storage.assignments import new_assignment_id
 from fleetd.storage.deployment_progress import move_counts
-from fleetd.storage.deployments import Artifact, applicable
 from fleetd.storage.desired import bump_revisions
 from fleetd.storage.types import Connection
-
-if TYPE_CHECKING:
-    from fleetd.services.rollout.rollback_targets import RollbackTargets
 
 ENGINE_SHARD = 0
 """Counter shard of the engine's and operators' moves (reports spread over the others)."""
@@ -51,49 +52,27 @@ class Batch:
     last_device_id: str = ""
 
 
-class _Moves:
-    """Counter deltas per wave, applied at the end of the transaction (counters last)."""
-
-    def __init__(self) -> None:
-        self.by_wave: dict[int, list[tuple[str, int]]] = defaultdict(list)
-
-    def move(self, wave: int, old: str, new: str, n: int = 1) -> None:
-        if old != new:
-            self.by_wave[wave] += [(old, -n), (new, n)]
-
-    def add(self, wave: int, state: str, n: int) -> None:
-        self.by_wave[wave].append((state, n))
-
-    async def apply(self, conn: Connection, deployment_id: str) -> None:
-        for wave in sorted(self.by_wave):
-            await move_counts(conn, deployment_id, wave, ENGINE_SHARD, self.by_wave[wave])
+async def apply_moves(conn: Connection, deployment_id: str, moves: CounterMoves) -> None:
+    """Write a batch's counter deltas, wave by wave (last in its transaction)."""
+    for wave in sorted(moves.by_wave):
+        await move_counts(conn, deployment_id, wave, ENGINE_SHARD, moves.by_wave[wave])
 
 
-def _previous_of(old: agent_pb2.ArtifactAssignment, state: str) -> agent_pb2.PreviousVersion:
-    """What a device runs when ``old`` (its active assignment of a name) is superseded:
-    ``old`` itself once healthy, else what ``old`` replaced (unset for a first install)."""
-    if state == "healthy":
-        return agent_pb2.PreviousVersion(
-            version=old.version, sha256=old.sha256, target_path=old.target_path
-        )
-    return old.previous
-
-
-async def _supersede_and_insert(
+async def supersede_and_insert(
     conn: Connection,
     deployment_id: str,
     superseded: Sequence[str],
-    rows: Sequence[tuple[str, str, str, str, bytes]],
+    new: Sequence[NewAssignment],
 ) -> None:
-    """Take ``superseded`` assignments out of the desired state and insert ``rows``
-    (assignment id, device id, name, version, spec) as the deployment's, in bulk."""
+    """Take ``superseded`` assignments out of the desired state and insert ``new`` as the
+    deployment's, in bulk."""
     if superseded:
         await conn.execute(
             """UPDATE assignments SET active = false, updated_at = now()
                WHERE assignment_id = ANY($1::text[])""",
             list(superseded),
         )
-    if rows:
+    if new:
         await conn.execute(
             """INSERT INTO assignments (assignment_id, device_id, deployment_id, name,
                                         version, spec)
@@ -101,7 +80,11 @@ async def _supersede_and_insert(
                FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
                     AS x(a, d, n, v, s)""",
             deployment_id,
-            *(list(column) for column in zip(*rows, strict=True)),
+            [a.spec.assignment_id for a in new],
+            [a.device_id for a in new],
+            [a.spec.name for a in new],
+            [a.spec.version for a in new],
+            [a.spec.SerializeToString(deterministic=True) for a in new],
         )
 
 
@@ -121,7 +104,7 @@ async def assign_batch(
     whose type no longer has an artifact, that was offboarded, or already runs every
     artifact is skipped instead."""
     batch = Batch()
-    moves = _Moves()
+    moves = CounterMoves()
     async with conn.transaction():
         current = await conn.fetchrow(
             "SELECT state, current_wave FROM deployments WHERE deployment_id = $1 FOR SHARE",
@@ -158,73 +141,21 @@ async def assign_batch(
                 ids,
             )
         }
-        names = sorted({a.name for a in artifacts})
         actives = {
-            (r["device_id"], r["name"]): r
+            (r["device_id"], r["name"]): _held(r)
             for r in await conn.fetch(
-                """SELECT assignment_id, device_id, name, version, state, spec FROM assignments
-                   WHERE device_id = ANY($1::text[]) AND active AND name = ANY($2::text[])
+                """SELECT assignment_id, device_id, name, version, state, active, spec
+                   FROM assignments
+                   WHERE device_id = ANY($1::text[]) AND active
+                     AND name = ANY($2::text[])
                    ORDER BY assignment_id FOR UPDATE""",
                 ids,
-                names,
+                sorted({a.name for a in artifacts}),
             )
         }
-        templates = {
-            a.artifact_id: agent_pb2.ArtifactAssignment.FromString(a.assignment_template)
-            for a in artifacts
-        }
-        rows: list[tuple[str, str, str, str, bytes]] = []
-        superseded: list[str] = []
-        per_target: list[tuple[str, str, str, int, str]] = []
-        skipped: dict[str, list[str]] = defaultdict(list)
-        for device_id in ids:
-            if device_id not in types:
-                skipped["DEVICE_OFFBOARDED"].append(device_id)
-                continue
-            fitting = applicable(artifacts, types[device_id])
-            if not fitting:
-                skipped["NO_ARTIFACT_FOR_TYPE"].append(device_id)
-                continue
-            index = 0
-            for artifact in fitting:
-                old = actives.get((device_id, artifact.name))
-                if (
-                    old is not None
-                    and old["state"] == "healthy"
-                    and (old["version"] == artifact.version)
-                ):
-                    continue  # this artifact is already in place
-                spec = agent_pb2.ArtifactAssignment()
-                spec.CopyFrom(templates[artifact.artifact_id])
-                spec.assignment_id = new_assignment_id()
-                spec.deployment_id = deployment_id
-                previous_id, previous_version = "", ""
-                if old is not None:
-                    old_spec = agent_pb2.ArtifactAssignment.FromString(old["spec"])
-                    previous = _previous_of(old_spec, old["state"])
-                    if previous.version:
-                        spec.previous.CopyFrom(previous)
-                        previous_version = previous.version
-                    if old["state"] == "healthy":
-                        previous_id = old["assignment_id"]
-                    superseded.append(old["assignment_id"])
-                rows.append(
-                    (
-                        spec.assignment_id,
-                        device_id,
-                        spec.name,
-                        spec.version,
-                        spec.SerializeToString(deterministic=True),
-                    )
-                )
-                per_target.append(
-                    (device_id, spec.assignment_id, previous_id, index, previous_version)
-                )
-                index += 1
-            if index == 0:
-                skipped["ALREADY_RUNNING"].append(device_id)
-        await _supersede_and_insert(conn, deployment_id, superseded, rows)
-        if rows:
+        plan = plan_assignments(deployment_id, ids, types, actives, artifacts, new_assignment_id)
+        await supersede_and_insert(conn, deployment_id, plan.superseded, plan.new)
+        if plan.targets:
             await conn.execute(
                 """UPDATE deployment_targets t
                    SET assignment_ids = u.ids, previous_assignment_ids = u.prev,
@@ -236,9 +167,13 @@ async def assign_batch(
                          GROUP BY d) AS u
                    WHERE t.deployment_id = $1 AND t.device_id = u.d""",
                 deployment_id,
-                *(list(column) for column in zip(*per_target, strict=True)),
+                [t.device_id for t in plan.targets],
+                [t.assignment_id for t in plan.targets],
+                [t.previous_assignment_id for t in plan.targets],
+                [t.index for t in plan.targets],
+                [t.previous_version for t in plan.targets],
             )
-        for reason, devices in skipped.items():
+        for reason, devices in plan.skipped.items():
             await conn.execute(
                 """UPDATE deployment_targets
                    SET state = 'skipped', reason = $3, completed_at = now(), updated_at = now()
@@ -252,11 +187,19 @@ async def assign_batch(
         moves.add(wave, "waiting", -len(ids))
         moves.add(wave, "pending", batch.changed)
         moves.add(wave, "skipped", batch.skipped)
-        await moves.apply(conn, deployment_id)
-        assigned = sorted({d for _, d, *_ in rows})
+        await apply_moves(conn, deployment_id, moves)
+        assigned = sorted({a.device_id for a in plan.new})
         batch.revisions = await bump_revisions(conn, assigned)
         batch.last_device_id = ids[-1]
     return batch
+
+
+def _held(row: Any) -> HeldAssignment:
+    """An ``assignments`` row (assignment_id, device_id, name, version, state, active,
+    spec) as a record."""
+    fields = dict(row)
+    fields["spec"] = agent_pb2.ArtifactAssignment.FromString(fields["spec"])
+    return HeldAssignment(**fields)
 
 
 async def expire_timeouts(
@@ -278,7 +221,7 @@ async def expire_timeouts(
     if not candidates:
         return batch
     batch.processed = len(candidates)
-    moves = _Moves()
+    moves = CounterMoves()
     async with conn.transaction():
         withdrawn = await conn.fetch(
             """UPDATE assignments SET state = 'cancelled', active = false, reason = 'TIMEOUT',
@@ -307,7 +250,7 @@ async def expire_timeouts(
         )
         for row in expired:
             moves.move(row["wave"], row["state"], "failed")
-        await moves.apply(conn, deployment_id)
+        await apply_moves(conn, deployment_id, moves)
         batch.changed = len(expired)
         batch.revisions = await bump_revisions(conn, sorted({r["device_id"] for r in withdrawn}))
     return batch
@@ -318,7 +261,7 @@ async def withdraw_unstarted(conn: Connection, deployment_id: str, reason: str) 
     started yet (pending) withdrawn; a device whose assignments were all withdrawn ->
     CANCELLED. ``changed`` counts both. Set-based: one pass whatever the size."""
     batch = Batch()
-    moves = _Moves()
+    moves = CounterMoves()
     skipped = await conn.fetch(
         """WITH s AS (
                UPDATE deployment_targets
@@ -343,22 +286,10 @@ async def withdraw_unstarted(conn: Connection, deployment_id: str, reason: str) 
     )
     devices = sorted({r["device_id"] for r in withdrawn})
     if devices:
-        targets = await conn.fetch(
-            """SELECT t.device_id, t.wave, t.state,
-                      array(SELECT a.state FROM assignments a
-                            WHERE a.assignment_id = ANY(t.assignment_ids)) AS states
-               FROM deployment_targets t
-               WHERE t.deployment_id = $1 AND t.device_id = ANY($2::text[]) FOR UPDATE""",
-            deployment_id,
-            devices,
-        )
-        changes: list[tuple[str, str]] = []
-        for t in targets:
-            new = target_state(list(t["states"]))
-            if new != t["state"]:
-                changes.append((t["device_id"], new))
-                moves.move(t["wave"], t["state"], new)
-                batch.changed += new == "cancelled"
+        changes = state_changes(await targets_with_assignment_states(conn, deployment_id, devices))
+        for change in changes:
+            moves.move(change.wave, change.old, change.new)
+            batch.changed += change.new == "cancelled"
         if changes:
             await conn.execute(
                 """UPDATE deployment_targets t
@@ -368,202 +299,34 @@ async def withdraw_unstarted(conn: Connection, deployment_id: str, reason: str) 
                    WHERE t.deployment_id = $1 AND t.device_id = c.d""",
                 deployment_id,
                 reason,
-                [d for d, _ in changes],
-                [s for _, s in changes],
+                [c.device_id for c in changes],
+                [c.new for c in changes],
             )
         batch.revisions = await bump_revisions(conn, devices)
-    await moves.apply(conn, deployment_id)
+    await apply_moves(conn, deployment_id, moves)
     return batch
 
 
-async def rollback_batch(
+async def targets_with_assignment_states(
     conn: Connection,
     deployment_id: str,
-    after_device_id: str,
-    limit: int,
-    targets: RollbackTargets | None = None,
-) -> Batch:
-    """Give up to ``limit`` devices (after ``after_device_id``, in id order) that applied
-    or are applying the update their previous version back, as new assignments of this
-    deployment (only while it is ROLLING_BACK). A device whose assignment of a name was
-    superseded since (a newer deployment) keeps that; a first install (no previous
-    version) keeps the update when applied, or has its assignment withdrawn when not."""
-    batch = Batch()
-    candidates = await conn.fetch(
-        """SELECT device_id, assignment_ids, previous_assignment_ids FROM deployment_targets
-           WHERE deployment_id = $1 AND device_id > $2
-             AND state = ANY($3::text[]) AND rollback_assignment_ids IS NULL
-             AND reason NOT IN ('NO_PREVIOUS_VERSION', 'SUPERSEDED')
-           ORDER BY device_id LIMIT $4""",
+    device_ids: Sequence[str],
+    *,
+    without_rollback: bool = False,
+) -> list[TargetStates]:
+    """The devices' targets (locked), each with its assignments' current states, to derive
+    their state after assignments were withdrawn; ``without_rollback`` leaves out targets
+    that have rollback assignments (their state follows those)."""
+    rows = await conn.fetch(
+        """SELECT t.device_id, t.wave, t.state,
+                  array(SELECT a.state FROM assignments a
+                        WHERE a.assignment_id = ANY(t.assignment_ids)) AS states
+           FROM deployment_targets t
+           WHERE t.deployment_id = $1 AND t.device_id = ANY($2::text[])
+             AND (NOT $3 OR t.rollback_assignment_ids IS NULL)
+           FOR UPDATE""",
         deployment_id,
-        after_device_id,
-        [*IN_FLIGHT, "healthy"],
-        limit,
+        list(device_ids),
+        without_rollback,
     )
-    if not candidates:
-        return batch
-    batch.processed = len(candidates)
-    batch.last_device_id = candidates[-1]["device_id"]
-    moves = _Moves()
-    async with conn.transaction():
-        state = await conn.fetchval(
-            "SELECT state FROM deployments WHERE deployment_id = $1 FOR SHARE", deployment_id
-        )
-        if state != "rolling_back":
-            batch.processed = 0
-            return batch
-        main_ids = [a for r in candidates for a in r["assignment_ids"] or ()]
-        previous_ids = [p for r in candidates for p in r["previous_assignment_ids"] or () if p]
-        mains = {
-            r["assignment_id"]: r
-            for r in await conn.fetch(
-                """SELECT assignment_id, state, active, spec FROM assignments
-                   WHERE assignment_id = ANY($1::text[]) ORDER BY assignment_id FOR UPDATE""",
-                main_ids,
-            )
-        }
-        previous_specs = {
-            r["assignment_id"]: agent_pb2.ArtifactAssignment.FromString(r["spec"])
-            for r in await conn.fetch(
-                "SELECT assignment_id, spec FROM assignments WHERE assignment_id = ANY($1::text[])",
-                previous_ids,
-            )
-        }
-        # The previous versions' targets, re-signed with a current release counter so
-        # agents accept them (fleetd/services/rollout/rollback_targets.py).
-        paths = (
-            await targets.paths_for(conn, deployment_id, list(previous_specs.values()))
-            if targets is not None
-            else {}
-        )
-        rows = await conn.fetch(
-            """SELECT device_id, wave, state, assignment_ids, previous_assignment_ids
-               FROM deployment_targets
-               WHERE deployment_id = $1 AND device_id = ANY($2::text[])
-                 AND state = ANY($3::text[]) AND rollback_assignment_ids IS NULL
-               FOR UPDATE""",
-            deployment_id,
-            [r["device_id"] for r in candidates],
-            [*IN_FLIGHT, "healthy"],
-        )
-        inserts: list[tuple[str, str, str, str, bytes]] = []
-        supersede: list[str] = []
-        withdraw: list[str] = []
-        withdrawn_devices: set[str] = set()
-        rollback_ids: dict[str, list[str]] = {}
-        notes: dict[str, tuple[str, str]] = {}
-        for t in rows:
-            device_id = t["device_id"]
-            ids: list[str] = []
-            kept = superseded = 0
-            for main_id, prev_id in zip(
-                t["assignment_ids"] or (), t["previous_assignment_ids"] or (), strict=True
-            ):
-                main = mains.get(main_id)
-                if main is None:
-                    continue
-                if not main["active"]:
-                    superseded += 1  # a newer assignment replaced it: leave that alone
-                    continue
-                current = agent_pb2.ArtifactAssignment.FromString(main["spec"])
-                previous = previous_specs.get(prev_id)
-                if previous is None:
-                    if main["state"] in IN_FLIGHT:
-                        withdraw.append(main_id)
-                        withdrawn_devices.add(device_id)
-                    else:
-                        kept += 1
-                    continue
-                spec = agent_pb2.ArtifactAssignment()
-                spec.CopyFrom(previous)
-                spec.target_path = paths.get(previous.target_path, previous.target_path)
-                spec.assignment_id = new_assignment_id()
-                spec.deployment_id = deployment_id
-                spec.previous.CopyFrom(
-                    agent_pb2.PreviousVersion(
-                        version=current.version,
-                        sha256=current.sha256,
-                        target_path=current.target_path,
-                    )
-                )
-                supersede.append(main_id)
-                inserts.append(
-                    (
-                        spec.assignment_id,
-                        device_id,
-                        spec.name,
-                        spec.version,
-                        spec.SerializeToString(deterministic=True),
-                    )
-                )
-                ids.append(spec.assignment_id)
-            if ids:
-                rollback_ids[device_id] = ids
-                moves.add(t["wave"], ROLLBACK_PENDING, 1)
-            elif kept:
-                notes[device_id] = (
-                    "NO_PREVIOUS_VERSION",
-                    "first install: there is no previous version to return to; "
-                    "the device keeps the update",
-                )
-            elif superseded:
-                notes[device_id] = ("SUPERSEDED", "a newer assignment replaced this one")
-        if withdraw:
-            await conn.execute(
-                """UPDATE assignments SET state = 'cancelled', active = false,
-                          reason = 'ROLLED_BACK', updated_at = now()
-                   WHERE assignment_id = ANY($1::text[]) AND state = ANY($2::text[])""",
-                withdraw,
-                list(IN_FLIGHT),
-            )
-        await _supersede_and_insert(conn, deployment_id, supersede, inserts)
-        if inserts:
-            await conn.execute(
-                """UPDATE deployment_targets t
-                   SET rollback_assignment_ids = string_to_array(u.ids, ','),
-                       message = 'rolling back to ' || t.previous_version, updated_at = now()
-                   FROM unnest($2::text[], $3::text[]) AS u(d, ids)
-                   WHERE t.deployment_id = $1 AND t.device_id = u.d""",
-                deployment_id,
-                list(rollback_ids),
-                [",".join(v) for v in rollback_ids.values()],
-            )
-        if notes:
-            await conn.execute(
-                """UPDATE deployment_targets t SET reason = u.r, message = u.m,
-                          updated_at = now()
-                   FROM unnest($2::text[], $3::text[], $4::text[]) AS u(d, r, m)
-                   WHERE t.deployment_id = $1 AND t.device_id = u.d""",
-                deployment_id,
-                list(notes),
-                [r for r, _ in notes.values()],
-                [m for _, m in notes.values()],
-            )
-        if withdraw:
-            # Devices whose only open assignments were withdrawn end CANCELLED.
-            rows = await conn.fetch(
-                """SELECT t.device_id, t.wave, t.state,
-                          array(SELECT a.state FROM assignments a
-                                WHERE a.assignment_id = ANY(t.assignment_ids)) AS states
-                   FROM deployment_targets t
-                   WHERE t.deployment_id = $1 AND t.device_id = ANY($2::text[])
-                     AND t.rollback_assignment_ids IS NULL""",
-                deployment_id,
-                sorted(withdrawn_devices),
-            )
-            for r in rows:
-                new = target_state(list(r["states"]))
-                if new != r["state"]:
-                    await conn.execute(
-                        """UPDATE deployment_targets SET state = $3, reason = 'ROLLED_BACK',
-                                  completed_at = now(), updated_at = now()
-                           WHERE deployment_id = $1 AND device_id = $2""",
-                        deployment_id,
-                        r["device_id"],
-                        new,
-                    )
-                    moves.move(r["wave"], r["state"], new)
-        await moves.apply(conn, deployment_id)
-        batch.changed = len(rollback_ids)
-        batch.revisions = await bump_revisions(conn, sorted({*rollback_ids, *withdrawn_devices}))
-    return batch
+    return [TargetStates(r["device_id"], r["wave"], r["state"], tuple(r["states"])) for r in rows]

@@ -1,5 +1,5 @@
-"""Deployments in PostgreSQL: creation (targets resolved once, set-based), reads, and the
-guarded state changes.
+"""Deployments in PostgreSQL: creation (targets resolved once, set-based) and the reads
+the engine and the operator API share, as typed records.
 
 :func:`create_deployment` resolves the targets with one ``INSERT ... SELECT`` in a
 REPEATABLE READ transaction: the matching devices are classified (no artifact for their
@@ -7,41 +7,29 @@ type, already running the update: SKIPPED with a reason); the others are ranked 
 stable hash of deployment id and device id (``hashtextextended``), and wave i ends at the
 hash of rank ceil(p_i% of them) (one sort of bare integers, not of rows); the rows are
 then inserted in primary-key order (appending to the index), and the counters follow
-from the counts by arithmetic. Nothing is done per device in Python, and only the primary
-key is maintained, so a million targets take seconds (bench/deploy_update.py).
+from the counts by arithmetic (``fleetd.domain.rollout.waves``, the same rule). Nothing is
+done per device in Python, and only the primary key is maintained, so a million targets
+take seconds (bench/deploy_update.py).
 
-State changes go through :func:`transition`, which changes the state only from the
-states it names (under the row lock), so two callers (an operator and the engine) can
-never both win; the callers map a refusal to FAILED_PRECONDITION.
+State changes are ``fleetd.storage.deployment_states``; the operator API's listings
+``fleetd.storage.deployment_listing``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-import asyncpg
-
+from fleetd.domain.rollout import reasons
+from fleetd.domain.rollout.artifacts import Artifact
 from fleetd.domain.rollout.decide import Counts
+from fleetd.domain.rollout.waves import wave_sizes
 from fleetd.storage.types import Connection, Queryable
+from fleetd.v1 import update_pb2
 
 SqlCondition = tuple[str, list[object]]
-
-ACTIVE_STATES = ("pending", "running", "paused", "rolling_back")
-ENDED_STATES = ("completed", "failed", "cancelled", "rolled_back")
-SKIP_MESSAGES = {
-    "NO_ARTIFACT_FOR_TYPE": "the update has no artifact for this device's type",
-    "ALREADY_RUNNING": "the device already runs this version of every artifact",
-}
-SKIP_SUMMARY = {
-    "NO_ARTIFACT_FOR_TYPE": "have no artifact for their type",
-    "ALREADY_RUNNING": "already run this version",
-}
-
 
 CREATE_WORK_MEM = "256MB"
 
@@ -58,15 +46,12 @@ class UnknownDevices(LookupError):
         self.missing = missing
 
 
-@dataclass(frozen=True, slots=True)
-class Artifact:
-    """What targeting and assignment need of one artifact of the update."""
-
-    artifact_id: str
-    name: str
-    platform: str
-    version: str
-    assignment_template: bytes
+async def update_strategy(conn: Queryable, update_id: str) -> update_pb2.UpdateStrategy | None:
+    """The update's default UpdateStrategy; None when there is no such update."""
+    strategy: bytes | None = await conn.fetchval(
+        "SELECT strategy FROM updates WHERE update_id = $1", update_id
+    )
+    return None if strategy is None else update_pb2.UpdateStrategy.FromString(strategy)
 
 
 async def update_artifacts(conn: Queryable, update_id: str) -> list[Artifact] | None:
@@ -82,25 +67,6 @@ async def update_artifacts(conn: Queryable, update_id: str) -> list[Artifact] | 
     return [
         Artifact(r["artifact_id"], r["name"], r["platform"], r["version"], r["assignment_template"])
         for r in rows
-    ]
-
-
-def _wave_sizes(percentages: Sequence[float], eligible: int) -> list[int]:
-    """Devices per wave: wave i ends at rank ceil(p_i% of the eligible), computed like the
-    SQL does (exact decimals), the last at all of them."""
-    ends = [math.ceil(Decimal(str(p)) * eligible / 100) for p in percentages[:-1]]
-    ends.append(eligible)
-    return [end - start for start, end in zip([0, *ends[:-1]], ends, strict=True)]
-
-
-def applicable(artifacts: Sequence[Artifact], device_type: str) -> list[Artifact]:
-    """The artifacts a device of ``device_type`` receives: per name, the one for its
-    type, else the one for every type (platform '')."""
-    exact = {a.name for a in artifacts if a.platform == device_type}
-    return [
-        a
-        for a in artifacts
-        if a.platform == device_type or (a.platform == "" and a.name not in exact)
     ]
 
 
@@ -244,12 +210,12 @@ async def create_deployment(
         assert row is not None  # aggregates always return a row
         skipped: dict[str, int] = {}
         if row["no_artifact"]:
-            skipped["NO_ARTIFACT_FOR_TYPE"] = row["no_artifact"]
+            skipped[reasons.NO_ARTIFACT_FOR_TYPE] = row["no_artifact"]
         if row["already"]:
-            skipped["ALREADY_RUNNING"] = row["already"]
+            skipped[reasons.ALREADY_RUNNING] = row["already"]
         eligible_count: int = row["n"]
         total = eligible_count + sum(skipped.values())
-        per_wave = _wave_sizes(new.percentages, eligible_count)
+        per_wave = wave_sizes(new.percentages, eligible_count)
         if row["tie"]:
             waves = await conn.fetch(
                 """SELECT wave, count(*) AS n FROM deployment_targets
@@ -265,7 +231,7 @@ async def create_deployment(
         if total == 0:
             raise NoTargets("no device matches the targets")
         if to_update == 0:
-            detail = ", ".join(f"{n} {SKIP_SUMMARY[k]}" for k, n in sorted(skipped.items()))
+            detail = ", ".join(f"{n} {reasons.SKIP_SUMMARY[k]}" for k, n in sorted(skipped.items()))
             raise NoTargets(
                 f"all {total} matching devices would be skipped (of them: {detail}); "
                 "nothing to deploy"
@@ -291,72 +257,65 @@ async def create_deployment(
     return Created(new.deployment_id, total, to_update, skipped, started_at)
 
 
+@dataclass(frozen=True, slots=True)
+class DeploymentRecord:
+    """A deployment as stored, with its update's name and version."""
+
+    deployment_id: str
+    update_id: str
+    state: str
+    config: update_pb2.DeploymentConfig
+    """The effective configuration, resolved when the deployment was created."""
+    device_filter: str
+    target_device_count: int
+    """Every resolved target, skipped ones included."""
+    wave_ends: tuple[int, ...]
+    """Cumulative targets to update once wave i is done (one entry per wave)."""
+    current_wave: int
+    awaiting_approval: bool
+    wave_settled_at: dt.datetime | None
+    acknowledged_failures: int
+    acknowledged_rolled_back: int
+    message: str
+    created_by: str
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    updated_at: dt.datetime
+    completed_at: dt.datetime | None
+    update_name: str
+    update_version: str
+
+    @property
+    def total_waves(self) -> int:
+        return len(self.wave_ends)
+
+
 DEPLOYMENT_COLUMNS = """d.deployment_id, d.update_id, d.state, d.config, d.device_filter,
     d.target_device_count, d.wave_ends, d.current_wave, d.awaiting_approval,
     d.wave_settled_at, d.acknowledged_failures, d.acknowledged_rolled_back, d.message,
     d.created_by, d.created_at, d.started_at, d.updated_at, d.completed_at,
     u.name AS update_name, u.version AS update_version"""
+"""The columns :func:`deployment_record` reads (deployments ``d`` joined to updates ``u``)."""
+
+
+def deployment_record(row: Any) -> DeploymentRecord:
+    """A row of :data:`DEPLOYMENT_COLUMNS` as a record."""
+    fields = dict(row)
+    fields["config"] = update_pb2.DeploymentConfig.FromString(fields["config"])
+    fields["wave_ends"] = tuple(fields["wave_ends"])
+    return DeploymentRecord(**fields)
 
 
 async def get_deployment(
     conn: Queryable, deployment_id: str, *, for_update: bool = False
-) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
+) -> DeploymentRecord | None:
+    """The deployment; with ``for_update`` its row stays locked until the transaction ends."""
+    row = await conn.fetchrow(
         f"""SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN updates u USING (update_id)
             WHERE d.deployment_id = $1 {"FOR UPDATE OF d" if for_update else ""}""",
         deployment_id,
     )
-    return row
-
-
-async def list_deployments(
-    conn: Queryable,
-    *,
-    limit: int,
-    descending: bool,
-    after: tuple[dt.datetime, str] | None,
-    states: Sequence[str],
-    update_id: str,
-    created_by: str,
-) -> list[asyncpg.Record]:
-    """Deployments by (created_at, deployment_id), newest first when ``descending``."""
-    params: list[Any] = [limit]
-    where = ["TRUE"]
-    if states:
-        params.append(list(states))
-        where.append(f"d.state = ANY(${len(params)}::text[])")
-    if update_id:
-        params.append(update_id)
-        where.append(f"d.update_id = ${len(params)}")
-    if created_by:
-        params.append(created_by)
-        where.append(f"d.created_by = ${len(params)}")
-    if after is not None:
-        params.extend(after)
-        op = "<" if descending else ">"
-        where.append(f"(d.created_at, d.deployment_id) {op} (${len(params) - 1}, ${len(params)})")
-    order = "DESC" if descending else "ASC"
-    rows: list[asyncpg.Record] = await conn.fetch(
-        f"""SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN updates u USING (update_id)
-            WHERE {" AND ".join(where)}
-            ORDER BY d.created_at {order}, d.deployment_id {order} LIMIT $1""",
-        *params,
-    )
-    return rows
-
-
-async def count_deployments(
-    conn: Queryable, *, states: Sequence[str], update_id: str, created_by: str
-) -> int:
-    count: int = await conn.fetchval(
-        """SELECT count(*) FROM deployments
-           WHERE (cardinality($1::text[]) = 0 OR state = ANY($1::text[]))
-             AND ($2 = '' OR update_id = $2) AND ($3 = '' OR created_by = $3)""",
-        list(states),
-        update_id,
-        created_by,
-    )
-    return count
+    return None if row is None else deployment_record(row)
 
 
 async def counts(conn: Queryable, deployment_id: str) -> Counts:
@@ -373,6 +332,7 @@ async def counts(conn: Queryable, deployment_id: str) -> Counts:
 
 
 async def active_deployment_ids(conn: Queryable) -> list[str]:
+    """Deployments the engine steps (pending, running, paused, rolling back), oldest first."""
     rows = await conn.fetch(
         """SELECT deployment_id FROM deployments
            WHERE state IN ('pending', 'running', 'paused', 'rolling_back')
@@ -381,65 +341,8 @@ async def active_deployment_ids(conn: Queryable) -> list[str]:
     return [r["deployment_id"] for r in rows]
 
 
-async def transition(
-    conn: Connection,
-    deployment_id: str,
-    from_states: Sequence[str],
-    to_state: str,
-    **changes: Any,
-) -> asyncpg.Record | None:
-    """Move the deployment to ``to_state`` only if it is in one of ``from_states``; set
-    the named columns too (``completed_at`` is set on entering an ended state). Returns
-    the updated row, or None when it was not in one of those states (or does not exist).
-    """
-    sets = ["state = $3", "updated_at = now()"]
-    params: list[Any] = [deployment_id, list(from_states), to_state]
-    for column, value in changes.items():
-        params.append(value)
-        sets.append(f"{column} = ${len(params)}")
-    if to_state in ENDED_STATES and "completed_at" not in changes:
-        sets.append("completed_at = now()")
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"""UPDATE deployments SET {", ".join(sets)}
-            WHERE deployment_id = $1 AND state = ANY($2::text[])
-            RETURNING deployment_id, state""",
-        *params,
-    )
-    return row
-
-
-async def device_statuses(conn: Queryable, deployment_id: str, limit: int) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT t.device_id, coalesce(d.name, '') AS device_name, t.wave, t.state,
-                  coalesce(t.assignment_ids[1], '') AS assignment_id, t.previous_version,
-                  t.installed_version, t.reason, t.message, t.assigned_at, t.updated_at,
-                  t.completed_at
-           FROM deployment_targets t LEFT JOIN devices d USING (device_id)
-           WHERE t.deployment_id = $1 ORDER BY t.device_id LIMIT $2""",
-        deployment_id,
-        limit,
-    )
-    return rows
-
-
-APPLY_SAMPLE = 10_000
-"""Apply durations are measured over at most this many healthy devices."""
-
-
-async def apply_durations(
-    conn: Queryable, deployment_id: str
-) -> tuple[dt.timedelta | None, dt.timedelta | None]:
-    """Median and 95th percentile of assignment -> healthy time."""
-    row = await conn.fetchrow(
-        """SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s) AS p50,
-                  percentile_cont(0.95) WITHIN GROUP (ORDER BY s) AS p95
-           FROM (SELECT extract(epoch FROM completed_at - assigned_at) AS s
-                 FROM deployment_targets
-                 WHERE deployment_id = $1 AND state = 'healthy' AND assigned_at IS NOT NULL
-                 LIMIT $2) AS sample""",
-        deployment_id,
-        APPLY_SAMPLE,
-    )
-    if row is None or row["p50"] is None:
-        return None, None
-    return dt.timedelta(seconds=float(row["p50"])), dt.timedelta(seconds=float(row["p95"]))
+async def database_now(conn: Queryable) -> dt.datetime:
+    """PostgreSQL's clock: the one every stored timestamp (``wave_settled_at``) comes from,
+    so the engine measures windows against it rather than against this host's."""
+    now: dt.datetime = await conn.fetchval("SELECT now()")
+    return now

@@ -24,7 +24,7 @@ doubles one. The rules (docs/rollouts.md):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fleetd.domain.rollout.policy import Policy
@@ -264,3 +264,33 @@ def target_state(states: list[str]) -> str:
     if all(s == "cancelled" for s in states):
         return "cancelled"
     return "healthy"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStates:
+    """A target as stored, beside the current states of its assignments."""
+
+    device_id: str
+    wave: int
+    state: str
+    assignment_states: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A target whose state follows from its assignments' and differs from the stored one."""
+
+    device_id: str
+    wave: int
+    old: str
+    new: str
+
+
+def state_changes(targets: Iterable[TargetStates]) -> list[StateChange]:
+    """The targets whose :func:`target_state` changed (after assignments were withdrawn)."""
+    changes: list[StateChange] = []
+    for t in targets:
+        new = target_state(list(t.assignment_states))
+        if new != t.state:
+            changes.append(StateChange(t.device_id, t.wave, t.state, new))
+    return changes

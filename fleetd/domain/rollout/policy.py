@@ -182,15 +182,6 @@ def _gates(gates: Iterable[update_pb2.HealthGate]) -> list[update_pb2.HealthGate
     return checked
 
 
-def wave_ends(percentages: list[float], eligible: int) -> list[int]:
-    """Cumulative device counts per wave for ``eligible`` devices: ceil(p% of them), the
-    last always all of them. (DeployUpdate computes the same in SQL.)"""
-    ends = [min(eligible, math.ceil(p * eligible / 100 - 1e-9)) for p in percentages]
-    if ends:
-        ends[-1] = eligible
-    return ends
-
-
 @dataclass(frozen=True, slots=True)
 class Policy:
     """What the engine decides with, read from the stored effective config."""

@@ -1,5 +1,7 @@
 """The rollout engine's adapter: reads deployments, asks ``fleetd.domain.rollout.decide``, and
-carries the decisions out in PostgreSQL (and Redis: desired-state changes, events).
+carries each decision out through storage (PostgreSQL: ``fleetd.storage.deployment_*``;
+Redis: desired-state changes, events). Each kind of decision maps to one named storage
+call in :meth:`Engine._carry_out`; the rules (gates, rollback plans) are the domain's.
 
 :class:`Engine` does one round (:meth:`Engine.tick`) over the active deployments.
 :class:`EngineRunner` runs rounds every ``rollout_tick`` seconds inside a control API
@@ -21,9 +23,8 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-import asyncpg
-import redis.asyncio as aioredis
-
+from fleetd.domain.rollout import gates
+from fleetd.domain.rollout.artifacts import Artifact
 from fleetd.domain.rollout.decide import (
     Assign,
     AwaitApproval,
@@ -41,13 +42,17 @@ from fleetd.domain.rollout.decide import (
     decide,
 )
 from fleetd.domain.rollout.policy import Policy
+from fleetd.domain.rollout.rollback import OUTCOME_REASONS, rollback_outcome
 from fleetd.services.rollout import operations
+from fleetd.services.rollout.rollback import rollback_batch
 from fleetd.services.rollout.rollback_targets import RollbackTargets, Signer
-from fleetd.storage import deployment_batches, deployments
-from fleetd.storage.deployments import Artifact
+from fleetd.storage import deployment_batches, deployment_gates, deployment_rollbacks, deployments
+from fleetd.storage.deployment_states import promote_wave, settle_wave, transition
+from fleetd.storage.deployments import DeploymentRecord
 from fleetd.storage.desired import mark_changed
-from fleetd.storage.types import Connection
-from fleetd.v1 import update_pb2
+from fleetd.storage.errors import POSTGRES_ERRORS
+from fleetd.storage.rollout_lock import AdvisoryLock
+from fleetd.storage.types import Connection, Pool, Redis
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +64,6 @@ BATCHES_PER_STEP = 20
 starve the others (the next round continues)."""
 DECISIONS_PER_STEP = 8
 
-_AGGREGATE = {
-    "AVG": "avg({c})",
-    "MIN": "min({c})",
-    "MAX": "max({c})",
-    "P50": "percentile_cont(0.5) WITHIN GROUP (ORDER BY {c})",
-    "P90": "percentile_cont(0.9) WITHIN GROUP (ORDER BY {c})",
-    "P95": "percentile_cont(0.95) WITHIN GROUP (ORDER BY {c})",
-    "P99": "percentile_cont(0.99) WITHIN GROUP (ORDER BY {c})",
-}
-_STAT_COLUMNS = {
-    "cpu_usage": "d.cpu_usage",
-    "memory_usage": "d.memory_usage",
-    "disk_usage": "d.disk_usage",
-}
-
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -84,8 +74,8 @@ class Engine:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
-        redis: aioredis.Redis,
+        pool: Pool,
+        redis: Redis,
         fleet: str,
         *,
         heartbeat_interval: float,
@@ -111,48 +101,47 @@ class Engine:
         for deployment_id in await deployments.active_deployment_ids(self._pool):
             try:
                 await self.step(deployment_id)
-            except (asyncpg.PostgresError, OSError) as exc:
+            except POSTGRES_ERRORS as exc:
                 log.warning(
                     "rollout of %s: round failed, retried next round: %s", deployment_id, exc
                 )
 
     async def step(self, deployment_id: str) -> None:
-        row = await deployments.get_deployment(self._pool, deployment_id)
-        if row is None:
+        deployment = await deployments.get_deployment(self._pool, deployment_id)
+        if deployment is None:
             return
-        config = update_pb2.DeploymentConfig.FromString(row["config"])
-        policy = Policy.of(config)
-        if row["state"] in ("running", "paused"):
+        policy = Policy.of(deployment.config)
+        if deployment.state in ("running", "paused"):
             await self._expire_timeouts(deployment_id, policy)
-        if row["state"] == "rolling_back" and not await self._roll_back(deployment_id):
+        if deployment.state == "rolling_back" and not await self._roll_back(deployment_id):
             return  # rollback assignments not all written yet: continue next round
         for _ in range(DECISIONS_PER_STEP):
-            row = await deployments.get_deployment(self._pool, deployment_id)
-            if row is None:
+            deployment = await deployments.get_deployment(self._pool, deployment_id)
+            if deployment is None:
                 return
             snapshot = Snapshot(
-                state=row["state"],
-                current_wave=row["current_wave"],
-                total_waves=len(row["wave_ends"]),
-                wave_settled_at=row["wave_settled_at"],
-                now=await self._pool.fetchval("SELECT now()"),
+                state=deployment.state,
+                current_wave=deployment.current_wave,
+                total_waves=deployment.total_waves,
+                wave_settled_at=deployment.wave_settled_at,
+                now=await deployments.database_now(self._pool),
                 counts=await deployments.counts(self._pool, deployment_id),
-                acknowledged_failures=row["acknowledged_failures"],
-                acknowledged_rolled_back=row["acknowledged_rolled_back"],
+                acknowledged_failures=deployment.acknowledged_failures,
+                acknowledged_rolled_back=deployment.acknowledged_rolled_back,
             )
             decision: Decision = decide(snapshot, policy)
             if isinstance(decision, CheckGates):
-                gates = await self._gates(deployment_id, decision.wave, row, policy, snapshot)
-                decision = decide(snapshot, policy, gates)
+                result = await self._gates(deployment, decision.wave, policy, snapshot)
+                decision = decide(snapshot, policy, result)
             if isinstance(decision, Wait):
                 return
-            if not await self._carry_out(row, decision):
+            if not await self._carry_out(deployment, decision):
                 return
 
-    async def _carry_out(self, row: asyncpg.Record, decision: Decision) -> bool:
+    async def _carry_out(self, deployment: DeploymentRecord, decision: Decision) -> bool:
         """Apply one decision; False to stop stepping this deployment this round."""
-        deployment_id, update_id = row["deployment_id"], row["update_id"]
-        wave = row["current_wave"]
+        deployment_id, update_id = deployment.deployment_id, deployment.update_id
+        wave = deployment.current_wave
 
         async def tell(kind: str, state: str, message: str = "", at: int = wave) -> None:
             await operations.announce(
@@ -168,37 +157,22 @@ class Engine:
 
         async with self._pool.acquire() as conn:
             if isinstance(decision, Start):
-                if await deployments.transition(conn, deployment_id, ["pending"], "running"):
+                if await transition(conn, deployment_id, ["pending"], "running"):
                     await tell(operations.STARTED, "running")
                     await tell(operations.WAVE_STARTED, "running", at=0)
                 return True
             if isinstance(decision, Assign):
                 return await self._assign(conn, deployment_id, decision, update_id)
             if isinstance(decision, Settle):
-                await conn.execute(
-                    """UPDATE deployments SET wave_settled_at = now(), updated_at = now()
-                       WHERE deployment_id = $1 AND state = 'running' AND current_wave = $2
-                         AND wave_settled_at IS NULL""",
-                    deployment_id,
-                    decision.wave,
-                )
+                await settle_wave(conn, deployment_id, decision.wave)
                 return True
             if isinstance(decision, Promote):
-                done = await conn.fetchval(
-                    """UPDATE deployments SET current_wave = $2, wave_settled_at = NULL,
-                              updated_at = now(), message = ''
-                       WHERE deployment_id = $1 AND state = 'running' AND current_wave = $3
-                       RETURNING 1""",
-                    deployment_id,
-                    decision.wave,
-                    decision.wave - 1,
-                )
-                if done:
+                if await promote_wave(conn, deployment_id, decision.wave):
                     await tell(operations.WAVE_STARTED, "running", at=decision.wave)
                 return True
             if isinstance(decision, AwaitApproval):
                 message = f"wave {decision.wave} awaits approval (ApproveWave)"
-                if await deployments.transition(
+                if await transition(
                     conn,
                     deployment_id,
                     ["running"],
@@ -209,53 +183,26 @@ class Engine:
                     await tell(operations.AWAITING_APPROVAL, "paused", message)
                 return False
             if isinstance(decision, Complete):
-                if await deployments.transition(
-                    conn, deployment_id, ["running"], "completed", message=""
-                ):
+                if await transition(conn, deployment_id, ["running"], "completed", message=""):
                     await tell(operations.COMPLETED, "completed")
                 return False
             if isinstance(decision, FinishRollback):
-                rows = await conn.fetch(
-                    """SELECT reason, count(*) AS n FROM deployment_targets
-                       WHERE deployment_id = $1
-                         AND reason IN ('NO_PREVIOUS_VERSION', 'SUPERSEDED',
-                                        'ROLLBACK_FAILED')
-                       GROUP BY reason""",
-                    deployment_id,
+                outcome = rollback_outcome(
+                    await deployment_rollbacks.reason_counts(conn, deployment_id, OUTCOME_REASONS)
                 )
-                notes = {r["reason"]: r["n"] for r in rows}
-                message = "rolled back"
-                if notes.get("NO_PREVIOUS_VERSION"):
-                    message += (
-                        f"; {notes['NO_PREVIOUS_VERSION']} device(s) kept the update "
-                        "(first install, no previous version)"
-                    )
-                if notes.get("SUPERSEDED"):
-                    message += (
-                        f"; {notes['SUPERSEDED']} device(s) have a newer assignment "
-                        "and were left alone"
-                    )
-                failed = notes.get("ROLLBACK_FAILED", 0)
-                if failed:
-                    # ROLLED_BACK promises every touched device is back on its previous
-                    # version; when some could not be, the rollback failed.
-                    message = (
-                        f"rollback failed on {failed} device(s) (see their statuses); {message}"
-                    )
-                    if await deployments.transition(
-                        conn, deployment_id, ["rolling_back"], "failed", message=message
-                    ):
-                        await tell(operations.FAILED, "failed", message)
-                elif await deployments.transition(
-                    conn, deployment_id, ["rolling_back"], "rolled_back", message=message
+                if await transition(
+                    conn, deployment_id, ["rolling_back"], outcome.state, message=outcome.message
                 ):
-                    await tell(operations.ROLLED_BACK, "rolled_back", message)
+                    event = (
+                        operations.FAILED if outcome.state == "failed" else operations.ROLLED_BACK
+                    )
+                    await tell(event, outcome.state, outcome.message)
                 self._rollback_cursor.pop(deployment_id, None)
                 return False
         if isinstance(decision, Halt):
             if decision.rollback:
                 async with self._pool.acquire() as conn:
-                    await deployments.transition(
+                    await transition(
                         conn, deployment_id, ["running"], "failed", message=decision.reason
                     )
                 await tell(operations.FAILED, "failed", decision.reason)
@@ -270,7 +217,7 @@ class Engine:
                     )
                 return True
             async with self._pool.acquire() as conn:
-                if await deployments.transition(
+                if await transition(
                     conn, deployment_id, ["running"], "failed", message=decision.reason
                 ):
                     await tell(operations.FAILED, "failed", decision.reason)
@@ -323,7 +270,7 @@ class Engine:
         async with self._pool.acquire() as conn:
             for _ in range(BATCHES_PER_STEP):
                 after = self._rollback_cursor.get(deployment_id, "")
-                batch = await deployment_batches.rollback_batch(
+                batch = await rollback_batch(
                     conn, deployment_id, after, BATCH, self._rollback_targets
                 )
                 await mark_changed(self._redis, batch.revisions)
@@ -337,67 +284,40 @@ class Engine:
 
     async def _gates(
         self,
-        deployment_id: str,
+        deployment: DeploymentRecord,
         wave: int,
-        row: asyncpg.Record,
         policy: Policy,
         snapshot: Snapshot,
     ) -> GateResult:
-        """The IO-bound gates of a validated wave: its updated devices still heartbeat,
-        and every HealthGate holds."""
-        settled: dt.datetime = row["wave_settled_at"]
-        if policy.validation_seconds >= self._heartbeat_interval:
-            since = settled  # every updated device heartbeated during the window
-        else:
-            since = snapshot.now - dt.timedelta(seconds=self._offline_after)
-        heard = await self._pool.fetchrow(
-            """SELECT count(*) AS n,
-                      count(*) FILTER (WHERE d.last_seen IS NULL OR d.last_seen < $3
-                                          OR d.status = 'offline') AS silent
-               FROM deployment_targets t JOIN devices d USING (device_id)
-               WHERE t.deployment_id = $1 AND t.wave = $2 AND t.state = 'healthy'""",
-            deployment_id,
-            wave,
-            since,
+        """The IO-bound gates of a validated wave, judged by ``fleetd.domain.rollout.gates``:
+        its updated devices still heartbeat, and every HealthGate holds (in order; a
+        device metric is fetched only when its gate is reached)."""
+        settled = deployment.wave_settled_at
+        assert settled is not None  # CheckGates comes only after the wave settled
+        since = gates.heartbeat_since(
+            policy,
+            settled,
+            snapshot.now,
+            heartbeat_interval=self._heartbeat_interval,
+            offline_after=self._offline_after,
         )
-        assert heard is not None  # an aggregate always returns a row
-        n, silent = heard["n"], heard["silent"]
-        offline_pct = 100.0 * silent / n if n else 0.0
-        if silent and offline_pct > policy.max_failure_percentage:
-            return GateResult(False, f"{silent} of {n} updated devices stopped heartbeating")
-        counts = snapshot.counts
-        finished = sum(counts.get(s, wave) for s in ("healthy", "failed", "rolled_back"))
-        failures = counts.get("failed", wave) + counts.get("rolled_back", wave)
+        deployment_id = deployment.deployment_id
+        heard = await deployment_gates.wave_heartbeats(self._pool, deployment_id, wave, since)
+        reason = gates.heartbeat_failure(heard, policy)
+        if reason is not None:
+            return GateResult(False, reason)
         for gate in policy.health_gates:
             if gate.metric == "offline_percentage":
-                value: float | None = offline_pct
+                value: float | None = heard.offline_percentage
             elif gate.metric == "failure_percentage":
-                value = 100.0 * failures / finished if finished else 0.0
+                value = gates.failure_percentage(snapshot.counts, wave)
             else:
-                expression = _AGGREGATE[gate.aggregation].format(c=_STAT_COLUMNS[gate.metric])
-                value = await self._pool.fetchval(
-                    f"""SELECT {expression}::float8
-                        FROM deployment_targets t JOIN devices d USING (device_id)
-                        WHERE t.deployment_id = $1 AND t.wave = $2 AND t.state = 'healthy'""",
-                    deployment_id,
-                    wave,
+                value = await deployment_gates.wave_stat(
+                    self._pool, deployment_id, wave, gate.metric, gate.aggregation
                 )
-            if value is None:
-                return GateResult(
-                    False,
-                    f"health gate {gate.aggregation}({gate.metric}): "
-                    "no data from the wave's devices",
-                )
-            if (gate.HasField("min_value") and value < gate.min_value) or (
-                gate.HasField("max_value") and value > gate.max_value
-            ):
-                low = gate.min_value if gate.HasField("min_value") else "-inf"
-                high = gate.max_value if gate.HasField("max_value") else "inf"
-                return GateResult(
-                    False,
-                    f"health gate {gate.aggregation}({gate.metric}) = {value:.2f} "
-                    f"outside [{low}, {high}]",
-                )
+            reason = gates.gate_failure(gate, value)
+            if reason is not None:
+                return GateResult(False, reason)
         return GateResult(True)
 
 
@@ -427,31 +347,30 @@ class EngineRunner:
             await asyncio.sleep(self._lock_retry)
 
     async def _hold_and_run(self) -> None:
-        lock = await asyncpg.connect(self._database_url)
+        lock = await AdvisoryLock.connect(self._database_url, LOCK_KEY)
         try:
             # Polling PostgreSQL: there is nothing local to wait on.
-            while not await lock.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):  # noqa: ASYNC110
+            while not await lock.try_acquire():  # noqa: ASYNC110
                 await asyncio.sleep(self._lock_retry)
             self.active = True
             log.info("rollout engine active in this process")
             while True:
                 await self._engine.tick()
                 # The lock lives as long as its connection: a dead one means another
-                # replica may hold it now, so stop (the query raises).
-                await lock.fetchval("SELECT 1")
+                # replica may hold it now, so stop (the check raises).
+                await lock.check()
                 await asyncio.sleep(self._tick)
         finally:
             self.active = False
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(lock.close(), 5.0)
+            await lock.close()
 
 
 _runners: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
 
 def start(
-    pool: asyncpg.Pool,
-    redis: aioredis.Redis,
+    pool: Pool,
+    redis: Redis,
     *,
     database_url: str,
     fleet: str,

@@ -1,7 +1,7 @@
 """Operator actions on a deployment (pause, resume, approve, cancel, rollback), shared by
 the control API and the engine (auto_rollback). Each is one transaction that changes the
-state only from the states it allows (``fleetd.storage.deployments.transition``, under
-the deployment's row lock) and raises :class:`IllegalState` otherwise; events are
+state only from the states it allows (``fleetd.storage.deployment_states.transition``,
+under the deployment's row lock) and raises :class:`IllegalState` otherwise; events are
 published and desired-state revisions marked after the commit.
 """
 
@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import asyncpg
-import redis.asyncio as aioredis
-
-from fleetd.storage import deployment_batches, deployments, events
+from fleetd.domain.rollout import reasons
+from fleetd.storage import deployment_batches, deployment_rollbacks, deployments, events
+from fleetd.storage.deployment_states import transition
+from fleetd.storage.deployments import DeploymentRecord
 from fleetd.storage.desired import mark_changed
-from fleetd.storage.types import Connection
+from fleetd.storage.errors import REDIS_ERRORS
+from fleetd.storage.types import Connection, Pool, Redis
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Outcome:
 
 
 async def announce(
-    redis: aioredis.Redis,
+    redis: Redis,
     fleet: str,
     event_type: str,
     deployment_id: str,
@@ -68,71 +69,68 @@ async def announce(
         fields["wave"] = str(wave)
     try:
         await events.publish(redis, fleet, [events.Event(event_type, "", fields=fields)])
-    except (aioredis.RedisError, OSError) as exc:
+    except REDIS_ERRORS as exc:
         log.warning("%s event for %s not published: %s", event_type, deployment_id, exc)
 
 
-async def _locked(conn: Connection, deployment_id: str) -> asyncpg.Record:
-    row = await deployments.get_deployment(conn, deployment_id, for_update=True)
-    if row is None:
+async def _locked(conn: Connection, deployment_id: str) -> DeploymentRecord:
+    deployment = await deployments.get_deployment(conn, deployment_id, for_update=True)
+    if deployment is None:
         raise NotFound(deployment_id)
-    return row
+    return deployment
 
 
-def _refuse(action: str, row: asyncpg.Record, allowed: str) -> IllegalState:
+def _refuse(action: str, deployment: DeploymentRecord, allowed: str) -> IllegalState:
     return IllegalState(
-        f"cannot {action} deployment {row['deployment_id']}: it is {row['state']} ({allowed})"
+        f"cannot {action} deployment {deployment.deployment_id}: "
+        f"it is {deployment.state} ({allowed})"
     )
 
 
-async def pause(
-    pool: asyncpg.Pool, redis: aioredis.Redis, fleet: str, deployment_id: str, reason: str
-) -> Outcome:
+async def pause(pool: Pool, redis: Redis, fleet: str, deployment_id: str, reason: str) -> Outcome:
     """RUNNING -> PAUSED; idempotent on PAUSED."""
     async with pool.acquire() as conn, conn.transaction():
-        row = await _locked(conn, deployment_id)
-        if row["state"] == "paused":
+        deployment = await _locked(conn, deployment_id)
+        if deployment.state == "paused":
             return Outcome("paused")
-        if row["state"] not in ("running", "pending"):
-            raise _refuse("pause", row, "only a pending or running deployment can be paused")
+        if deployment.state not in ("running", "pending"):
+            raise _refuse("pause", deployment, "only a pending or running deployment can be paused")
         message = f"paused by an operator: {reason}" if reason else "paused by an operator"
-        await deployments.transition(conn, deployment_id, [row["state"]], "paused", message=message)
+        await transition(conn, deployment_id, [deployment.state], "paused", message=message)
     await announce(
         redis,
         fleet,
         PAUSED,
         deployment_id,
-        update_id=row["update_id"],
+        update_id=deployment.update_id,
         state="paused",
-        wave=row["current_wave"],
+        wave=deployment.current_wave,
         message=message,
     )
     return Outcome("paused")
 
 
-async def resume(
-    pool: asyncpg.Pool, redis: aioredis.Redis, fleet: str, deployment_id: str
-) -> Outcome:
+async def resume(pool: Pool, redis: Redis, fleet: str, deployment_id: str) -> Outcome:
     """PAUSED (by an operator) or FAILED (halted) -> RUNNING, acknowledging every failure
     and rollback seen so far (the budget counts only new ones). Idempotent on RUNNING.
     A deployment awaiting wave approval is resumed by ApproveWave, not here."""
     async with pool.acquire() as conn, conn.transaction():
-        row = await _locked(conn, deployment_id)
-        if row["state"] == "running":
+        deployment = await _locked(conn, deployment_id)
+        if deployment.state == "running":
             return Outcome("running")
-        if row["state"] not in ("paused", "failed") or row["awaiting_approval"]:
+        if deployment.state not in ("paused", "failed") or deployment.awaiting_approval:
             allowed = (
                 "it awaits approval of its next wave: use ApproveWave"
-                if row["awaiting_approval"]
+                if deployment.awaiting_approval
                 else "only a paused or halted (failed) deployment can be resumed"
             )
-            raise _refuse("resume", row, allowed)
+            raise _refuse("resume", deployment, allowed)
         counts = await deployments.counts(conn, deployment_id)
         failed, rolled_back = counts.get("failed"), counts.get("rolled_back")
-        await deployments.transition(
+        await transition(
             conn,
             deployment_id,
-            [row["state"]],
+            [deployment.state],
             "running",
             acknowledged_failures=failed + rolled_back,
             acknowledged_rolled_back=rolled_back,
@@ -144,28 +142,26 @@ async def resume(
         fleet,
         RESUMED,
         deployment_id,
-        update_id=row["update_id"],
+        update_id=deployment.update_id,
         state="running",
-        wave=row["current_wave"],
+        wave=deployment.current_wave,
         message=f"{failed + rolled_back} failure(s) acknowledged",
     )
     return Outcome("running")
 
 
-async def approve(
-    pool: asyncpg.Pool, redis: aioredis.Redis, fleet: str, deployment_id: str, wave: int
-) -> Outcome:
+async def approve(pool: Pool, redis: Redis, fleet: str, deployment_id: str, wave: int) -> Outcome:
     """Start ``wave``, which must be the one awaiting approval (current_wave + 1)."""
     async with pool.acquire() as conn, conn.transaction():
-        row = await _locked(conn, deployment_id)
-        if not row["awaiting_approval"] or row["state"] != "paused":
-            raise _refuse("approve a wave of", row, "no wave is awaiting approval")
-        if wave != row["current_wave"] + 1:
+        deployment = await _locked(conn, deployment_id)
+        if not deployment.awaiting_approval or deployment.state != "paused":
+            raise _refuse("approve a wave of", deployment, "no wave is awaiting approval")
+        if wave != deployment.current_wave + 1:
             raise IllegalState(
                 f"wave {wave} is not the one awaiting approval: approve wave "
-                f"{row['current_wave'] + 1}"
+                f"{deployment.current_wave + 1}"
             )
-        await deployments.transition(
+        await transition(
             conn,
             deployment_id,
             ["paused"],
@@ -180,7 +176,7 @@ async def approve(
         fleet,
         WAVE_STARTED,
         deployment_id,
-        update_id=row["update_id"],
+        update_id=deployment.update_id,
         state="running",
         wave=wave,
         message="approved",
@@ -188,43 +184,41 @@ async def approve(
     return Outcome("running")
 
 
-async def cancel(
-    pool: asyncpg.Pool, redis: aioredis.Redis, fleet: str, deployment_id: str, reason: str
-) -> Outcome:
+async def cancel(pool: Pool, redis: Redis, fleet: str, deployment_id: str, reason: str) -> Outcome:
     """-> CANCELLED from any active state but ROLLING_BACK: waiting devices are skipped,
     assignments not started are withdrawn; devices applying finish, devices that
     converged keep the update."""
     async with pool.acquire() as conn, conn.transaction():
-        row = await _locked(conn, deployment_id)
-        if row["state"] not in ("pending", "running", "paused"):
-            raise _refuse("cancel", row, "only a pending, running or paused deployment")
+        deployment = await _locked(conn, deployment_id)
+        if deployment.state not in ("pending", "running", "paused"):
+            raise _refuse("cancel", deployment, "only a pending, running or paused deployment")
         message = f"cancelled: {reason}" if reason else "cancelled by an operator"
-        await deployments.transition(
+        await transition(
             conn,
             deployment_id,
-            [row["state"]],
+            [deployment.state],
             "cancelled",
             message=message,
             awaiting_approval=False,
         )
-        batch = await deployment_batches.withdraw_unstarted(conn, deployment_id, "CANCELLED")
+        batch = await deployment_batches.withdraw_unstarted(conn, deployment_id, reasons.CANCELLED)
     await mark_changed(redis, batch.revisions)
     await announce(
         redis,
         fleet,
         CANCELLED,
         deployment_id,
-        update_id=row["update_id"],
+        update_id=deployment.update_id,
         state="cancelled",
-        wave=row["current_wave"],
+        wave=deployment.current_wave,
         message=message,
     )
     return Outcome("cancelled", batch.changed)
 
 
 async def start_rollback(
-    pool: asyncpg.Pool,
-    redis: aioredis.Redis,
+    pool: Pool,
+    redis: Redis,
     fleet: str,
     deployment_id: str,
     reason: str,
@@ -240,38 +234,33 @@ async def start_rollback(
         ["pending", "running", "completed", "cancelled"] if force else []
     )
     async with pool.acquire() as conn, conn.transaction():
-        row = await _locked(conn, deployment_id)
-        if row["state"] not in allowed:
+        deployment = await _locked(conn, deployment_id)
+        if deployment.state not in allowed:
             hint = "" if force else "; pass force=true to roll back a running or completed one"
-            raise _refuse("roll back", row, f"allowed from {', '.join(allowed)}{hint}")
+            raise _refuse("roll back", deployment, f"allowed from {', '.join(allowed)}{hint}")
         message = f"rolling back: {reason}" if reason else "rolling back"
-        await deployments.transition(
+        await transition(
             conn,
             deployment_id,
-            [row["state"]],
+            [deployment.state],
             "rolling_back",
             message=message,
             awaiting_approval=False,
             completed_at=None,
         )
-        batch = await deployment_batches.withdraw_unstarted(conn, deployment_id, "ROLLED_BACK")
-        devices: int = await conn.fetchval(
-            """SELECT count(*) FROM deployment_targets
-               WHERE deployment_id = $1 AND rollback_assignment_ids IS NULL
-                 AND state IN ('downloading', 'verifying', 'applying', 'healthy')
-                 AND EXISTS (SELECT 1 FROM unnest(previous_assignment_ids) AS p
-                             WHERE p <> '')""",
-            deployment_id,
+        batch = await deployment_batches.withdraw_unstarted(
+            conn, deployment_id, reasons.ROLLED_BACK
         )
+        devices = await deployment_rollbacks.devices_to_return(conn, deployment_id)
     await mark_changed(redis, batch.revisions)
     await announce(
         redis,
         fleet,
         ROLLING_BACK,
         deployment_id,
-        update_id=row["update_id"],
+        update_id=deployment.update_id,
         state="rolling_back",
-        wave=row["current_wave"],
+        wave=deployment.current_wave,
         message=message,
     )
     return Outcome("rolling_back", devices)

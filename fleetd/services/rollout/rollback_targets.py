@@ -9,8 +9,9 @@ the operator's rollback becomes a signed, deliberate "roll forward to the old bi
 the counter keeps its meaning (nothing older than what is installed is ever accepted
 unless someone with the online key signed it again, on purpose).
 
-``rollback_targets`` remembers the new path per (deployment, previous path), so every
-batch of one rollback shares one re-signed target and a restarted engine reuses it.
+``fleetd.storage.rollout_resigned_targets`` remembers the new path per (deployment,
+previous path), so every batch of one rollback shares one re-signed target and a restarted
+engine reuses it.
 Called inside the rollback batch's transaction: the catalogue lock (the same one
 CreateUpdate takes for counters) is held until its end, then TUF's lock is taken, the
 same order CreateUpdate uses. A batch that rolls back after signing leaves a signed target
@@ -22,7 +23,6 @@ through CreateUpdate) keeps its path.
 
 from __future__ import annotations
 
-import json
 import logging
 import posixpath
 from collections.abc import Sequence
@@ -32,7 +32,9 @@ from fleetd.device.v1 import agent_pb2
 from fleetd.domain.catalog.spec import RESERVED_PLATFORM
 from fleetd.domain.catalog.targets import platform_of
 from fleetd.services.tuf_repo import NewTarget, RepositoryMissing, TargetCustom
+from fleetd.storage import rollout_resigned_targets as resigned_store
 from fleetd.storage import updates as update_store
+from fleetd.storage.rollout_resigned_targets import Resigned
 from fleetd.storage.types import Connection
 
 log = logging.getLogger(__name__)
@@ -68,13 +70,7 @@ class RollbackTargets:
         wanted = sorted({spec.target_path for spec in previous if spec.target_path})
         if not wanted:
             return {}
-        rows = await conn.fetch(
-            """SELECT from_path, to_path FROM rollback_targets
-               WHERE deployment_id = $1 AND from_path = ANY($2::text[])""",
-            deployment_id,
-            wanted,
-        )
-        paths = {r["from_path"]: r["to_path"] for r in rows}
+        paths = await resigned_store.resigned_paths(conn, deployment_id, wanted)
         missing = [p for p in wanted if p not in paths]
         if missing and self._signer is not None:
             paths.update(await self._resign(conn, deployment_id, missing, previous))
@@ -88,13 +84,7 @@ class RollbackTargets:
         previous: Sequence[agent_pb2.ArtifactAssignment],
     ) -> dict[str, str]:
         assert self._signer is not None
-        signed = {
-            r["path"]: r
-            for r in await conn.fetch(
-                "SELECT path, sha256, length, custom FROM tuf_targets WHERE path = ANY($1::text[])",
-                missing,
-            )
-        }
+        signed = await resigned_store.signed_targets(conn, missing)
         versions = {spec.target_path: spec.version for spec in previous}
         unknown = [p for p in missing if p not in signed]
         if unknown:
@@ -107,13 +97,13 @@ class RollbackTargets:
         known = [p for p in missing if p in signed]
         if not known:
             return {}
-        customs = {p: TargetCustom.from_json(_json(signed[p]["custom"])) for p in known}
+        customs = {p: TargetCustom.from_json(signed[p].custom) for p in known}
         await update_store.lock_catalogue(conn)
         counters = await update_store.next_release_counters(
             conn, sorted({(c.name, platform_of(c.hardware), c.hardware) for c in customs.values()})
         )
         new: list[NewTarget] = []
-        mapping: dict[str, tuple[str, int]] = {}
+        resigned: list[Resigned] = []
         for path in known:
             custom = customs[path]
             platform = platform_of(custom.hardware)
@@ -127,11 +117,9 @@ class RollbackTargets:
                 {**custom.extra, "rollback_of": path},
             )
             new.append(
-                NewTarget(
-                    to, signed[path]["length"], {"sha256": signed[path]["sha256"]}, new_custom
-                )
+                NewTarget(to, signed[path].length, {"sha256": signed[path].sha256}, new_custom)
             )
-            mapping[path] = (to, counter)
+            resigned.append(Resigned(path, to, counter))
             # Two previous targets of one (name, platform) get successive counters.
             counters[(custom.name, platform)] = counter + 1
         try:
@@ -142,15 +130,6 @@ class RollbackTargets:
                 deployment_id,
             )
             return {}
-        await conn.executemany(
-            """INSERT INTO rollback_targets (deployment_id, from_path, to_path, release_counter)
-               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
-            [(deployment_id, p, to, c) for p, (to, c) in mapping.items()],
-        )
-        log.info("rollback of %s: re-signed %d previous targets", deployment_id, len(mapping))
-        return {p: to for p, (to, _) in mapping.items()}
-
-
-def _json(value: Any) -> dict[str, Any]:
-    """A jsonb value, decoded or not (pools without the jsonb codec give text)."""
-    return dict(json.loads(value) if isinstance(value, str) else value)
+        await resigned_store.record_resigned(conn, deployment_id, resigned)
+        log.info("rollback of %s: re-signed %d previous targets", deployment_id, len(resigned))
+        return {r.from_path: r.to_path for r in resigned}

@@ -17,8 +17,11 @@ from fleetd.domain.rollout.decide import (
     Settle,
     Snapshot,
     Start,
+    StateChange,
+    TargetStates,
     Wait,
     decide,
+    state_changes,
     target_state,
 )
 from fleetd.domain.rollout.policy import Policy, effective_config
@@ -152,3 +155,15 @@ def test_target_state_of_several_assignments() -> None:
     assert target_state(["rolled_back", "healthy"]) == "rolled_back"
     assert target_state(["cancelled", "cancelled"]) == "cancelled"
     assert target_state(["healthy", "cancelled"]) == "healthy"
+
+
+def test_state_changes_lists_only_targets_whose_derived_state_moved() -> None:
+    targets = [
+        TargetStates("a", 0, "pending", ("cancelled",)),
+        TargetStates("b", 1, "healthy", ("healthy", "cancelled")),
+        TargetStates("c", 0, "pending", ("cancelled", "downloading")),
+    ]
+    assert state_changes(targets) == [
+        StateChange("a", 0, "pending", "cancelled"),
+        StateChange("c", 0, "pending", "downloading"),
+    ]

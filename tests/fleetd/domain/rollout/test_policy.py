@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from google.protobuf import duration_pb2
 
-from fleetd.domain.rollout.policy import InvalidConfig, Policy, effective_config, wave_ends
+from fleetd.domain.rollout.policy import InvalidConfig, Policy, effective_config
 from fleetd.v1 import update_pb2 as U
 
 AUTO, MANUAL = U.Wave.AUTO, U.Wave.MANUAL
@@ -105,9 +105,3 @@ def test_explicit_waves_override_the_strategy_and_resolve_approvals() -> None:
 def test_invalid_configuration_names_the_field(config: U.DeploymentConfig, field: str) -> None:
     with pytest.raises(InvalidConfig, match=field.replace("[", r"\[").replace("]", r"\]")):
         effective_config(config, U.UpdateStrategy())
-
-
-def test_wave_ends_round_up_and_end_with_every_device() -> None:
-    assert wave_ends([10.0, 100.0], 1000) == [100, 1000]
-    assert wave_ends([10.0, 100.0], 3) == [1, 3]
-    assert wave_ends([1.0, 50.0, 100.0], 7) == [1, 4, 7]
