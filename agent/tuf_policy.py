@@ -2,11 +2,11 @@
 
 A target that verifies under TUF is authentic, but not necessarily meant for this device:
 the signed ``custom`` object (the contract in ``fleetd.domain.signed_target``, shared with
-the server and shipped in the agent's wheel) says which device type it is for and its release counter, and the
-assignment that asked for it names the digest the operator chose. Each check here is
-about signed, verified metadata of an immutable target path (the repository refuses other
-content under a published path), so a refusal is permanent for the assignment:
-``TargetRefused`` carries a short reason code for the status report.
+the server and shipped in the agent's wheel) says which device type it is for and its
+release counter, and the assignment that asked for it names the digest the operator
+chose. Each check here is about signed, verified metadata of an immutable target path
+(the repository refuses other content under a published path), so a refusal is permanent
+for the assignment: ``TargetRefused`` carries a short reason code for the status report.
 """
 
 from __future__ import annotations
