@@ -3,8 +3,10 @@
 Served by pyvoy (see fleetd_cli.supervisor.api_command): Connect JSON, gRPC and gRPC-Web on
 one TLS port, plus reflection (v1 and v1alpha), ``grpc.health.v1``, ``/healthz`` and the
 TUF repository under ``/tuf/`` (control_api/tuf_files.py). Each event loop's start-up
-also starts the background roles: the TUF timestamp refresher and the rollout engine
-(fleetd/services/rollout/engine.py; one active across replicas).
+also starts the background roles, each in fleetd/services beside what it runs: the TUF
+timestamp refresher (tuf_repo/refresher.py), the rollout engine (rollout/engine.py; one
+active across replicas) and the blob collector (blob_collection.py; one round at a time
+across replicas); its shutdown stops them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from connectrpc.server import ConnectASGIApplication
 
-from control_api import blob_collection, grpc_health, tuf_files
+from control_api import grpc_health, tuf_files
 from control_api.asgi import Receive, Router, Scope, Send, send_text
 from control_api.auth import AuthInterceptor
 from control_api.binaries import MAX_MESSAGE_BYTES, BinaryServiceImpl
@@ -25,7 +27,9 @@ from control_api.reflection import reflection_apps
 from control_api.resources import close_resources, open_resources
 from control_api.status_codes import SeedStatusCodes
 from control_api.updates import UpdateServiceImpl
+from fleetd.services import blob_collection
 from fleetd.services.rollout import engine as rollout_engine
+from fleetd.services.tuf_repo import refresher as tuf_refresher
 from fleetd.settings import Settings
 from fleetd.v1 import analytics_pb2, binary_pb2, device_pb2, update_pb2
 from fleetd.v1.analytics_connect import AnalyticsService, AnalyticsServiceASGIApplication
@@ -90,7 +94,7 @@ def create_app(settings: Settings | None = None) -> SeedStatusCodes:
     async def startup() -> None:
         _quiet_pyvoy_receive_noise(asyncio.get_running_loop())
         res = await open_resources(settings)
-        await tuf_files.start_refresher()
+        tuf_refresher.start(tuf_files.repository())
         rollout_engine.start(
             res.pool,
             res.redis,
@@ -101,13 +105,18 @@ def create_app(settings: Settings | None = None) -> SeedStatusCodes:
             offline_after=settings.offline_after,
             tuf=tuf_files.repository(),
         )
-        await blob_collection.start_collector()
+        blob_collection.start(
+            res.pool,
+            settings.paths.blobs,
+            grace_period=settings.blob_grace_period,
+            interval=settings.blob_collect_interval,
+        )
 
     async def shutdown() -> None:
         health_service.set_all(grpc_health.NOT_SERVING)
         await rollout_engine.stop()
-        await tuf_files.stop_refresher()
-        await blob_collection.stop_collector()
+        await tuf_refresher.stop()
+        await blob_collection.stop()
         await close_resources()
 
     router = Router(

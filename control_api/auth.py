@@ -2,8 +2,10 @@
 
 One metadata interceptor runs before the request body is read: it assigns a request id,
 authenticates the caller (``X-API-Key`` for now), and checks the method's permission in
-``control_api.permissions``. On the way out it turns unexpected exceptions into INTERNAL
-(never leaking their text) and gives UNIMPLEMENTED a message naming the method.
+``control_api.permissions``. On the way out it answers every error (:func:`answer`): a
+store outage (``fleetd.storage.errors.STORE_DOWN``) becomes UNAVAILABLE, the one place
+the operator API maps it; an unexpected exception becomes INTERNAL (never leaking its
+text); UNIMPLEMENTED gets a message naming the method; each answer carries ErrorInfo.
 
 Mutating calls are audited around the call, outside its transaction: a ``STARTED`` entry
 before any work (no entry, no call) and the outcome after (retried; a loss stays visible
@@ -27,7 +29,7 @@ from connectrpc.request import RequestContext
 
 import core_ext
 from control_api import client_cert, debug
-from control_api.errors import api_error, with_info
+from control_api.errors import api_error, store_unavailable, with_info
 from control_api.permissions import (
     METHOD_PERMISSIONS,
     READ_ONLY_METHODS,
@@ -39,6 +41,7 @@ from fleetd.services import jwt
 from fleetd.storage import audit
 from fleetd.storage.bearer_tokens import authenticate_api_key
 from fleetd.storage.devices import certificate_standing
+from fleetd.storage.errors import is_store_down
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +264,40 @@ async def _authenticate_certificate(pem: bytes) -> Principal:
     return Principal("mtls", identity.device_id, "device", identity.device_id)
 
 
+def answer(error: Exception, method: str, request_id: str, user_id: str = "") -> ConnectError:
+    """What the caller is told about ``error``, raised by ``method`` or on its way in.
+
+    A ConnectError stands (with ErrorInfo added if it has none); a store outage is
+    UNAVAILABLE, retry later; anything else is a bug: logged with its traceback, answered
+    INTERNAL with the request id to quote.
+    """
+    if isinstance(error, ConnectError):
+        if error.code == Code.UNIMPLEMENTED and error.message == "Not implemented":
+            error = ConnectError(
+                Code.UNIMPLEMENTED, f"{method} is not implemented by this server yet"
+            )
+        return with_info(error, request_id=request_id, user_id=user_id)
+    if is_store_down(error):
+        log.warning("%s unavailable (request_id %s): %r", method, request_id, error)
+        return store_unavailable(error, request_id=request_id, user_id=user_id)
+    log.error("internal error in %s (request_id %s)", method, request_id, exc_info=error)
+    return api_error(
+        Code.INTERNAL,
+        f"internal error; quote request_id {request_id} to the operator",
+        request_id=request_id,
+        user_id=user_id,
+    )
+
+
+def _raise(error: Exception, answered: ConnectError) -> None:
+    """Raise ``answered`` in place of ``error`` (nothing when it is ``error`` itself)."""
+    if answered is error:
+        return
+    # A ConnectError rebuilt with its details needs no cause; an exception turned into an
+    # answer keeps it, for the server's own log.
+    raise answered from (None if isinstance(error, ConnectError) else error)
+
+
 Token = tuple[
     contextvars.Token[Principal],
     contextvars.Token[str],
@@ -278,37 +315,11 @@ class AuthInterceptor:
         request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
         ctx.response_headers["x-request-id"] = request_id
         method = f"{ctx.method.service_name}/{ctx.method.name}"
-        permission = METHOD_PERMISSIONS.get(method)
-        if permission is None:  # a served method missing from the table is a bug: deny
-            raise api_error(
-                Code.PERMISSION_DENIED,
-                f"{method} has no permission assigned",
-                request_id=request_id,
-            )
-        principal = ANONYMOUS
         try:
-            api_key = ctx.request_headers.get("x-api-key")
-            if api_key is not None:
-                principal = await _authenticate_api_key(api_key.strip())
-            elif (authorization := ctx.request_headers.get("authorization")) is not None:
-                principal = await _authenticate_bearer(authorization)
-            elif client_cert.trusted():
-                pem = client_cert.certificate_pem(
-                    ctx.request_headers.get("x-forwarded-client-cert")
-                )
-                if pem is not None:
-                    principal = await _authenticate_certificate(pem)
-        except ConnectError as exc:
-            raise with_info(exc, request_id=request_id) from None
-        if principal.authenticated or method not in TOKEN_AUTHENTICATED_METHODS:
-            try:
-                _check(principal, permission, request_id)
-            except ConnectError as denied:
-                if principal.authenticated:  # anonymous probes would only flood the log
-                    await _audit(principal, method, request_id, denied.code.name)
-                raise
-        await _rate_limit(ctx, principal, request_id)
-        await _audit_start(principal, method, request_id)
+            principal = await self._admit(ctx, method, request_id)
+        except Exception as exc:
+            _raise(exc, answer(exc, method, request_id))
+            raise
         trace = None
         if principal.role == "admin" and ctx.request_headers.get("x-debug", "") == "true":
             trace = debug.DebugTrace(request_id)
@@ -321,19 +332,53 @@ class AuthInterceptor:
             method,
         )
 
+    async def _admit(
+        self, ctx: RequestContext[Any, Any], method: str, request_id: str
+    ) -> Principal:
+        """The caller, authenticated, authorised, within its rate limit and, for a
+        mutating call, with its start in the audit log; else the refusal, raised."""
+        permission = METHOD_PERMISSIONS.get(method)
+        if permission is None:  # a served method missing from the table is a bug: deny
+            raise api_error(
+                Code.PERMISSION_DENIED,
+                f"{method} has no permission assigned",
+                request_id=request_id,
+            )
+        principal = ANONYMOUS
+        api_key = ctx.request_headers.get("x-api-key")
+        if api_key is not None:
+            principal = await _authenticate_api_key(api_key.strip())
+        elif (authorization := ctx.request_headers.get("authorization")) is not None:
+            principal = await _authenticate_bearer(authorization)
+        elif client_cert.trusted():
+            pem = client_cert.certificate_pem(ctx.request_headers.get("x-forwarded-client-cert"))
+            if pem is not None:
+                principal = await _authenticate_certificate(pem)
+        if principal.authenticated or method not in TOKEN_AUTHENTICATED_METHODS:
+            try:
+                _check(principal, permission, request_id)
+            except ConnectError as denied:
+                if principal.authenticated:  # anonymous probes would only flood the log
+                    await _audit(principal, method, request_id, denied.code.name)
+                raise
+        await _rate_limit(ctx, principal, request_id)
+        await _audit_start(principal, method, request_id)
+        return principal
+
     async def on_end(
         self, token: Token, ctx: RequestContext[Any, Any], error: Exception | None
     ) -> None:
         principal_token, request_token, trace_token, target_token, method = token
         request_id = request_id_var.get()
         principal = principal_var.get()
-        user_id = principal.id
-        outcome = "OK" if error is None else getattr(error, "code", Code.INTERNAL).name
-        await _audit(principal, method, request_id, outcome)
+        answered = None if error is None else answer(error, method, request_id, principal.id)
+        await _audit(
+            principal, method, request_id, "OK" if answered is None else answered.code.name
+        )
         audit_target_var.reset(target_token)
         trace = debug.trace_var.get()
         if trace is not None:
-            await asyncio.sleep(0)  # let asyncpg's query-log callbacks run
+            await asyncio.sleep(0)  # let the query reports (fleetd/storage/query_log.py) run
             trace.mark("handler finished" if error is None else f"handler failed: {error!r}")
             if error is not None:
                 trace.record_error(error)
@@ -341,20 +386,5 @@ class AuthInterceptor:
         principal_var.reset(principal_token)
         request_id_var.reset(request_token)
         debug.trace_var.reset(trace_token)
-        if error is None:
-            return
-        if isinstance(error, ConnectError):
-            if error.code == Code.UNIMPLEMENTED and error.message == "Not implemented":
-                error = ConnectError(
-                    Code.UNIMPLEMENTED, f"{method} is not implemented by this server yet"
-                )
-            if not error.details:
-                raise with_info(error, request_id=request_id, user_id=user_id) from None
-            return
-        log.error("internal error in %s (request_id %s)", method, request_id, exc_info=error)
-        raise api_error(
-            Code.INTERNAL,
-            f"internal error; quote request_id {request_id} to the operator",
-            request_id=request_id,
-            user_id=user_id,
-        ) from error
+        if error is not None and answered is not None:
+            _raise(error, answered)

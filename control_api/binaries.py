@@ -41,7 +41,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
@@ -75,16 +74,6 @@ MAX_METADATA_VALUE = 1024
 MAX_BINARY_ID = 64
 _CHECKSUM = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-_STORAGE_DOWN: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.InterfaceError,
-)
-_UNAVAILABLE = "the binary could not be stored right now; upload it again later"
 
 Ctx = RequestContext[Any, Any]
 
@@ -218,11 +207,10 @@ class BinaryServiceImpl(BinaryService):
         binary, declared = new_binary(
             first.metadata, uploaded_by=current_principal().id, max_bytes=limit
         )
-        try:
-            blob, manifest = await self._receive(messages, declared, limit)
-            record = await self._record(binary, blob, manifest)
-        except _STORAGE_DOWN:
-            raise ConnectError(Code.UNAVAILABLE, _UNAVAILABLE) from None
+        # A store that is down (disk, PostgreSQL) is UNAVAILABLE (control_api/auth.py);
+        # the writer discards what it received, so nothing is left behind either way.
+        blob, manifest = await self._receive(messages, declared, limit)
+        record = await binary_store.record_upload(resources().pool, binary, blob, manifest)
         audit_target(record.binary_id)
         return binary_pb2.UploadBinaryResponse(
             binary_id=record.binary_id,
@@ -289,20 +277,6 @@ class BinaryServiceImpl(BinaryService):
                     f"sha256:{declared.sha256}; nothing was stored"
                 )
             return await writer.commit(), manifest
-
-    async def _record(self, binary: NewBinary, blob: Blob, manifest: Manifest) -> BinaryRecord:
-        pool = resources().pool
-        for attempt in (1, 2):
-            try:
-                async with pool.acquire() as conn:
-                    return await binary_store.insert_binary(conn, binary, blob, manifest)
-            except asyncpg.ForeignKeyViolationError:
-                # The collector removed this blob's (then unreferenced, old) index row as we
-                # wrote ours; it restores the file it sees freshly touched by our commit.
-                # Writing the index row again settles it.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
 
     async def download_binary(
         self, request: binary_pb2.DownloadBinaryRequest, ctx: Ctx

@@ -1,10 +1,11 @@
 """``X-Debug: true`` (admins only): the request's timeline, the SQL it ran and timings.
 
-The trace travels in a ContextVar; asyncpg's query logger (installed on every pooled
-connection of the control API) appends to it. The result is returned as one compact JSON
-response header, ``x-debug``: ``{"request_id", "total_ms", "timeline": [[ms, event]...],
-"sql": [{"ms", "query"}...], "error"}``. Bind values are never included (they may hold
-secrets); statements are cut to 500 characters, at most 50 of them.
+The trace travels in a ContextVar; every pooled connection of the control API reports its
+statements to :func:`record_query` (fleetd/storage/query_log.py), which appends them to
+it. The result is returned as one compact JSON response header, ``x-debug``:
+``{"request_id", "total_ms", "timeline": [[ms, event]...], "sql": [{"ms", "query"}...],
+"error"}``. Bind values are never included (they may hold secrets); statements are cut to
+500 characters, at most 50 of them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import orjson
 
 MAX_QUERIES = 50
@@ -60,14 +60,10 @@ def mark(event: str) -> None:
         trace.mark(event)
 
 
-def _log_query(record: Any) -> None:
+def record_query(elapsed: float, query: str) -> None:
+    """Add a statement that took ``elapsed`` seconds to the current request's trace, if it
+    is being debugged (a ``fleetd.storage.query_log.QueryReporter``)."""
     # Runs via loop.call_soon in the querying task's context, so the var is visible.
     trace = trace_var.get()
     if trace is not None and len(trace.queries) < MAX_QUERIES:
-        trace.queries.append(
-            {"ms": round(record.elapsed * 1000, 3), "query": str(record.query)[:MAX_QUERY_CHARS]}
-        )
-
-
-async def install_query_logger(conn: asyncpg.Connection) -> None:
-    conn.add_query_logger(_log_query)
+        trace.queries.append({"ms": round(elapsed * 1000, 3), "query": query[:MAX_QUERY_CHARS]})

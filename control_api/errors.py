@@ -4,6 +4,11 @@ Every error that leaves the API carries a ``google.rpc.ErrorInfo`` detail (reaso
 code's name, domain ``fleetd.v1``) whose metadata holds ``request_id`` (also sent as the
 ``x-request-id`` header), ``user_id`` (the caller's key or subject id, when known) and,
 for denials, ``permission``. Generated clients decode it like any gRPC error detail.
+
+Methods raise ConnectErrors (``invalid()`` for bad input) and let storage errors pass:
+the auth interceptor (control_api/auth.py) answers every error on the way out, turning
+a store outage (``fleetd.storage.errors.STORE_DOWN``) into UNAVAILABLE with
+:func:`store_unavailable`, here and nowhere else.
 """
 
 from __future__ import annotations
@@ -14,7 +19,14 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from protobuf.wkt import Any as AnyPb
 
+from fleetd.storage.errors import StoreUnavailable
+
 DOMAIN = "fleetd.v1"
+
+STORE_UNAVAILABLE = (
+    "a store (PostgreSQL, Redis or the blob disk) is unavailable right now; retry shortly"
+)
+"""The UNAVAILABLE message for a store outage whose exception says nothing fit to show."""
 
 
 def _detail(message: Message) -> ErrorDetail:
@@ -65,3 +77,16 @@ def invalid(message: str) -> ConnectError:
     so every refusal of bad input is built here and nowhere else.
     """
     return ConnectError(Code.INVALID_ARGUMENT, message)
+
+
+def store_unavailable(error: BaseException, *, request_id: str, user_id: str = "") -> ConnectError:
+    """UNAVAILABLE for a call that a store outage stopped (``error`` is in STORE_DOWN).
+
+    A ``StoreUnavailable`` raised by storage carries a message written for the caller
+    (say, where to resume a stream) and is shown; a driver's own exception is not (it
+    names hosts and sockets), so the caller reads STORE_UNAVAILABLE instead.
+    """
+    message = str(error) if isinstance(error, StoreUnavailable) else ""
+    return api_error(
+        Code.UNAVAILABLE, message or STORE_UNAVAILABLE, request_id=request_id, user_id=user_id
+    )

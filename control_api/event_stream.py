@@ -5,7 +5,7 @@ The events are the entries of the fleet's stream (``fleetd.storage.events``), re
 is missed; ``resume_after`` starts from an earlier id (whatever the capped stream still
 holds is replayed first). Event types are mapped to the API's names (``status_change``,
 ``deployment``...); a ``device_filter`` is matched per event by core_ext against the
-device as PostgreSQL has it (rows fetched per batch, cached briefly), with the status an
+device as PostgreSQL has it (fetched per batch, cached briefly), with the status an
 online/offline event reports.
 
 Bounds, so a stream cannot hold more than its share:
@@ -30,9 +30,8 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Final
+from typing import Final
 
-import redis.asyncio as aioredis
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
@@ -42,7 +41,10 @@ from control_api.auth import Principal
 from control_api.errors import invalid
 from control_api.resources import Resources
 from fleetd.storage import devices as device_store
-from fleetd.storage import events, redis_keys
+from fleetd.storage import event_stream_reads as reads
+from fleetd.storage import events
+from fleetd.storage.devices import DeviceRecord
+from fleetd.storage.errors import StoreUnavailable
 from fleetd.v1 import device_pb2, update_pb2
 
 log = logging.getLogger(__name__)
@@ -70,20 +72,6 @@ API_TYPES: Final = frozenset(TYPES.values())
 DEFAULT_TYPES: Final = API_TYPES - {"heartbeat"}
 _CHANGES_DEVICE: Final = frozenset({events.REGISTERED, events.UPDATED, events.DELETED})
 _STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
-
-# KEYS[1] the caller's streams ZSET; ARGV: member, lease ms, max streams.
-# Drops expired leases, then admits the stream if the caller is under the limit.
-_ACQUIRE = """
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-return 1
-"""
 
 _STATE: Final[dict[str, int]] = {
     name: update_pb2.DeviceDeploymentStatus.State.Value(name.upper())
@@ -127,40 +115,26 @@ class Subscription:
             raise invalid(f"device_filter: {exc} (at character {exc.position})") from None
 
 
-async def _acquire(redis: aioredis.Redis, key: str, member: str) -> bool:
-    admitted = await redis.eval(
-        _ACQUIRE, 1, key, member, int(LEASE_SECONDS * 1000), MAX_STREAMS_PER_CALLER
-    )
-    return bool(admitted)
-
-
-async def _release(redis: aioredis.Redis, key: str, member: str) -> None:
-    try:
-        await redis.zrem(key, member)
-    except (aioredis.RedisError, OSError) as exc:  # the lease expires by itself
-        log.warning("event stream lease %s not released: %s", member, exc)
-
-
-def _record(device_id: str, row: Any, status: str | None) -> dict[str, object]:
-    """A device as core_ext's Filter.matches reads it (absent row: only the id known)."""
+def _record(device_id: str, device: DeviceRecord | None, status: str | None) -> dict[str, object]:
+    """A device as core_ext's Filter.matches reads it (unknown device: only the id)."""
     record: dict[str, object] = {"id": device_id}
-    if row is not None:
+    if device is not None:
         record.update(
-            name=row["name"],
-            type=row["device_type"],
-            version=row["version"],
-            agent_version=row["agent_version"],
-            fleet=row["fleet"],
-            status=row["status"],
-            cpu_usage=row["cpu_usage"],
-            memory_usage=row["memory_usage"],
-            disk_usage=row["disk_usage"],
-            uptime_seconds=row["uptime_seconds"],
-            last_seen=row["last_seen"],
-            registered_at=row["registered_at"],
-            updated_at=row["updated_at"],
-            tags=list(row["tags"]),
-            metadata=row["metadata"],
+            name=device.name,
+            type=device.device_type,
+            version=device.version,
+            agent_version=device.agent_version,
+            fleet=device.fleet,
+            status=device.status,
+            cpu_usage=device.cpu_usage,
+            memory_usage=device.memory_usage,
+            disk_usage=device.disk_usage,
+            uptime_seconds=device.uptime_seconds,
+            last_seen=device.last_seen,
+            registered_at=device.registered_at,
+            updated_at=device.updated_at,
+            tags=list(device.tags),
+            metadata=device.metadata,
         )
     if status is not None:
         record["status"] = status
@@ -175,7 +149,7 @@ def _float_field(fields: Mapping[str, str], name: str) -> float | None:
 
 
 def _response(
-    entry_id: str, event: events.Event, api_type: str, row: Any
+    entry_id: str, event: events.Event, api_type: str, device: DeviceRecord | None
 ) -> device_pb2.StreamEventsResponse:
     msg = device_pb2.StreamEventsResponse(
         event_id=entry_id, type=api_type, device_id=event.device_id
@@ -209,51 +183,57 @@ def _response(
             value = _float_field(fields, field)
             if value is not None:
                 setattr(msg.heartbeat, target, value)
-    elif api_type in ("registered", "updated") and row is not None:
-        msg.device.CopyFrom(convert.device(row))
+    elif api_type in ("registered", "updated") and device is not None:
+        msg.device.CopyFrom(convert.device(device))
     return msg
 
 
 class _DeviceCache:
-    """Device rows by id for a few seconds; what a stream needs to match its filter."""
+    """Devices by id for a few seconds (None: no such device); what a stream needs to
+    match its filter."""
 
     def __init__(self) -> None:
-        self._rows: dict[str, tuple[float, Any]] = {}
+        self._devices: dict[str, tuple[float, DeviceRecord | None]] = {}
 
-    async def rows(self, res: Resources, device_ids: set[str], fresh: set[str]) -> dict[str, Any]:
+    async def devices(
+        self, res: Resources, device_ids: set[str], fresh: set[str]
+    ) -> dict[str, DeviceRecord | None]:
         now = time.monotonic()
-        found: dict[str, Any] = {}
+        found: dict[str, DeviceRecord | None] = {}
         missing: list[str] = []
         for device_id in device_ids:
-            cached = self._rows.get(device_id)
+            cached = self._devices.get(device_id)
             if device_id in fresh or cached is None or cached[0] < now:
                 missing.append(device_id)
             else:
                 found[device_id] = cached[1]
         if missing:
             loaded = await device_store.get_devices(res.pool, missing)
-            if len(self._rows) + len(missing) > DEVICE_CACHE_SIZE:
-                self._rows.clear()
+            if len(self._devices) + len(missing) > DEVICE_CACHE_SIZE:
+                self._devices.clear()
             for device_id in missing:
-                row = loaded.get(device_id)
-                self._rows[device_id] = (now + DEVICE_CACHE_SECONDS, row)
-                found[device_id] = row
+                device = loaded.get(device_id)
+                self._devices[device_id] = (now + DEVICE_CACHE_SECONDS, device)
+                found[device_id] = device
         return found
 
 
 async def stream(
     res: Resources, principal: Principal, request: device_pb2.StreamEventsRequest
 ) -> AsyncIterator[device_pb2.StreamEventsResponse]:
-    """The events of ``request``, as they happen, within the module's bounds."""
+    """The events of ``request``, as they happen, within the module's bounds.
+
+    Redis failing raises ``StoreUnavailable`` (UNAVAILABLE, control_api/auth.py), naming
+    the ``resume_after`` to continue from once the stream has started.
+    """
     subscription = Subscription(request)
     redis = res.redis
-    key = redis_keys.events(res.settings.fleet)
-    lease_key = redis_keys.event_streams(f"{principal.kind}:{principal.id}")
-    member = uuid.uuid4().hex
-    try:
-        admitted = await _acquire(redis, lease_key, member)
-    except (aioredis.RedisError, OSError) as exc:
-        raise ConnectError(Code.UNAVAILABLE, f"the event stream is unavailable: {exc}") from None
+    fleet = res.settings.fleet
+    caller = f"{principal.kind}:{principal.id}"
+    lease = uuid.uuid4().hex
+    admitted = await reads.acquire_lease(
+        redis, caller, lease, lease_seconds=LEASE_SECONDS, max_streams=MAX_STREAMS_PER_CALLER
+    )
     if not admitted:
         raise ConnectError(
             Code.RESOURCE_EXHAUSTED,
@@ -261,67 +241,35 @@ async def stream(
             "close one first",
         )
     try:
-        try:
-            last_id = subscription.resume_after or await _tail(redis, key)
-        except (aioredis.RedisError, OSError) as exc:
-            raise ConnectError(
-                Code.UNAVAILABLE, f"the event stream is unavailable: {exc}"
-            ) from None
+        last_id = subscription.resume_after or await reads.newest_id(redis, fleet)
         started = time.monotonic()
         renewed = started
         cache = _DeviceCache()
         while time.monotonic() - started < MAX_STREAM_SECONDS:
-            if time.monotonic() - renewed > LEASE_SECONDS / 3:
-                await redis.zadd(lease_key, {member: (time.time() + LEASE_SECONDS) * 1000}, xx=True)
-                renewed = time.monotonic()
             try:
-                reply = await redis.xread({key: last_id}, count=READ_COUNT, block=BLOCK_MS)
-            except (aioredis.RedisError, OSError) as exc:
-                raise ConnectError(
-                    Code.UNAVAILABLE,
-                    f"the event stream was interrupted ({exc}); resume with resume_after "
-                    f"{last_id!r}",
-                ) from None
-            if not reply:
-                continue
-            batch = _decode(reply)
+                if time.monotonic() - renewed > LEASE_SECONDS / 3:
+                    await reads.renew_lease(redis, caller, lease, lease_seconds=LEASE_SECONDS)
+                    renewed = time.monotonic()
+                batch = await reads.read_after(
+                    redis, fleet, last_id, count=READ_COUNT, block_ms=BLOCK_MS
+                )
+            except StoreUnavailable as exc:
+                # Only this module knows where the client should pick up again.
+                raise StoreUnavailable(f"{exc}; resume with resume_after {last_id!r}") from exc
             if not batch:
                 continue
             last_id = batch[-1][0]
             for response in await _select(res, subscription, cache, batch):
                 yield response
     finally:
-        await asyncio.shield(_release(redis, lease_key, member))
-
-
-async def _tail(redis: aioredis.Redis, key: str) -> str:
-    """The id of the stream's newest entry ("0-0" when empty): where "from now" starts."""
-    newest = await redis.xrevrange(key, count=1)
-    if not newest:
-        return "0-0"
-    entry_id = newest[0][0]
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-
-
-def _decode(reply: Any) -> list[tuple[str, events.Event | None]]:
-    """XREAD's reply as (entry id, event or None when malformed), in order."""
-    batch: list[tuple[str, events.Event | None]] = []
-    for _, entries in reply:
-        for raw_id, fields in entries:
-            entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-            try:
-                batch.append((entry_id, events.decode(fields or {})))
-            except events.InvalidEvent as exc:
-                log.warning("skipping malformed event %s: %s", entry_id, exc)
-                batch.append((entry_id, None))
-    return batch
+        await asyncio.shield(reads.release_lease(redis, caller, lease))
 
 
 async def _select(
     res: Resources,
     subscription: Subscription,
     cache: _DeviceCache,
-    batch: list[tuple[str, events.Event | None]],
+    batch: list[reads.Entry],
 ) -> list[device_pb2.StreamEventsResponse]:
     """The batch's events this subscription wants, as responses."""
     wanted = [
@@ -329,20 +277,20 @@ async def _select(
         for entry_id, event in batch
         if event is not None and TYPES.get(event.type) in subscription.types
     ]
-    need_rows = {
+    need_devices = {
         event.device_id
         for _, event, api_type in wanted
         if subscription.filtered or api_type in ("registered", "updated")
     }
     fresh = {e.device_id for _, e, _ in wanted if e.type in _CHANGES_DEVICE}
-    rows = await cache.rows(res, need_rows, fresh) if need_rows else {}
+    devices = await cache.devices(res, need_devices, fresh) if need_devices else {}
     device_filter = subscription.compile_filter() if subscription.filtered else None
     selected = []
     for entry_id, event, api_type in wanted:
-        row = rows.get(event.device_id)
+        device = devices.get(event.device_id)
         if device_filter is not None:
             status = {events.ONLINE: "online", events.OFFLINE: "offline"}.get(event.type)
-            if not device_filter.matches(_record(event.device_id, row, status)):
+            if not device_filter.matches(_record(event.device_id, device, status)):
                 continue
-        selected.append(_response(entry_id, event, api_type, row))
+        selected.append(_response(entry_id, event, api_type, device))
     return selected

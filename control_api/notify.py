@@ -11,11 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
-
 from control_api.auth import request_id_var
 from control_api.resources import resources
-from fleetd.storage import events, redis_keys
+from fleetd.storage import events, revocation_notices
+from fleetd.storage.errors import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +24,7 @@ async def publish(batch: Sequence[events.Event]) -> bool:
     res = resources()
     try:
         await events.publish(res.redis, res.settings.fleet, batch)
-    except (aioredis.RedisError, OSError) as exc:
+    except REDIS_ERRORS as exc:
         log.warning(
             "device events not published (%s for %s; request_id %s): %s",
             ", ".join(sorted({e.type for e in batch})),
@@ -41,10 +40,8 @@ async def certificates_revoked(device_ids: Sequence[str]) -> bool:
     """Tell the gateways these devices' certificates were revoked (they drop the cached
     standing at once); best effort like events: the gateways' cache TTL bounds a miss."""
     try:
-        await resources().redis.publish(
-            redis_keys.CERTIFICATES_REVOKED_CHANNEL, " ".join(device_ids)
-        )
-    except (aioredis.RedisError, OSError) as exc:
+        await revocation_notices.announce(resources().redis, device_ids)
+    except REDIS_ERRORS as exc:
         log.warning(
             "revocation notice not published for %s (request_id %s): %s",
             ", ".join(device_ids)[:200],

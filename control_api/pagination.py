@@ -2,9 +2,10 @@
 
 A token is ``base64url(payload) + "." + base64url(HMAC-SHA256(key, payload))[:22]`` where
 the payload is compact JSON naming the list it belongs to and the last key returned. The
-key is shared by every replica (stored in PostgreSQL). A token that was altered, comes
-from another list, or is malformed is INVALID_ARGUMENT; tokens do not expire, because
-keyset positions stay meaningful while devices come and go.
+key is shared by every replica (fleetd/storage/server_secrets.py, read at start-up by
+control_api/resources.py). A token that was altered, comes from another list, or is
+malformed is INVALID_ARGUMENT; tokens do not expire, because keyset positions stay
+meaningful while devices come and go.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
 from typing import Any
 
-import asyncpg
 import orjson
 
 from control_api.errors import invalid
@@ -79,14 +78,3 @@ class PageTokens:
             raise InvalidPageToken("page_token belongs to a different list or query")
         position: dict[str, Any] = data["p"]
         return position
-
-
-async def load_key(pool: asyncpg.Pool, name: str = "page_tokens") -> bytes:
-    """The shared signing key, created by whichever replica asks first."""
-    await pool.execute(
-        "INSERT INTO server_secrets (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        name,
-        secrets.token_bytes(32),
-    )
-    key: bytes = await pool.fetchval("SELECT secret FROM server_secrets WHERE name = $1", name)
-    return key

@@ -1,11 +1,12 @@
-"""Rate limits: GCRA in one Redis Lua script, shared by every control API process.
+"""Rate limits: GCRA buckets in Redis (fleetd/storage/rate_buckets.py), shared by every
+control API process.
 
 Limits per caller class, by default as the seed sets them: anonymous 10/s (per client
 address), authenticated 100/s (per key, token subject or certificate), device 10/min (per
 device), admin unlimited; ``FLEETD_RATE_ANONYMOUS`` / ``_AUTHENTICATED`` / ``_DEVICE``
 change them (``COUNT/s``, ``/m`` or ``/h``). A limit allows a burst of ``count``
-requests, then one per emission interval. The script uses Redis's clock, so processes on
-different nodes agree.
+requests, then one per emission interval. The bucket script uses Redis's clock, so
+processes on different nodes agree.
 
 If Redis is unreachable, each process falls back to an in-memory GCRA with the same
 parameters (so a single process never exceeds the limit; a fleet of them may, by at most
@@ -19,36 +20,15 @@ import math
 import time
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from fleetd.settings import Settings, parse_rate
-from fleetd.storage import redis_keys
+from fleetd.storage.errors import REDIS_ERRORS
+from fleetd.storage.rate_buckets import RedisRateBuckets
+from fleetd.storage.types import Redis
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] = bucket key; ARGV = emission interval, burst tolerance (integer microseconds,
-# so comparisons are exact). Stores the theoretical arrival time (TAT, µs); returns
-# {allowed (0/1), remaining, reset_after_us, retry_after_us}.
-GCRA_LUA = """
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = t[1] * 1000000 + t[2]
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - tolerance - interval
-if now < allow_at then
-  local remaining = math.floor((now - (tat - tolerance - interval)) / interval)
-  if remaining < 0 then remaining = 0 end
-  return {0, remaining, tat - now, allow_at - now}
-end
-local ttl_ms = math.ceil((new_tat - now) / 1000) + 1000
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl_ms)
-local remaining = math.floor((now - (new_tat - tolerance - interval)) / interval)
-if remaining < 0 then remaining = 0 end
-return {1, remaining, new_tat - now, 0}
-"""
+REDIS_RETRY_SECONDS = 5.0
+"""After a Redis failure, how long the local fallback decides before Redis is tried again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +93,8 @@ class Decision:
 
 
 class _LocalGcra:
-    """The same algorithm in process memory, for when Redis is unreachable."""
+    """The bucket script's algorithm (fleetd/storage/rate_buckets.py) in process memory,
+    for when Redis is unreachable."""
 
     def __init__(self, max_keys: int = 100_000) -> None:
         self._tat: dict[str, int] = {}
@@ -135,26 +116,27 @@ class _LocalGcra:
 
 
 class RateLimiter:
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self._redis = redis
-        self._script = redis.register_script(GCRA_LUA)
+    """The shared buckets in Redis; this process's own while Redis fails (and for
+    ``REDIS_RETRY_SECONDS`` after each failure, so an outage costs one failed call per
+    interval rather than one per request)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._buckets = RedisRateBuckets(redis)
         self._local = _LocalGcra()
         self._redis_down_until = 0.0
 
     async def check(self, subject: str, limit: Limit) -> Decision:
         """Take one request from ``subject``'s bucket."""
-        key = redis_keys.rate_limit(subject)
         now = time.time()
         result: tuple[bool, int, int, int] | None = None
         if time.monotonic() >= self._redis_down_until:
             try:
-                raw = await self._script(keys=[key], args=[limit.interval_us, limit.tolerance_us])
-                result = (bool(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]))
-            except (aioredis.RedisError, OSError) as exc:
+                result = await self._buckets.take(subject, limit.interval_us, limit.tolerance_us)
+            except REDIS_ERRORS as exc:
                 log.warning("rate limiting falls back to this process: redis: %s", exc)
-                self._redis_down_until = time.monotonic() + 5.0
+                self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
         if result is None:
-            result = self._local.check(key, limit, int(now * 1_000_000))
+            result = self._local.check(subject, limit, int(now * 1_000_000))
         allowed, remaining, reset_after_us, retry_after_us = result
         return Decision(
             allowed=allowed,

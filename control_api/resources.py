@@ -11,26 +11,31 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-import asyncpg
-import redis.asyncio as aioredis
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from control_api.debug import install_query_logger
-from control_api.pagination import PageTokens, load_key
+from control_api.debug import record_query
+from control_api.pagination import PageTokens
 from control_api.ratelimit import Limits, RateLimiter
 from fleetd.services import jwt
 from fleetd.services.pki import CertificateAuthority
 from fleetd.settings import Settings
+from fleetd.storage import query_log, redis_client, server_secrets
 from fleetd.storage.postgres import connect
+from fleetd.storage.types import Pool, Redis
+
+PAGE_TOKEN_SECRET = "page_tokens"  # noqa: S105 - the name of a secret, not one
+"""The ``server_secrets`` row that keys every replica's page tokens."""
+REDIS_TIMEOUT = 2.0
+"""Seconds any one Redis command may take (XREAD BLOCK in event_stream.py stays below)."""
 
 
 @dataclass
 class Resources:
     settings: Settings
-    pool: asyncpg.Pool
-    redis: aioredis.Redis
+    pool: Pool
+    redis: Redis
     page_tokens: PageTokens
     ca: CertificateAuthority
     rate_limiter: RateLimiter
@@ -58,16 +63,19 @@ async def open_resources(settings: Settings) -> Resources:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("the control API needs FLEETD_DATABASE_URL and FLEETD_REDIS_URL")
     pool = await connect(
-        settings.database_url, min_size=1, max_size=10, on_connect=install_query_logger
+        settings.database_url,
+        min_size=1,
+        max_size=10,
+        on_connect=query_log.reporting_to(record_query),
     )
-    redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
+    redis = redis_client.connect(settings.redis_url, socket_timeout=REDIS_TIMEOUT)
     res = Resources(
         settings=settings,
         pool=pool,
         redis=redis,
         rate_limiter=RateLimiter(redis),
         limits=Limits.from_settings(settings),
-        page_tokens=PageTokens(await load_key(pool)),
+        page_tokens=PageTokens(await server_secrets.shared_secret(pool, PAGE_TOKEN_SECRET)),
         ca=CertificateAuthority.load(settings.paths, settings.fleet),
     )
     _by_loop[asyncio.get_running_loop()] = res
@@ -77,7 +85,7 @@ async def open_resources(settings: Settings) -> Resources:
 async def close_resources() -> None:
     res = _by_loop.pop(asyncio.get_running_loop(), None)
     if res is not None:
-        await res.redis.aclose()
+        await redis_client.close(res.redis)
         await res.pool.close()
 
 

@@ -17,15 +17,12 @@ SHA-256 are in the ``tuf_targets`` index, never any other blob of the store.
 Target bytes are streamed from the blob store (``fleetd.storage.blobs``; by default the
 deployment's ``FilesystemBlobStore`` under ``<data>/blobs``).
 
-The same module runs the timestamp refresher: every REFRESH_INTERVAL seconds each control
-API event loop calls ``TufRepository.refresh_if_due`` (a read when nothing is due; the
-writer lock makes one replica do the work when it is).
+The timestamp refresher that keeps this metadata fresh is a background role of its own
+(fleetd/services/tuf_repo/refresher.py), started by control_api/app.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from connectrpc.errors import ConnectError
@@ -41,7 +38,6 @@ log = logging.getLogger(__name__)
 PREFIX = "/tuf/"
 MAX_PATH = 1024
 CHUNK = 1 << 20
-REFRESH_INTERVAL = 300.0
 IMMUTABLE = b"public, max-age=31536000, immutable"
 NO_CACHE = b"no-cache"
 
@@ -148,32 +144,3 @@ async def _respond(
         {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
     )
     await send({"type": "http.response.body", "body": b"" if head else body})
-
-
-_refreshers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
-
-
-async def _refresh_forever(interval: float) -> None:
-    while True:
-        try:
-            await repository().refresh_if_due()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # keep refreshing; the next round may succeed
-            log.warning("TUF timestamp refresh failed: %s", exc)
-        await asyncio.sleep(interval)
-
-
-async def start_refresher(interval: float = REFRESH_INTERVAL) -> None:
-    """Start this event loop's refresher (a lifespan start-up hook)."""
-    loop = asyncio.get_running_loop()
-    if loop not in _refreshers:
-        _refreshers[loop] = loop.create_task(_refresh_forever(interval))
-
-
-async def stop_refresher() -> None:
-    task = _refreshers.pop(asyncio.get_running_loop(), None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

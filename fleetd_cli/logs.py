@@ -15,18 +15,24 @@ import getpass
 import hashlib
 import re
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Annotated, BinaryIO
 
-import asyncpg
-import redis.asyncio as aioredis
 import typer
 
-from fleetd.settings import Settings
 from fleetd.storage import log_requests
+from fleetd_cli.common import (
+    DataDir,
+    console,
+    duration,
+    load_settings,
+    out,
+    with_pool,
+    with_storage,
+)
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from fleetd.storage.types import Pool, Redis
 
 logs_app = typer.Typer(help="Log bundles from devices: request, list, get.", no_args_is_help=True)
 
@@ -48,13 +54,11 @@ def parse_size(text: str) -> int:
 
 def parse_time(text: str, now: dt.datetime) -> dt.datetime:
     """An ISO 8601 time (UTC when it has no offset) or a duration ago (``90m``, ``2h``)."""
-    from fleetd_cli.main import _duration
-
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
         try:
-            return now - _duration(text)
+            return now - duration(text)
         except typer.BadParameter:
             raise typer.BadParameter(
                 f"{text!r}: use an ISO 8601 time (2025-01-31T08:00:00Z) or a duration ago "
@@ -63,37 +67,11 @@ def parse_time(text: str, now: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def _with_storage(
-    settings: Settings, work: Callable[[asyncpg.Pool, aioredis.Redis], Awaitable[T]]
-) -> T:
-    """Run ``work`` against the deployment's PostgreSQL and Redis (embedded ones started
-    if needed)."""
-    from fleetd.storage.embedded import storage_urls
-    from fleetd.storage.postgres import connect
-
-    async def run(database_url: str, redis_url: str) -> T:
-        pool = await connect(database_url, max_size=1)
-        redis = aioredis.Redis.from_url(redis_url)
-        try:
-            return await work(pool, redis)
-        finally:
-            await redis.aclose()
-            await pool.close()
-
-    with storage_urls(settings) as s:
-        return asyncio.run(run(s.database_url or "", s.redis_url or ""))
-
-
 def _operator() -> str:
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no user name (some containers)
         return "cli"
-
-
-DataDir = Annotated[
-    str, typer.Option("--data-dir", help="Data directory (FLEETD_DATA_DIR, default ./.fleetd).")
-]
 
 
 @logs_app.command("request")
@@ -116,18 +94,15 @@ def logs_request(
 ) -> None:
     """Ask a device for a log bundle (sent on its next heartbeat); prints the request id."""
     from fleetd.storage.desired import mark_changed
-    from fleetd_cli.main import _duration, _settings, console, out
 
     now = dt.datetime.now(dt.UTC)
     size = parse_size(max_bytes)
-    lifetime = _duration(ttl)
+    lifetime = duration(ttl)
     since_at = parse_time(since, now) if since else None
     until_at = parse_time(until, now) if until else None
-    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    settings = load_settings(FLEETD_DATA_DIR=data_dir)
 
-    async def issue(
-        pool: asyncpg.Pool, redis: aioredis.Redis
-    ) -> tuple[log_requests.LogRequestRecord, bool]:
+    async def issue(pool: Pool, redis: Redis) -> tuple[log_requests.LogRequestRecord, bool]:
         async with pool.acquire() as conn:
             issued = await log_requests.issue_log_request(
                 conn,
@@ -142,7 +117,7 @@ def logs_request(
         return issued.request, await mark_changed(redis, issued.revisions)
 
     try:
-        record, told = _with_storage(settings, issue)
+        record, told = with_storage(settings, issue)
     except log_requests.DeviceNotFound:
         console.print(f"[red]no active device {device!r}[/red]")
         raise typer.Exit(1) from None
@@ -170,10 +145,8 @@ def logs_list(
     """A device's log requests, newest first, with the bundles that answered them."""
     from rich.table import Table
 
-    from fleetd_cli.main import _settings, _with_pool, out
-
-    settings = _settings(FLEETD_DATA_DIR=data_dir)
-    records = _with_pool(
+    settings = load_settings(FLEETD_DATA_DIR=data_dir)
+    records = with_pool(
         settings, lambda pool: log_requests.list_log_requests(pool, device, limit=limit)
     )
     now = dt.datetime.now(dt.UTC)
@@ -201,10 +174,9 @@ def logs_get(
 ) -> None:
     """Write a stored log bundle (gzip, as the device sent it), checking its SHA-256."""
     from fleetd.storage.blobs import BlobNotFound, FilesystemBlobStore
-    from fleetd_cli.main import _settings, _with_pool, console
 
-    settings = _settings(FLEETD_DATA_DIR=data_dir)
-    bundle = _with_pool(settings, lambda pool: log_requests.get_bundle(pool, bundle_id))
+    settings = load_settings(FLEETD_DATA_DIR=data_dir)
+    bundle = with_pool(settings, lambda pool: log_requests.get_bundle(pool, bundle_id))
     if bundle is None:
         console.print(f"[red]no log bundle {bundle_id!r}[/red]")
         raise typer.Exit(1)

@@ -9,24 +9,27 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import re
 import sys
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
-import asyncpg
 import typer
-from rich.console import Console
 
-from fleetd.settings import ConfigError, Settings
+from fleetd_cli.common import (
+    DataDir,
+    T,
+    console,
+    duration,
+    load_settings,
+    out,
+    with_pool,
+)
 from fleetd_cli.logs import logs_app
 
 if TYPE_CHECKING:
     from fleetd.services.tuf_repo.admin import Rotation
-
-# platformdirs (via pgserver) warns when XDG_RUNTIME_DIR is unset, as on servers and in CI.
-warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    from fleetd.storage.types import Pool
 
 # platformdirs (via pgserver) warns when XDG_RUNTIME_DIR is unset, as on servers and in CI.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -46,31 +49,6 @@ app.add_typer(jwt_app, name="jwt")
 app.add_typer(logs_app, name="logs")
 tuf_app = typer.Typer(help="The TUF repository: status, key rotation.", no_args_is_help=True)
 app.add_typer(tuf_app, name="tuf")
-console = Console(stderr=True)
-out = Console()
-
-T = TypeVar("T")
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-
-
-def _settings(**overrides: str) -> Settings:
-    import os
-
-    env = dict(os.environ)
-    env.update({k: v for k, v in overrides.items() if v})
-    try:
-        return Settings.from_env(env)
-    except ConfigError as exc:
-        console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
-
-
-def _duration(text: str) -> dt.timedelta:
-    match = _DURATION.match(text)
-    if not match:
-        raise typer.BadParameter(f"{text!r}: use a number and s, m, h or d, e.g. 24h")
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
-    return dt.timedelta(**{unit: int(match[1])})
 
 
 def _logging(verbose: bool) -> None:
@@ -80,11 +58,6 @@ def _logging(verbose: bool) -> None:
     )
     # pgserver narrates every start at INFO; its warnings and errors still show.
     logging.getLogger("pgserver").setLevel(logging.DEBUG if verbose else logging.WARNING)
-
-
-DataDir = Annotated[
-    str, typer.Option("--data-dir", help="Data directory (FLEETD_DATA_DIR, default ./.fleetd).")
-]
 
 
 @app.command()
@@ -104,7 +77,7 @@ def init(
 
     if tuf_root_threshold > tuf_root_keys:
         raise typer.BadParameter("--tuf-root-threshold cannot exceed --tuf-root-keys")
-    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    settings = load_settings(FLEETD_DATA_DIR=data_dir)
     with storage_urls(settings, need_redis=False) as s:
         result = asyncio.run(
             initialize(s, tuf_root_keys=tuf_root_keys, tuf_root_threshold=tuf_root_threshold)
@@ -130,7 +103,7 @@ def serve(
     from fleetd_cli.supervisor import Supervisor
 
     _logging(verbose)
-    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    settings = load_settings(FLEETD_DATA_DIR=data_dir)
     with storage_urls(settings) as s:
         asyncio.run(initialize(s))
         sup = Supervisor(s)
@@ -157,7 +130,7 @@ def gateway(
     from fleetd_cli.supervisor import Supervisor
 
     _logging(verbose)
-    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    settings = load_settings(FLEETD_DATA_DIR=data_dir)
     with storage_urls(settings) as s:
         asyncio.run(initialize(s))
         sup = Supervisor(s)
@@ -182,7 +155,7 @@ def demo(
     from fleetd_cli.demo import run_demo
 
     _logging(verbose)
-    settings = _settings(
+    settings = load_settings(
         FLEETD_DATA_DIR=data_dir, FLEETD_HEARTBEAT_INTERVAL=repr(heartbeat_interval)
     )
     raise typer.Exit(run_demo(settings, devices=devices, workers=workers))
@@ -197,47 +170,24 @@ def token_create(
 ) -> None:
     """Mint an enrolment token (printed once; only its hash is stored)."""
     from fleetd.storage.bearer_tokens import create_enrollment_token
-    from fleetd.storage.embedded import storage_urls
-    from fleetd.storage.postgres import connect
 
-    lifetime = _duration(ttl)
-    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    lifetime = duration(ttl)
+    settings = load_settings(FLEETD_DATA_DIR=data_dir)
 
-    async def mint(database_url: str) -> tuple[str, dt.datetime]:
-        pool = await connect(database_url, max_size=1)
-        try:
-            secret, expires = await create_enrollment_token(
-                pool,
-                settings.fleet,
-                ttl=lifetime,
-                max_uses=uses,
-                description=description,
-                created_by="fleetd token create",
-            )
-            return secret.token, expires
-        finally:
-            await pool.close()
+    async def mint(pool: Pool) -> tuple[str, dt.datetime]:
+        secret, expires = await create_enrollment_token(
+            pool,
+            settings.fleet,
+            ttl=lifetime,
+            max_uses=uses,
+            description=description,
+            created_by="fleetd token create",
+        )
+        return secret.token, expires
 
-    with storage_urls(settings, need_redis=False) as s:
-        token, expires = asyncio.run(mint(s.database_url or ""))
+    token, expires = with_pool(settings, mint)
     out.print(token)
     console.print(f"valid for {uses} enrolment(s) until {expires.isoformat()}")
-
-
-def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-    """Run ``work`` against the deployment's database (embedded one started if needed)."""
-    from fleetd.storage.embedded import storage_urls
-    from fleetd.storage.postgres import connect
-
-    async def run(database_url: str) -> T:
-        pool = await connect(database_url, max_size=1)
-        try:
-            return await work(pool)
-        finally:
-            await pool.close()
-
-    with storage_urls(settings, need_redis=False) as s:
-        return asyncio.run(run(s.database_url or ""))
 
 
 @token_app.command("list")
@@ -252,8 +202,8 @@ def token_list(
 
     from fleetd.storage.bearer_tokens import list_enrollment_tokens
 
-    settings = _settings(FLEETD_DATA_DIR=data_dir)
-    tokens = _with_pool(
+    settings = load_settings(FLEETD_DATA_DIR=data_dir)
+    tokens = with_pool(
         settings,
         lambda pool: list_enrollment_tokens(
             pool, settings.fleet, limit=1000, include_inactive=all_tokens
@@ -276,8 +226,8 @@ def token_revoke(token_id: str, data_dir: DataDir = "") -> None:
     """Revoke an enrolment token by id; it cannot enrol anything afterwards."""
     from fleetd.storage.bearer_tokens import revoke_enrollment_token
 
-    settings = _settings(FLEETD_DATA_DIR=data_dir)
-    if _with_pool(settings, lambda pool: revoke_enrollment_token(pool, token_id)):
+    settings = load_settings(FLEETD_DATA_DIR=data_dir)
+    if with_pool(settings, lambda pool: revoke_enrollment_token(pool, token_id)):
         console.print(f"revoked {token_id}")
     else:
         console.print(f"[yellow]no active token {token_id}[/yellow]")
@@ -292,11 +242,11 @@ def audit_verify(data_dir: DataDir = "") -> None:
     """
     from fleetd.storage import audit
 
-    async def check(pool: asyncpg.Pool) -> audit.Verdict:
+    async def check(pool: Pool) -> audit.Verdict:
         async with pool.acquire() as conn:
             return await audit.verify(conn)
 
-    verdict = _with_pool(_settings(FLEETD_DATA_DIR=data_dir), check)
+    verdict = with_pool(load_settings(FLEETD_DATA_DIR=data_dir), check)
     if verdict.first_bad_seq is not None:
         console.print(
             f"[red]audit log broken at entry {verdict.first_bad_seq}:[/red] {verdict.problem}"
@@ -322,7 +272,7 @@ def audit_export(
 
     from fleetd.storage import audit
 
-    async def export(pool: asyncpg.Pool) -> int:
+    async def export(pool: Pool) -> int:
         count = 0
         async with pool.acquire() as conn:
             async for record in audit.records(conn, after_seq=after):
@@ -330,7 +280,7 @@ def audit_export(
                 count += 1
         return count
 
-    count = _with_pool(_settings(FLEETD_DATA_DIR=data_dir), export)
+    count = with_pool(load_settings(FLEETD_DATA_DIR=data_dir), export)
     sys.stdout.flush()
     console.print(f"{count} entries")
 
@@ -345,7 +295,7 @@ def jwt_issue(
     """Mint a bearer token signed with this node's newest JWT key."""
     from fleetd.services import jwt
 
-    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    settings = load_settings(FLEETD_DATA_DIR=data_dir)
     try:
         key = jwt.load_signing_key(settings.paths.root)
         token = jwt.issue(
@@ -353,7 +303,7 @@ def jwt_issue(
             fleet=settings.fleet,
             subject=subject,
             role=role,
-            ttl_seconds=int(_duration(ttl).total_seconds()),
+            ttl_seconds=int(duration(ttl).total_seconds()),
         )
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]cannot issue a token:[/red] {exc}")
@@ -367,9 +317,9 @@ def jwt_rotate(data_dir: DataDir = "") -> None:
     until those keys are retired."""
     from fleetd.services import jwt
 
-    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    settings = load_settings(FLEETD_DATA_DIR=data_dir)
     key = jwt.new_signing_key()
-    _with_pool(settings, lambda pool: jwt.publish_key(pool, key))
+    with_pool(settings, lambda pool: jwt.publish_key(pool, key))
     jwt.save_signing_key(settings.paths.root, key)
     console.print(f"new signing key {key.kid}")
 
@@ -379,8 +329,8 @@ def jwt_retire(kid: str, data_dir: DataDir = "") -> None:
     """Retire a signing key: tokens it signed stop being accepted within 30 s."""
     from fleetd.services import jwt
 
-    settings = _settings(FLEETD_DATA_DIR=data_dir)
-    if not _with_pool(settings, lambda pool: jwt.retire_key(pool, kid)):
+    settings = load_settings(FLEETD_DATA_DIR=data_dir)
+    if not with_pool(settings, lambda pool: jwt.retire_key(pool, kid)):
         console.print(f"[yellow]no active key {kid}[/yellow]")
         raise typer.Exit(1)
     console.print(f"retired {kid}")
@@ -399,10 +349,10 @@ def _tuf_run(data_dir: str, keys_dir: str, work: Callable[..., Awaitable[T]]) ->
 
     from fleetd.services.tuf_repo import KeyDirs, MissingKeys
 
-    settings = _settings(FLEETD_DATA_DIR=data_dir)
+    settings = load_settings(FLEETD_DATA_DIR=data_dir)
     dirs = KeyDirs.under(settings.paths.root, Path(keys_dir) if keys_dir else None)
     try:
-        return _with_pool(settings, lambda pool: work(pool, dirs))
+        return with_pool(settings, lambda pool: work(pool, dirs))
     except (MissingKeys, ValueError, RuntimeError) as exc:
         console.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(1) from None

@@ -20,10 +20,17 @@ is on disk and referenced by nothing, and the collector must not take it. The ru
    against it meanwhile) or a reference appeared, it is put back and re-indexed;
    otherwise it is deleted.
 
-One collector runs at a time across control API replicas (an advisory lock,
-control_api/blob_collection.py). The decisions (:class:`CollectionPolicy`) are free of IO;
-:func:`collect` drives them through two small interfaces, :class:`BlobFiles` (the
-filesystem store) and :class:`BlobIndex` (PostgreSQL).
+The decisions (:class:`CollectionPolicy`) are free of IO; :func:`collect` drives them
+through two small interfaces, :class:`BlobFiles` (the filesystem store) and
+:class:`BlobIndex` (PostgreSQL).
+
+**The background role.** The control API runs the collector (:func:`start` at start-up,
+:func:`stop` at shutdown): every ``Settings.blob_collect_interval`` seconds (default one
+hour, the first round at start-up) each of its event loops tries the collector's
+PostgreSQL advisory lock (``fleetd.storage.blob_index.collector_lock``); the one that gets
+it runs a round over the deployment's blob store (``Settings.paths.blobs``) with
+``Settings.blob_grace_period``, the others skip the round. So however many replicas run,
+one collects at a time.
 """
 
 from __future__ import annotations
@@ -31,14 +38,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
-import asyncpg
-
+from fleetd.services.periodic import PeriodicRole
 from fleetd.storage import blob_index
-from fleetd.storage.blobs import RetiredFile, StoredFile
+from fleetd.storage.blobs import FilesystemBlobStore, RetiredFile, StoredFile
+from fleetd.storage.types import Pool
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +188,7 @@ async def _settle(
 class PostgresBlobIndex:
     """:class:`BlobIndex` over a pool (fleetd/storage/blob_index.py)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
     async def referenced(self, digests: Sequence[str]) -> set[str]:
@@ -200,3 +209,45 @@ class PostgresBlobIndex:
 
 def _utc(timestamp: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC)
+
+
+async def collect_once(
+    pool: Pool, blobs: Path, policy: CollectionPolicy
+) -> CollectionReport | None:
+    """One round over the blob store in directory ``blobs``, if this holder gets the
+    collector lock; None when another holder has it (its round, not ours)."""
+    async with blob_index.collector_lock(pool) as held:
+        if not held:
+            return None
+        report = await collect(
+            FilesystemBlobStore(blobs), PostgresBlobIndex(pool), policy, now=time.time()
+        )
+    if report.removed or report.index_rows_dropped or report.temporaries_removed:
+        log.info(
+            "blob collector: removed %d blobs, %d index rows without a file, "
+            "%d stale temporaries; %d candidates were in use",
+            len(report.removed),
+            len(report.index_rows_dropped),
+            report.temporaries_removed,
+            len(report.kept),
+        )
+    return report
+
+
+def _round_failed(exc: Exception) -> None:
+    log.error("blob collection round failed", exc_info=exc)
+
+
+_role = PeriodicRole(_round_failed)
+
+
+def start(pool: Pool, blobs: Path, *, grace_period: float, interval: float) -> None:
+    """Start this event loop's collector: a round now, then every ``interval`` seconds
+    (a server's start-up hook, once its pool is open)."""
+    policy = CollectionPolicy(grace_period=grace_period)
+    _role.start(lambda: collect_once(pool, blobs, policy), interval)
+
+
+async def stop() -> None:
+    """Stop this event loop's collector (a round in progress settles its current blob)."""
+    await _role.stop()

@@ -2,7 +2,7 @@
 
 Minting needs the private key, kept in ``<data>/pki/jwt/<kid>.key`` on the node that
 issues tokens (``fleetd jwt issue``); verifying needs only the public keys, stored in
-PostgreSQL so every control API replica can check every token.
+PostgreSQL (fleetd/storage/jwt_keys.py) so every control API replica can check every token.
 
 Verification is strict and explicit (no library guesses): the header's ``alg`` must be
 exactly ``EdDSA`` (``none``, HMAC and RSA are refused before any key is touched), the
@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from fleetd.storage import jwt_keys
 from fleetd.storage.types import Queryable
 
 ALGORITHM = "EdDSA"
@@ -121,29 +122,23 @@ def load_signing_key(data_dir: Path, kid: str | None = None) -> SigningKey:
 
 
 async def publish_key(conn: Queryable, key: SigningKey) -> None:
-    await conn.execute(
-        """INSERT INTO jwt_keys (kid, algorithm, public_key) VALUES ($1, $2, $3)
-           ON CONFLICT (kid) DO NOTHING""",
-        key.kid,
-        ALGORITHM,
-        key.public_pem,
-    )
+    """Make ``key``'s public half known to every replica (publishing twice is harmless)."""
+    await jwt_keys.publish(conn, key.kid, ALGORITHM, key.public_pem)
 
 
 async def retire_key(conn: Queryable, kid: str) -> bool:
-    status: str = await conn.execute(
-        "UPDATE jwt_keys SET retired_at = now() WHERE kid = $1 AND retired_at IS NULL", kid
-    )
-    return status.endswith(" 1")
+    """Stop accepting tokens signed by ``kid``; False when no active key has that id."""
+    return await jwt_keys.retire(conn, kid)
 
 
 async def load_public_keys(conn: Queryable) -> dict[str, Ed25519PublicKey]:
-    rows = await conn.fetch("SELECT kid, public_key FROM jwt_keys WHERE retired_at IS NULL")
+    """The active verification keys by ``kid`` (a stored key that is not Ed25519 is
+    skipped: ``verify`` accepts EdDSA only)."""
     keys: dict[str, Ed25519PublicKey] = {}
-    for row in rows:
-        public = serialization.load_pem_public_key(row["public_key"].encode())
+    for published in await jwt_keys.active(conn):
+        public = serialization.load_pem_public_key(published.public_pem.encode())
         if isinstance(public, Ed25519PublicKey):
-            keys[row["kid"]] = public
+            keys[published.kid] = public
     return keys
 
 

@@ -13,9 +13,11 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass, field
 
+import asyncpg
+
 from core_ext import Manifest
 from fleetd.storage.blobs import Blob, index_blob
-from fleetd.storage.types import Connection, Queryable
+from fleetd.storage.types import Connection, Pool, Queryable
 
 DIGEST_BYTES = 32
 _COLUMNS = """binary_id, sha256, size_bytes, name, version, platform, arch, content_type,
@@ -104,6 +106,26 @@ async def insert_binary(
         )
     assert row is not None
     return BinaryRecord(**row)
+
+
+async def record_upload(
+    pool: Pool, binary: NewBinary, blob: Blob, manifest: Manifest
+) -> BinaryRecord:
+    """:func:`insert_binary` on a pooled connection, tried once more when the blob
+    collector dropped the blob's index row between our commit and our insert.
+
+    That race is the only foreign-key failure possible here: the collector removed the
+    (then unreferenced, old) index row as we wrote ours, and puts back the file it sees
+    freshly touched by our commit; writing the index row again settles it.
+    """
+    for attempt in (1, 2):
+        try:
+            async with pool.acquire() as conn:
+                return await insert_binary(conn, binary, blob, manifest)
+        except asyncpg.ForeignKeyViolationError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def get_binary(conn: Queryable, binary_id: str) -> BinaryRecord | None:

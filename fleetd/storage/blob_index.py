@@ -15,9 +15,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-import asyncpg
-
-from fleetd.storage.types import Connection, Queryable
+from fleetd.storage.types import Connection, Pool, Queryable
 
 REFERENCING_TABLES: tuple[str, ...] = ("binaries", "log_bundles", "tuf_targets", "update_artifacts")
 COLLECTOR_LOCK_KEY = 0x666C656574640042  # "fleetd" + "B": one blob collector at a time
@@ -93,7 +91,7 @@ async def reindex(conn: Queryable, sha256: str, size: int) -> None:
 
 
 @asynccontextmanager
-async def collector_lock(pool: asyncpg.Pool) -> AsyncIterator[bool]:
+async def collector_lock(pool: Pool) -> AsyncIterator[bool]:
     """Try the collector's advisory lock for the block; yields whether this holder got it
     (another replica holding it means this round is its, not ours)."""
     async with pool.acquire() as conn:

@@ -10,7 +10,7 @@ strings.
 Events are notifications, not the record: PostgreSQL holds the truth, and the stream is
 capped (``MAXLEN ~ 1,000,000``), so a reader that falls further behind than that, or a
 Redis that restarts, loses events. That is why :func:`publish` runs after the commit and
-its failure never undoes a change (callers log it; see ``control_api.events``).
+its failure never undoes a change (callers log it; see ``control_api.notify``).
 
 | type | event-specific fields |
 |---|---|
@@ -28,9 +28,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
-
 from fleetd.storage import redis_keys
+from fleetd.storage.types import Redis
 
 MAXLEN = 1_000_000
 """Approximate cap of a fleet's stream (XADD MAXLEN ~): about a day at ~10 events/s."""
@@ -120,7 +119,7 @@ def decode(entry: EntryFields) -> Event:
     return Event(event_type, device_id, at, fields)
 
 
-async def publish(redis: aioredis.Redis, fleet: str, events: Sequence[Event]) -> None:
+async def publish(redis: Redis, fleet: str, events: Sequence[Event]) -> None:
     """Append ``events`` to the fleet's stream, in order, in one pipeline round trip.
 
     Raises redis-py's errors (``redis.RedisError``, ``OSError``) when Redis cannot be

@@ -5,62 +5,57 @@ the newest versions, and insert the next ones; ``(role, version)`` is the primar
 even a writer that skipped the lock could not fork a role's history. Readers need no
 lock: a version, once inserted, never changes (a trigger refuses UPDATE and DELETE).
 Bodies are stored as the bytes that were signed and served, never re-serialised.
+
+This module stores bytes; what they mean (python-tuf metadata, which roles exist) is
+fleetd/services/tuf_repo's business (``state`` turns rows into metadata and back).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
-
-from tuf.api.metadata import Metadata
+from dataclasses import dataclass
 
 from fleetd.domain.signed_target import TargetCustom
-from fleetd.services.tuf_repo.edits import Publication, Published
-from fleetd.services.tuf_repo.roles import ALL_ROLES, ARTIFACTS, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
-from fleetd.storage.types import Connection, Queryable
+from fleetd.storage.types import Connection, Pool, Queryable
 
 _LOCK_KEY = 0x666C656574640054  # "fleetd" + "T": the TUF repository's writer lock
 
 
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """A version of a role to insert: its signed bytes and their expiry."""
+
+    role: str
+    version: int
+    body: bytes
+    expires_at: dt.datetime
+
+
 @asynccontextmanager
-async def locked(pool: Any) -> AsyncIterator[Connection]:
+async def locked(pool: Pool) -> AsyncIterator[Connection]:
     """A connection in a transaction holding the repository's writer lock."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         yield conn
 
 
-async def load(conn: Queryable) -> Published | None:
-    """The newest version of every role, or None before the repository exists."""
+async def newest_bodies(conn: Queryable, roles: Sequence[str]) -> dict[str, bytes]:
+    """The newest stored version of each of ``roles`` that has one, by role."""
     rows = await conn.fetch(
         "SELECT DISTINCT ON (role) role, body FROM tuf_metadata"
         " WHERE role = ANY($1::text[]) ORDER BY role, version DESC",
-        list(ALL_ROLES),
+        list(roles),
     )
-    found: dict[str, Metadata[Any]] = {
-        r["role"]: Metadata.from_bytes(bytes(r["body"])) for r in rows
-    }
-    if not found:
-        return None
-    missing = set(ALL_ROLES) - set(found)
-    if missing:
-        raise RuntimeError(f"the TUF repository lacks {sorted(missing)}: restore the database")
-    return Published(
-        root=found[ROOT],
-        targets=found[TARGETS],
-        artifacts=found[ARTIFACTS],
-        snapshot=found[SNAPSHOT],
-        timestamp=found[TIMESTAMP],
-    )
+    return {r["role"]: bytes(r["body"]) for r in rows}
 
 
-async def insert(conn: Queryable, publication: Publication) -> None:
+async def insert(conn: Queryable, versions: Sequence[NewVersion]) -> None:
     """Insert new versions; fails (unique violation) if any version exists already."""
     await conn.executemany(
         "INSERT INTO tuf_metadata (role, version, body, expires_at) VALUES ($1, $2, $3, $4)",
-        [(role, md.signed.version, md.to_bytes(), md.signed.expires) for role, md in publication],
+        [(v.role, v.version, v.body, v.expires_at) for v in versions],
     )
 
 

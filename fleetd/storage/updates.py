@@ -24,7 +24,9 @@ from typing import Any
 import orjson
 
 from fleetd.device.v1 import agent_pb2
+from fleetd.storage.ordering import Ordering
 from fleetd.storage.types import Connection, Queryable
+from fleetd.storage.update_listing import SqlFilter
 from fleetd.v1 import update_pb2
 
 CATALOGUE_LOCK = 0x666C656574640043  # "fleetd" + "C": serialises CreateUpdate's commits
@@ -221,21 +223,36 @@ async def _specs(conn: Queryable, update_ids: Sequence[str]) -> dict[str, list[b
 
 
 async def list_updates(
-    conn: Queryable, *, where: str, params: Sequence[Any], order_by: str, limit: int
+    conn: Queryable,
+    *,
+    where: SqlFilter,
+    order: Ordering,
+    after: list[Any] | None,
+    limit: int,
 ) -> list[update_pb2.Update]:
-    """Updates matching ``where`` (a trusted SQL fragment over ``updates`` with ``$n``
-    placeholders for ``params``), ordered, at most ``limit``."""
+    """Updates matching ``where``, in ``order``, strictly after the position ``after``
+    (a page token's, already checked with ``order.check_position``; None: from the
+    start), at most ``limit``."""
+    clauses, params = [where.sql], list(where.params)
+    if after is not None:
+        sql, after_params = order.after_sql(after, len(params) + 1)
+        clauses.append(sql)
+        params.extend(after_params)
+    condition = " AND ".join(f"({c})" for c in clauses)
     rows = await conn.fetch(
-        f"SELECT {UPDATE_COLUMNS} FROM updates WHERE {where} ORDER BY {order_by}"
-        f" LIMIT {int(limit)}",
+        f"SELECT {UPDATE_COLUMNS} FROM updates WHERE {condition}"
+        f" ORDER BY {order.order_by_sql()} LIMIT {int(limit)}",
         *params,
     )
     specs = await _specs(conn, [r["update_id"] for r in rows])
     return [update_message(r, specs.get(r["update_id"], [])) for r in rows]
 
 
-async def count_updates(conn: Queryable, *, where: str, params: Sequence[Any]) -> int:
-    return int(await conn.fetchval(f"SELECT count(*) FROM updates WHERE {where}", *params))
+async def count_updates(conn: Queryable, where: SqlFilter) -> int:
+    """How many updates match ``where``."""
+    return int(
+        await conn.fetchval(f"SELECT count(*) FROM updates WHERE {where.sql}", *where.params)
+    )
 
 
 async def assignment_templates(conn: Queryable, update_id: str) -> list[ArtifactTemplate]:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from securesystemslib.signer import Key, Signer
 
-from fleetd.services.tuf_repo import edits
+from fleetd.services.tuf_repo import edits, published
 from fleetd.services.tuf_repo.keys import KeyDirs, signers_for
 from fleetd.services.tuf_repo.roles import (
     ALL_ROLES,
@@ -29,6 +28,7 @@ from fleetd.services.tuf_repo.roles import (
     utcnow,
 )
 from fleetd.storage import tuf_metadata
+from fleetd.storage.types import Pool, Queryable
 
 
 def _keys_for(dirs: KeyDirs, role: str, count: int) -> list[Signer]:
@@ -41,7 +41,7 @@ def _keys_for(dirs: KeyDirs, role: str, count: int) -> list[Signer]:
 
 
 async def create_repository(
-    pool: Any,
+    pool: Pool,
     dirs: KeyDirs,
     *,
     root_keys: int = 1,
@@ -51,7 +51,7 @@ async def create_repository(
     """Version 1 of every role, unless a repository exists (then nothing; False)."""
     if not 1 <= root_threshold <= root_keys:
         raise ValueError(f"root threshold {root_threshold} needs 1..{root_keys} root keys")
-    if await tuf_metadata.load(pool) is not None:
+    if await published.load(pool) is not None:
         return False
     publication = edits.create(
         root_keys=_keys_for(dirs, ROOT, root_keys),
@@ -65,14 +65,14 @@ async def create_repository(
         now=now or utcnow(),
     )
     async with tuf_metadata.locked(pool) as conn:
-        if await tuf_metadata.load(conn) is not None:  # another process won the race
+        if await published.load(conn) is not None:  # another process won the race
             return False
-        await tuf_metadata.insert(conn, publication)
+        await published.insert(conn, publication)
     return True
 
 
-async def _current(conn: Any) -> edits.Published:
-    state = await tuf_metadata.load(conn)
+async def _current(conn: Queryable) -> edits.Published:
+    state = await published.load(conn)
     if state is None:
         raise RuntimeError("no TUF repository yet: run `fleetd init`")
     return state
@@ -100,7 +100,7 @@ class Rotation:
 
 
 async def rotate_root(
-    pool: Any,
+    pool: Pool,
     dirs: KeyDirs,
     *,
     keys: int | None = None,
@@ -146,7 +146,7 @@ async def rotate_root(
         if online:
             state = state.apply(publication)
             publication += edits.republish_snapshot(state, _online(dirs, state), now)
-        await tuf_metadata.insert(conn, publication)
+        await published.insert(conn, publication)
     if not keep_keys:
         retired += [(ROOT, k) for k in old_ids]
     for role, keyid in retired:
@@ -155,7 +155,7 @@ async def rotate_root(
 
 
 async def rotate_targets(
-    pool: Any,
+    pool: Pool,
     dirs: KeyDirs,
     *,
     keep_keys: bool = False,
@@ -194,7 +194,7 @@ async def rotate_targets(
         publication += edits.resign_targets(
             state, targets_signers, online, now, artifacts_keys=new_artifacts
         )
-        await tuf_metadata.insert(conn, publication)
+        await published.insert(conn, publication)
     retired: list[tuple[str, str]] = []
     if not keep_keys:
         retired += [(TARGETS, k) for k in old_targets]
@@ -217,7 +217,7 @@ class RoleStatus:
     warning: str
 
 
-async def status(pool: Any, dirs: KeyDirs, now: dt.datetime | None = None) -> list[RoleStatus]:
+async def status(pool: Pool, dirs: KeyDirs, now: dt.datetime | None = None) -> list[RoleStatus]:
     """Every role's newest version, expiry, keys and a warning where action is needed."""
     now = now or utcnow()
     state = await _current(pool)

@@ -20,7 +20,7 @@ from typing import Any
 from tuf.api.metadata import TargetFile
 
 from fleetd.domain.signed_target import TargetCustom
-from fleetd.services.tuf_repo import edits
+from fleetd.services.tuf_repo import edits, published
 from fleetd.services.tuf_repo.keys import KeyDirs, signers_for
 from fleetd.services.tuf_repo.roles import (
     ALL_ROLES,
@@ -33,6 +33,7 @@ from fleetd.services.tuf_repo.roles import (
     utcnow,
 )
 from fleetd.storage import tuf_metadata
+from fleetd.storage.types import Pool, Queryable
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class TufRepository:
     """The repository as seen by one control API process (any number may share it)."""
 
     def __init__(
-        self, pool: Any, keys: KeyDirs, *, clock: Callable[[], dt.datetime] = utcnow
+        self, pool: Pool, keys: KeyDirs, *, clock: Callable[[], dt.datetime] = utcnow
     ) -> None:
         self._pool = pool
         self._keys = keys
@@ -137,8 +138,8 @@ class TufRepository:
         }
         return edits.OnlineSigners(found[ARTIFACTS], found[SNAPSHOT], found[TIMESTAMP])
 
-    async def _state(self, conn: Any) -> edits.Published:
-        state = await tuf_metadata.load(conn)
+    async def _state(self, conn: Queryable) -> edits.Published:
+        state = await published.load(conn)
         if state is None:
             raise RepositoryMissing("no TUF repository yet: run `fleetd init`")
         return state
@@ -196,7 +197,7 @@ class TufRepository:
                     raise RepositoryFull(
                         f"artifacts metadata would be {size} bytes (limit {MAX_TARGETS_METADATA})"
                     )
-                await tuf_metadata.insert(conn, publication)
+                await published.insert(conn, publication)
                 for target, custom in missing:
                     await tuf_metadata.insert_target(
                         conn, target.path, target.hashes["sha256"], target.length, custom
@@ -216,7 +217,7 @@ class TufRepository:
         async with tuf_metadata.locked(self._pool) as conn:
             state = await self._state(conn)  # another replica may have done it meanwhile
             publication = edits.refresh(state, self._online(state), self._clock())
-            await tuf_metadata.insert(conn, publication)
+            await published.insert(conn, publication)
         roles = [role for role, _ in publication]
         if roles:
             log.info("TUF: re-signed %s", ", ".join(roles))

@@ -7,8 +7,8 @@ import datetime as dt
 import asyncpg
 import pytest
 
-from control_api.ordering import InvalidOrderBy
-from control_api.update_listing import InvalidFilter, compile_filter, parse_order
+from fleetd.storage.ordering import InvalidOrderBy
+from fleetd.storage.update_listing import InvalidFilter, compile_filter, parse_order
 
 NOW = dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)
 

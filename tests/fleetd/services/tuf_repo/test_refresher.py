@@ -12,7 +12,7 @@ import asyncpg
 
 from control_api import tuf_files
 from control_api.resources import close_resources, open_resources
-from fleetd.services.tuf_repo import KeyDirs, admin
+from fleetd.services.tuf_repo import KeyDirs, admin, refresher
 from fleetd.services.tuf_repo.roles import utcnow
 from tests.support.deployment import running_deployment
 
@@ -28,7 +28,7 @@ async def test_refresher_resigns_a_stale_timestamp_and_snapshot(
         target = dep.settings.paths.root / "tuf" / "online"
         await asyncio.to_thread(shutil.copytree, keys.online, target, dirs_exist_ok=True)
         await open_resources(dep.settings)
-        await tuf_files.start_refresher(interval=0.05)
+        refresher.start(tuf_files.repository(), interval=0.05)
         try:
             for _ in range(100):
                 rows = await pool.fetch(
@@ -42,7 +42,7 @@ async def test_refresher_resigns_a_stale_timestamp_and_snapshot(
             await asyncio.sleep(0.3)  # several more rounds: once fresh, nothing is published
             published = await pool.fetchval("SELECT count(*) FROM tuf_metadata")
         finally:
-            await tuf_files.stop_refresher()
+            await refresher.stop()
             await close_resources()
     # The timestamp was past its life, the snapshot past half of it; artifacts was not.
     assert latest["timestamp"][0] == 2 and latest["snapshot"][0] == 2

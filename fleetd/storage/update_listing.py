@@ -18,7 +18,8 @@ Values are always bind parameters. Limits: 1024 characters, 16 terms, 32 values 
 
 ``order_by`` is ``field [ASC|DESC], ...`` over ``created_at``, ``name``, ``version``
 (default ``created_at DESC``), with the update id as the final tie-breaker, paged by
-keyset like ListDevices (control_api/ordering.py).
+keyset like ListDevices (fleetd/storage/ordering.py); :func:`fleetd.storage.updates.list_updates`
+runs the query.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from control_api.ordering import InvalidOrderBy, Ordering, SortKey
+from fleetd.storage.ordering import InvalidOrderBy, Ordering, SortKey
 from fleetd.v1 import update_pb2
 
 MAX_FILTER = 1024

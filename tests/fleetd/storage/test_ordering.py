@@ -9,8 +9,8 @@ import random
 import asyncpg
 import pytest
 
-from control_api.ordering import InvalidOrderBy, Ordering, parse
 from fleetd.storage.devices import DEVICE_COLUMNS
+from fleetd.storage.ordering import InvalidOrderBy, Ordering, parse
 
 
 def test_default_ordering_is_by_id() -> None:
