@@ -19,7 +19,7 @@ from connectrpc.request import RequestContext
 from google.protobuf import json_format
 
 import core_ext
-from control_api import convert, event_stream, notify, ordering, tuf_files
+from control_api import convert, event_stream, notify, tuf_files
 from control_api.auth import audit_target, current_principal, require
 from control_api.errors import invalid
 from control_api.heartbeat import heartbeat as record_heartbeat
@@ -29,7 +29,7 @@ from fleetd.domain import device_fields, device_health
 from fleetd.services import certificates
 from fleetd.storage import bearer_tokens as credential_store
 from fleetd.storage import devices as device_store
-from fleetd.storage import events
+from fleetd.storage import events, ordering
 from fleetd.storage.types import Connection
 from fleetd.v1 import device_pb2
 from fleetd.v1.device_connect import DeviceService
@@ -153,7 +153,7 @@ class DeviceServiceImpl(DeviceService):
                 after = position.get("after")
                 if not isinstance(after, list):
                     raise InvalidPageToken("page_token is malformed")
-                order.after_sql(after, 2)  # validate now, not inside the query
+                order.check_position(after)  # validate now, not inside the query
                 conditions.append(partial(_after, order, after))
             except (InvalidPageToken, ordering.InvalidOrderBy) as exc:
                 raise invalid(str(exc)) from None

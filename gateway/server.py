@@ -15,17 +15,17 @@ import signal
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-import asyncpg
 import grpc
-import redis.asyncio as aioredis
 from grpc_health.v1 import _async as health_aio  # public as health.aio; absent from stubs
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fleetd.device.v1 import agent_pb2_grpc
 from fleetd.settings import Settings
+from fleetd.storage import redis_client
 from fleetd.storage.blobs import FilesystemBlobStore
 from fleetd.storage.devices import CertificateStanding, certificate_standings
 from fleetd.storage.postgres import connect
+from fleetd.storage.types import Pool, Redis
 from gateway.batching import BatchedLookup
 from gateway.desired_state import DesiredStateLookup
 from gateway.device_auth import DeviceAuthenticator
@@ -64,8 +64,8 @@ class Gateway:
 
     server: grpc.aio.Server
     port: int
-    pool: asyncpg.Pool
-    redis: aioredis.Redis
+    pool: Pool
+    redis: Redis
     pipeline: HeartbeatPipeline
     health: health_aio.HealthServicer
     sweeper: LivenessSweeper
@@ -94,7 +94,7 @@ class Gateway:
         await _bounded(self.sweeper.close(), step + 5.0, "sweeper")
         if not await _bounded(self.pipeline.close(), grace, "heartbeat flush"):
             log.error("pending heartbeats were not flushed within %.1fs", grace)
-        await _bounded(self.redis.aclose(), step, "Redis client")
+        await _bounded(redis_client.close(self.redis), step, "Redis client")
         if not await _bounded(self.pool.close(), grace, "PostgreSQL pool"):
             log.error("PostgreSQL connections did not close within %.1fs; terminating", grace)
             self.pool.terminate()
@@ -129,15 +129,12 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
     )
     # A blocking pool: past max_connections a command waits (up to 5 s) for a connection
     # instead of failing; the hot paths batch, so a few connections carry the load.
-    # from_pool: the client owns the pool, so aclose() closes its connections too.
-    redis = aioredis.Redis.from_pool(
-        aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url,
-            max_connections=REDIS_CONNECTIONS,
-            timeout=5.0,
-            socket_timeout=5.0,
-            socket_connect_timeout=2.0,
-        )
+    redis = redis_client.connect_bounded(
+        settings.redis_url,
+        max_connections=REDIS_CONNECTIONS,
+        wait=5.0,
+        socket_timeout=5.0,
+        socket_connect_timeout=2.0,
     )
     pipeline = HeartbeatPipeline(
         settings.fleet,

@@ -62,7 +62,7 @@ class DeviceRecord:
 
     def __getitem__(self, column: str) -> Any:
         """The value of ``column``, by name: for code that picks columns at run time (the
-        keyset pagination's sort keys, control_api.ordering). Code that knows the field
+        keyset pagination's sort keys, fleetd.storage.ordering). Code that knows the field
         reads the attribute."""
         if column not in _DEVICE_COLUMN_NAMES:
             raise KeyError(column)
@@ -169,7 +169,7 @@ async def list_devices(
 ) -> list[DeviceRecord]:
     """Active devices matching every condition, in ``order_by`` order.
 
-    ``order_by`` is an ORDER BY list built from whitelisted columns (control_api.ordering);
+    ``order_by`` is an ORDER BY list built from whitelisted columns (fleetd.storage.ordering);
     each condition is asked for its SQL given the first free placeholder number, so
     values are always bind parameters.
     """

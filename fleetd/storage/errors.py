@@ -3,7 +3,8 @@ background roles alike.
 
 ``STORE_DOWN`` lists the exceptions that mean PostgreSQL, Redis or the blob filesystem could
 not be reached or did not answer in time: the caller should retry later, and the servers
-answer UNAVAILABLE (each in one place: ``gateway/aborts.py``, ``control_api/errors.py``).
+answer UNAVAILABLE (each in one place: ``gateway/aborts.py``, ``control_api/auth.py``'s
+``answer``).
 ``StoreUnavailable`` is the one type storage code raises itself for the same condition
 (for example a cache that cannot be filled).
 

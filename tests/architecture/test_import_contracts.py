@@ -69,7 +69,7 @@ def test_the_tree_keeps_every_contract(pristine: Path) -> None:
         ("fleetd/domain/lifecycle.py", "import asyncpg", "The domain does no IO"),
         ("fleetd/domain/lifecycle.py", "import fleetd.storage.devices", "Layers"),
         ("gateway/device_auth.py", "import redis.asyncio", "Only storage speaks"),
-        ("control_api/ordering.py", "import asyncpg", "Only storage speaks"),
+        ("control_api/pagination.py", "import asyncpg", "Only storage speaks"),
         ("fleetd/services/pki.py", "import asyncpg", "Only storage speaks"),
         ("fleetd/storage/devices.py", "import fleetd.services.pki", "Layers"),
         ("gateway/device_auth.py", "import control_api.errors", "Layers"),
