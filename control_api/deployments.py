@@ -24,7 +24,7 @@ import core_ext
 from control_api import convert
 from control_api.auth import audit_target, current_principal
 from control_api.errors import invalid
-from control_api.pagination import InvalidPageToken, page_size
+from control_api.pagination import created_after, created_token, page_size
 from control_api.resources import resources
 from fleetd.domain import device_fields
 from fleetd.domain.rollout.decide import FINISHED, TERMINAL, Counts
@@ -285,13 +285,7 @@ class DeploymentMethods:
             update_id = request.update_id
         res = resources()
         scope = f"deployments|{order}|{request.filter}|{request.update_id}"
-        after = None
-        if request.page_token:
-            try:
-                position = res.page_tokens.decode(scope, request.page_token)
-                after = (dt.datetime.fromisoformat(str(position["at"])), str(position["id"]))
-            except (InvalidPageToken, KeyError, ValueError) as exc:
-                raise invalid(f"page_token: {exc}") from None
+        after = created_after(res.page_tokens, scope, request.page_token)
         page = await listing.list_deployments(
             res.pool,
             limit=size + 1,
@@ -311,8 +305,8 @@ class DeploymentMethods:
             response.deployments.append(_status(deployment, counts))
         if len(page) > size:
             last = page[size - 1]
-            response.next_page_token = res.page_tokens.encode(
-                scope, {"at": last.created_at.isoformat(), "id": last.deployment_id}
+            response.next_page_token = created_token(
+                res.page_tokens, scope, last.created_at, last.deployment_id
             )
         return response
 

@@ -23,7 +23,7 @@ from control_api import convert, event_stream, notify, tuf_files
 from control_api.auth import audit_target, current_principal, require
 from control_api.errors import invalid
 from control_api.heartbeat import heartbeat as record_heartbeat
-from control_api.pagination import InvalidPageToken, page_size
+from control_api.pagination import InvalidPageToken, created_after, created_token, page_size
 from control_api.resources import resources
 from fleetd.domain import device_fields, device_health
 from fleetd.services import certificates
@@ -329,13 +329,7 @@ class DeviceServiceImpl(DeviceService):
         size = page_size(request.page_size)
         res = resources()
         scope = f"tokens:{int(request.include_inactive)}"
-        after: tuple[dt.datetime, str] | None = None
-        if request.page_token:
-            try:
-                position = res.page_tokens.decode(scope, request.page_token)
-                after = (dt.datetime.fromisoformat(str(position["at"])), str(position["id"]))
-            except (InvalidPageToken, KeyError, ValueError) as exc:
-                raise invalid(f"page_token: {exc}") from None
+        after = created_after(res.page_tokens, scope, request.page_token)
         tokens = await credential_store.list_enrollment_tokens(
             res.pool,
             res.settings.fleet,
@@ -351,8 +345,8 @@ class DeviceServiceImpl(DeviceService):
         )
         if len(tokens) > size:
             last = tokens[size - 1]
-            response.next_page_token = res.page_tokens.encode(
-                scope, {"at": last.created_at.isoformat(), "id": last.token_id}
+            response.next_page_token = created_token(
+                res.page_tokens, scope, last.created_at, last.token_id
             )
         return response
 

@@ -11,6 +11,7 @@ meaningful while devices come and go.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 from typing import Any
@@ -78,3 +79,24 @@ class PageTokens:
             raise InvalidPageToken("page_token belongs to a different list or query")
         position: dict[str, Any] = data["p"]
         return position
+
+
+CreatedPosition = tuple[dt.datetime, str]
+"""A keyset position in a list ordered by creation time, then id (tokens, deployments)."""
+
+
+def created_after(tokens: PageTokens, scope: str, token: str) -> CreatedPosition | None:
+    """The position a ``(created_at, id)``-ordered list's page token carries; None without a
+    token; INVALID_ARGUMENT for a token this list did not issue."""
+    if not token:
+        return None
+    try:
+        position = tokens.decode(scope, token)
+        return dt.datetime.fromisoformat(str(position["at"])), str(position["id"])
+    except (InvalidPageToken, KeyError, ValueError) as exc:
+        raise invalid(f"page_token: {exc}") from None
+
+
+def created_token(tokens: PageTokens, scope: str, created_at: dt.datetime, item_id: str) -> str:
+    """The next page's token after the item created at ``created_at`` with ``item_id``."""
+    return tokens.encode(scope, {"at": created_at.isoformat(), "id": item_id})
