@@ -30,6 +30,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from fleetd.services.periodic import stop_task
 from fleetd.storage import liveness as store
 from fleetd.storage.errors import REDIS_ERRORS
 from fleetd.storage.types import Pool, Redis
@@ -77,11 +78,8 @@ class LivenessSweeper:
         self._task = asyncio.create_task(self._run(), name="liveness-sweeper")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self.holding:
             # Best effort: an unreleased lease expires by itself within _lease_ms.
             with contextlib.suppress(*REDIS_ERRORS):

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from fleetd.services.periodic import stop_task
 from fleetd.storage.errors import REDIS_ERRORS
 from fleetd.storage.push_notices import listen
 from fleetd.storage.types import Redis
@@ -68,11 +69,8 @@ class PushHub:
         self._task = asyncio.create_task(self._run(), name="desired-state-pushes")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     def deliver(self, device_ids: list[str]) -> None:
         """Notify the local streams of devices whose desired state changed."""

@@ -11,10 +11,10 @@ cannot do.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from fleetd.services.periodic import stop_task
 from fleetd.storage.reachability import postgres_answers, redis_answers
 from fleetd.storage.types import Pool, Redis
 
@@ -51,11 +51,8 @@ class StoreHealth:
         self._task = asyncio.create_task(self._run(), name="store-health")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def check(self) -> bool:
         """Ping both stores once; report a change; return whether both answered."""

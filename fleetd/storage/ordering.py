@@ -123,26 +123,40 @@ def _decode(key: SortKey, value: Any) -> Any:
     return value
 
 
-def parse(order_by: str) -> Ordering:
-    """Parse ``order_by``; an empty one means ``id ASC``."""
+@dataclass(frozen=True, slots=True)
+class SortableList:
+    """What one list may be ordered by: the ``order_by`` fields with their (column, kind),
+    the unique tie-breaker appended unless chosen, and what an empty ``order_by`` means."""
+
+    fields: dict[str, tuple[str, str]]
+    tie_breaker: SortKey
+    default: str
+
+
+DEVICES = SortableList(SORTABLE, SortKey("id", "device_id", "text", False), default="id")
+
+
+def parse(order_by: str, sortable: SortableList = DEVICES) -> Ordering:
+    """Parse ``order_by`` (``field [ASC|DESC], ...``) for the list ``sortable`` describes;
+    an empty one means ``sortable.default``. InvalidOrderBy names the problem."""
     keys: list[SortKey] = []
-    seen: set[str] = set()
-    for term in (t for t in order_by.split(",")) if order_by.strip() else []:
+    text = order_by if order_by.strip() else sortable.default
+    for term in text.split(","):
         match = _TERM.match(term)
         if match is None:
             raise InvalidOrderBy(f"order_by: cannot parse {term.strip()!r}; use 'field [ASC|DESC]'")
         name = match[1].lower()
-        if name not in SORTABLE:
+        if name not in sortable.fields:
             raise InvalidOrderBy(
-                f"order_by: unknown field {name!r}; sortable fields are {', '.join(SORTABLE)}"
+                f"order_by: unknown field {name!r}; sortable fields are "
+                f"{', '.join(sortable.fields)}"
             )
-        if name in seen:
+        if any(k.field == name for k in keys):
             raise InvalidOrderBy(f"order_by: {name!r} appears twice")
-        seen.add(name)
-        column, kind = SORTABLE[name]
+        column, kind = sortable.fields[name]
         keys.append(SortKey(name, column, kind, (match[2] or "asc").lower() == "desc"))
     if len(keys) > MAX_SORT_KEYS:
         raise InvalidOrderBy(f"order_by: at most {MAX_SORT_KEYS} fields")
-    if "id" not in seen:
-        keys.append(SortKey("id", "device_id", "text", False))
+    if all(k.field != sortable.tie_breaker.field for k in keys):
+        keys.append(sortable.tie_breaker)
     return Ordering(tuple(keys))

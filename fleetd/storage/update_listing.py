@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetd.storage.ordering import InvalidOrderBy, Ordering, SortKey
+from fleetd.storage.ordering import Ordering, SortableList, SortKey, parse
 from fleetd.v1 import update_pb2
 
 MAX_FILTER = 1024
@@ -41,10 +41,8 @@ SORTABLE: dict[str, tuple[str, str]] = {
     "name": ("name", "text"),
     "version": ("version", "text"),
 }
-TIE_BREAKER = SortKey("id", "update_id", "text", False)
 DEFAULT_ORDER = "created_at DESC"
-
-_ORDER_TERM = re.compile(r"^\s*([a-z_]+)(?:\s+(asc|desc))?\s*$", re.IGNORECASE)
+UPDATES = SortableList(SORTABLE, SortKey("id", "update_id", "text", False), DEFAULT_ORDER)
 _VALUE = r'(?:"(?:[^"\\]|\\.)*"|[^\s(),"]+)'
 _TERM = re.compile(rf"(NOT\s+)?([A-Za-z0-9_.-]+):(>=|<=|>|<)?({_VALUE}(?:,{_VALUE})*)(?=\s|$)")
 _VALUES = re.compile(_VALUE)
@@ -59,22 +57,7 @@ class InvalidFilter(ValueError):
 
 def parse_order(order_by: str) -> Ordering:
     """``order_by`` for updates; an empty one means DEFAULT_ORDER."""
-    text = order_by if order_by.strip() else DEFAULT_ORDER
-    keys: list[SortKey] = []
-    for term in text.split(","):
-        match = _ORDER_TERM.match(term)
-        if match is None:
-            raise InvalidOrderBy(f"order_by: cannot parse {term.strip()!r}; use 'field [ASC|DESC]'")
-        name = match[1].lower()
-        if name not in SORTABLE:
-            raise InvalidOrderBy(
-                f"order_by: unknown field {name!r}; sortable fields are {', '.join(SORTABLE)}"
-            )
-        if any(k.field == name for k in keys):
-            raise InvalidOrderBy(f"order_by: {name!r} appears twice")
-        column, kind = SORTABLE[name]
-        keys.append(SortKey(name, column, kind, (match[2] or "asc").lower() == "desc"))
-    return Ordering((*keys, TIE_BREAKER))
+    return parse(order_by, UPDATES)
 
 
 def position(order: Ordering, update: update_pb2.Update) -> list[Any]:

@@ -43,6 +43,7 @@ from fleetd.domain.rollout.decide import (
 )
 from fleetd.domain.rollout.policy import Policy
 from fleetd.domain.rollout.rollback import OUTCOME_REASONS, rollback_outcome
+from fleetd.services.periodic import stop_task
 from fleetd.services.rollout import operations
 from fleetd.services.rollout.rollback import rollback_batch
 from fleetd.services.rollout.rollback_targets import RollbackTargets, Signer
@@ -398,8 +399,4 @@ def start(
 
 async def stop() -> None:
     """Stop this event loop's runner (releases the lock with its connection)."""
-    task = _runners.pop(asyncio.get_running_loop(), None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_task(_runners.pop(asyncio.get_running_loop(), None))
