@@ -34,7 +34,7 @@ from core_ext import CopyRecord, Flush, HeartbeatBatcher
 from fleetd.storage import redis_keys
 from fleetd.storage.errors import REDIS_ERRORS
 from fleetd.storage.heartbeat_flush import WRITE_ERRORS, write_latest, write_records
-from fleetd.storage.redis_keys import STATS_TTL_SECONDS as STATS_TTL_SECONDS
+from fleetd.storage.redis_keys import STATS_TTL_SECONDS
 from fleetd.storage.rollups import RollupKey, combine, combine_one
 from fleetd.storage.types import Pool, Redis
 

@@ -13,7 +13,8 @@ from core_ext import Flush
 from core_ext.reference.batcher import MAX_GROUPS
 from fleetd.storage import redis_keys
 from fleetd.storage.devices import NewDevice, insert_device
-from gateway.heartbeats import STATS_TTL_SECONDS, HeartbeatPipeline
+from fleetd.storage.redis_keys import STATS_TTL_SECONDS
+from gateway.heartbeats import HeartbeatPipeline
 
 ONLINE = 1
 
