@@ -15,15 +15,17 @@ import asyncio
 import logging
 from typing import Any
 
+from connectrpc.interceptor import Interceptor
 from connectrpc.server import ConnectASGIApplication
 
 from control_api import grpc_health, tuf_files
 from control_api.asgi import Receive, Router, Scope, Send, send_text
-from control_api.auth import AuthInterceptor
+from control_api.auth import AuditStart, AuthInterceptor
 from control_api.binaries import MAX_MESSAGE_BYTES, BinaryServiceImpl
 from control_api.devices import DeviceServiceImpl
 from control_api.fieldmask_compat import FieldMaskCompat
 from control_api.reflection import reflection_apps
+from control_api.request_codecs import CODECS
 from control_api.resources import close_resources, open_resources
 from control_api.status_codes import SeedStatusCodes
 from control_api.updates import UpdateServiceImpl
@@ -64,13 +66,21 @@ async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
 
 def create_app(settings: Settings | None = None) -> SeedStatusCodes:
     settings = settings or Settings.from_env()
-    auth = AuthInterceptor()
+    # Every service alike: the caller is authenticated before its body is read; the body
+    # is decoded and checked (control_api.request_codecs) before the audit log records
+    # the call's start (AuditStart) and its handler runs.
+    interceptors: list[Interceptor] = [AuthInterceptor(), AuditStart()]
     services: list[ConnectASGIApplication[Any]] = [
-        DeviceServiceASGIApplication(DeviceServiceImpl(), interceptors=[auth]),
-        UpdateServiceASGIApplication(UpdateServiceImpl(), interceptors=[auth]),
-        AnalyticsServiceASGIApplication(AnalyticsServiceImpl(), interceptors=[auth]),
+        DeviceServiceASGIApplication(DeviceServiceImpl(), interceptors=interceptors, codecs=CODECS),
+        UpdateServiceASGIApplication(UpdateServiceImpl(), interceptors=interceptors, codecs=CODECS),
+        AnalyticsServiceASGIApplication(
+            AnalyticsServiceImpl(), interceptors=interceptors, codecs=CODECS
+        ),
         BinaryServiceASGIApplication(
-            BinaryServiceImpl(), interceptors=[auth], read_max_bytes=MAX_MESSAGE_BYTES
+            BinaryServiceImpl(),
+            interceptors=interceptors,
+            codecs=CODECS,
+            read_max_bytes=MAX_MESSAGE_BYTES,
         ),
     ]
     served = [s.path.lstrip("/") for s in services]

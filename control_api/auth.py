@@ -1,15 +1,25 @@
 """Authentication and authorisation for every operator API call.
 
-One metadata interceptor runs before the request body is read: it assigns a request id,
-authenticates the caller (``X-API-Key`` for now), and checks the method's permission in
-``control_api.permissions``. On the way out it answers every error (:func:`answer`): a
-store outage (``fleetd.storage.errors.STORE_DOWN``) becomes UNAVAILABLE, the one place
-the operator API maps it; an unexpected exception becomes INTERNAL (never leaking its
-text); UNIMPLEMENTED gets a message naming the method; each answer carries ErrorInfo.
+One metadata interceptor (:class:`AuthInterceptor`) runs before the request body is read:
+it assigns a request id, authenticates the caller (``X-API-Key``, a bearer JWT or a
+device's client certificate), and checks the method's permission in
+``control_api.permissions``. On the way out it answers every error (:func:`answer`), the
+one place the operator API maps exceptions to codes:
+
+- a ConnectError stands (a handler's refusal, a malformed or rule-breaking request refused
+  while it was decoded by ``control_api.request_codecs``);
+- a store outage (``fleetd.storage.errors.STORE_DOWN``: connection-level failures only)
+  is UNAVAILABLE, retry later;
+- a value the database refused (``DATA_ERRORS``) is INVALID_ARGUMENT, in our words;
+- anything else is INTERNAL with the request id to quote: the exception, its class and
+  any SQL stay in the server's log.
 
 Mutating calls are audited around the call, outside its transaction: a ``STARTED`` entry
 before any work (no entry, no call) and the outcome after (retried; a loss stays visible
-in the log as a call without outcome). docs/design.md says why.
+in the log as a call without outcome). The start is written by :class:`AuditStart`, a
+message interceptor that runs once the request has been decoded and checked, so a request
+refused as malformed leaves no entry at all; every call that wrote ``STARTED`` gets its
+outcome. docs/design.md says why.
 """
 
 from __future__ import annotations
@@ -20,8 +30,9 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -29,7 +40,7 @@ from connectrpc.request import RequestContext
 
 import core_ext
 from control_api import client_cert, debug
-from control_api.errors import api_error, store_unavailable, with_info
+from control_api.errors import api_error, data_refused, store_unavailable, with_info
 from control_api.permissions import (
     METHOD_PERMISSIONS,
     READ_ONLY_METHODS,
@@ -38,10 +49,9 @@ from control_api.permissions import (
 )
 from control_api.resources import resources
 from fleetd.services import jwt
-from fleetd.storage import audit
-from fleetd.storage.bearer_tokens import authenticate_api_key
+from fleetd.storage import audit, bearer_tokens
 from fleetd.storage.devices import certificate_standing
-from fleetd.storage.errors import is_store_down
+from fleetd.storage.errors import is_data_error, is_store_down
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +78,27 @@ principal_var: contextvars.ContextVar[Principal] = contextvars.ContextVar(
     "principal", default=ANONYMOUS
 )
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
-audit_target_var: contextvars.ContextVar[list[str]] = contextvars.ContextVar("audit_target")
+
+
+@dataclass(slots=True)
+class _Call:
+    """What the audit log needs to know about the current call, shared (mutable) between
+    the interceptors and the handler."""
+
+    method: str
+    targets: list[str] = field(default_factory=list)
+    started: bool = False
+    """Whether its STARTED entry was written (then its outcome must be)."""
+
+
+call_var: contextvars.ContextVar[_Call] = contextvars.ContextVar("audited_call")
 
 
 def audit_target(target: str) -> None:
     """Name what the current call acts on (a device id, a token id) for the audit log."""
-    targets = audit_target_var.get(None)
-    if targets is not None:
-        targets.append(target)
+    call = call_var.get(None)
+    if call is not None:
+        call.targets.append(target)
 
 
 AUDIT_RETRY_DELAYS = (0.05, 0.25, 1.0)
@@ -83,7 +106,8 @@ AUDIT_RETRY_DELAYS = (0.05, 0.25, 1.0)
 
 
 def _entry(principal: Principal, method: str, request_id: str, outcome: str) -> audit.Entry:
-    targets = audit_target_var.get(None) or []
+    call = call_var.get(None)
+    targets = call.targets if call is not None else []
     return audit.Entry(
         actor=principal.id or "anonymous",
         actor_kind=principal.kind,
@@ -100,16 +124,19 @@ async def _append(entry: audit.Entry) -> None:
         await audit.append(conn, entry)
 
 
-async def _audit_start(principal: Principal, method: str, request_id: str) -> None:
+async def _audit_start() -> None:
     """Before a mutating call does anything: record that it started, or refuse it.
 
     A call whose start cannot be recorded is refused (UNAVAILABLE) and changes nothing, so
     no change is ever made without a trace in the log.
     """
-    if method in READ_ONLY_METHODS:
+    call = call_var.get(None)
+    if call is None or call.method in READ_ONLY_METHODS or call.started:
         return
+    principal, method, request_id = principal_var.get(), call.method, request_id_var.get()
     try:
         await _append(_entry(principal, method, request_id, audit.STARTED))
+        call.started = True
     except Exception:
         log.exception("audit log append failed; refusing %s (request_id %s)", method, request_id)
         raise api_error(
@@ -176,13 +203,13 @@ def require(permission: str) -> Principal:
     return principal
 
 
-async def _authenticate_api_key(token: str) -> Principal:
+async def authenticate_api_key(token: str) -> Principal:
     res = resources()
     now = time.monotonic()
     cached = res.api_key_cache.get(token)
     if cached is not None and cached[0] > now and isinstance(cached[1], Principal):
         return cached[1]
-    found = await authenticate_api_key(res.pool, token)
+    found = await bearer_tokens.authenticate_api_key(res.pool, token)
     if found is None:
         raise ConnectError(Code.UNAUTHENTICATED, "invalid or revoked API key")
     principal = Principal("api_key", found.key_id, found.role, found.device_id)
@@ -192,7 +219,7 @@ async def _authenticate_api_key(token: str) -> Principal:
     return principal
 
 
-async def _authenticate_bearer(authorization: str) -> Principal:
+async def authenticate_bearer(authorization: str) -> Principal:
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ConnectError(Code.UNAUTHENTICATED, "Authorization must be 'Bearer <JWT>'")
@@ -245,7 +272,7 @@ async def _rate_limit(ctx: RequestContext[Any, Any], principal: Principal, reque
         )
 
 
-async def _authenticate_certificate(pem: bytes) -> Principal:
+async def authenticate_certificate(pem: bytes) -> Principal:
     """A device acting as itself, identified by its (Envoy-verified) client certificate."""
     res = resources()
     try:
@@ -268,8 +295,9 @@ def answer(error: Exception, method: str, request_id: str, user_id: str = "") ->
     """What the caller is told about ``error``, raised by ``method`` or on its way in.
 
     A ConnectError stands (with ErrorInfo added if it has none); a store outage is
-    UNAVAILABLE, retry later; anything else is a bug: logged with its traceback, answered
-    INTERNAL with the request id to quote.
+    UNAVAILABLE, retry later; a value the database refused is INVALID_ARGUMENT (logged: the
+    edge's validation missed it); anything else is a bug: logged with its traceback,
+    answered INTERNAL with the request id to quote and nothing of the exception.
     """
     if isinstance(error, ConnectError):
         if error.code == Code.UNIMPLEMENTED and error.message == "Not implemented":
@@ -280,10 +308,15 @@ def answer(error: Exception, method: str, request_id: str, user_id: str = "") ->
     if is_store_down(error):
         log.warning("%s unavailable (request_id %s): %r", method, request_id, error)
         return store_unavailable(error, request_id=request_id, user_id=user_id)
+    if is_data_error(error):
+        log.warning(
+            "%s: the database refused a value (request_id %s): %r", method, request_id, error
+        )
+        return data_refused(request_id=request_id, user_id=user_id)
     log.error("internal error in %s (request_id %s)", method, request_id, exc_info=error)
     return api_error(
         Code.INTERNAL,
-        f"internal error; quote request_id {request_id} to the operator",
+        f"internal error (request id {request_id}); quote it to the operator",
         request_id=request_id,
         user_id=user_id,
     )
@@ -302,8 +335,7 @@ Token = tuple[
     contextvars.Token[Principal],
     contextvars.Token[str],
     contextvars.Token[debug.DebugTrace | None],
-    contextvars.Token[list[str]],
-    str,
+    contextvars.Token[_Call],
 ]
 
 
@@ -328,15 +360,14 @@ class AuthInterceptor:
             principal_var.set(principal),
             request_id_var.set(request_id),
             debug.trace_var.set(trace),
-            audit_target_var.set([]),
-            method,
+            call_var.set(_Call(method)),
         )
 
     async def _admit(
         self, ctx: RequestContext[Any, Any], method: str, request_id: str
     ) -> Principal:
-        """The caller, authenticated, authorised, within its rate limit and, for a
-        mutating call, with its start in the audit log; else the refusal, raised."""
+        """The caller, authenticated, authorised and within its rate limit; else the
+        refusal, raised (and audited once if the caller is known: a denial)."""
         permission = METHOD_PERMISSIONS.get(method)
         if permission is None:  # a served method missing from the table is a bug: deny
             raise api_error(
@@ -347,13 +378,13 @@ class AuthInterceptor:
         principal = ANONYMOUS
         api_key = ctx.request_headers.get("x-api-key")
         if api_key is not None:
-            principal = await _authenticate_api_key(api_key.strip())
+            principal = await authenticate_api_key(api_key.strip())
         elif (authorization := ctx.request_headers.get("authorization")) is not None:
-            principal = await _authenticate_bearer(authorization)
+            principal = await authenticate_bearer(authorization)
         elif client_cert.trusted():
             pem = client_cert.certificate_pem(ctx.request_headers.get("x-forwarded-client-cert"))
             if pem is not None:
-                principal = await _authenticate_certificate(pem)
+                principal = await authenticate_certificate(pem)
         if principal.authenticated or method not in TOKEN_AUTHENTICATED_METHODS:
             try:
                 _check(principal, permission, request_id)
@@ -362,20 +393,21 @@ class AuthInterceptor:
                     await _audit(principal, method, request_id, denied.code.name)
                 raise
         await _rate_limit(ctx, principal, request_id)
-        await _audit_start(principal, method, request_id)
         return principal
 
     async def on_end(
         self, token: Token, ctx: RequestContext[Any, Any], error: Exception | None
     ) -> None:
-        principal_token, request_token, trace_token, target_token, method = token
+        principal_token, request_token, trace_token, call_token = token
         request_id = request_id_var.get()
         principal = principal_var.get()
+        call = call_var.get()
+        method = call.method
         answered = None if error is None else answer(error, method, request_id, principal.id)
-        await _audit(
-            principal, method, request_id, "OK" if answered is None else answered.code.name
-        )
-        audit_target_var.reset(target_token)
+        if call.started:
+            outcome = "OK" if answered is None else answered.code.name
+            await _audit(principal, method, request_id, outcome)
+        call_var.reset(call_token)
         trace = debug.trace_var.get()
         if trace is not None:
             await asyncio.sleep(0)  # let the query reports (fleetd/storage/query_log.py) run
@@ -388,3 +420,72 @@ class AuthInterceptor:
         debug.trace_var.reset(trace_token)
         if error is not None and answered is not None:
             _raise(error, answered)
+
+
+REQ = TypeVar("REQ")
+RES = TypeVar("RES")
+
+
+class AuditStart:
+    """connectrpc message interceptor, placed after :class:`AuthInterceptor`: writes a
+    mutating call's ``STARTED`` entry just before its handler runs.
+
+    connectrpc calls it once the request is decoded and checked (for a unary or a
+    server-streaming call; a client stream's messages are checked as the handler reads
+    them, after the start), so a malformed request is refused without a trace in the log
+    and every ``STARTED`` entry gets its outcome from ``AuthInterceptor.on_end``.
+    """
+
+    async def intercept_unary(
+        self,
+        call_next: Callable[[REQ, RequestContext[Any, Any]], Awaitable[RES]],
+        request: REQ,
+        ctx: RequestContext[Any, Any],
+    ) -> RES:
+        await _audit_start()
+        return await call_next(request, ctx)
+
+    async def intercept_client_stream(
+        self,
+        call_next: Callable[[AsyncIterator[REQ], RequestContext[Any, Any]], Awaitable[RES]],
+        request: AsyncIterator[REQ],
+        ctx: RequestContext[Any, Any],
+    ) -> RES:
+        await _audit_start()
+        return await call_next(request, ctx)
+
+    async def intercept_server_stream(
+        self,
+        call_next: Callable[[REQ, RequestContext[Any, Any]], AsyncIterator[RES]],
+        request: REQ,
+        ctx: RequestContext[Any, Any],
+    ) -> AsyncIterator[RES]:
+        await _audit_start()
+        responses = call_next(request, ctx)
+        try:
+            async for response in responses:
+                yield response
+        finally:
+            await _aclose(responses)
+
+    async def intercept_bidi_stream(
+        self,
+        call_next: Callable[[AsyncIterator[REQ], RequestContext[Any, Any]], AsyncIterator[RES]],
+        request: AsyncIterator[REQ],
+        ctx: RequestContext[Any, Any],
+    ) -> AsyncIterator[RES]:
+        await _audit_start()
+        responses = call_next(request, ctx)
+        try:
+            async for response in responses:
+                yield response
+        finally:
+            await _aclose(responses)
+
+
+async def _aclose(responses: AsyncIterator[Any]) -> None:
+    """Close the handler's response stream with the one wrapping it (a generator that
+    wraps another does not close it, which would leave its cleanup to the collector)."""
+    aclose = getattr(responses, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -8,7 +8,8 @@ for denials, ``permission``. Generated clients decode it like any gRPC error det
 Methods raise ConnectErrors (``invalid()`` for bad input) and let storage errors pass:
 the auth interceptor (control_api/auth.py) answers every error on the way out, turning
 a store outage (``fleetd.storage.errors.STORE_DOWN``) into UNAVAILABLE with
-:func:`store_unavailable`, here and nowhere else.
+:func:`store_unavailable` and a value the database refused (``DATA_ERRORS``) into
+INVALID_ARGUMENT with :func:`data_refused`, here and nowhere else.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from protobuf.wkt import Any as AnyPb
 
-from fleetd.storage.errors import StoreUnavailable
+from fleetd.storage.errors import DATA_REFUSED, StoreUnavailable
 
 DOMAIN = "fleetd.v1"
 
@@ -90,3 +91,9 @@ def store_unavailable(error: BaseException, *, request_id: str, user_id: str = "
     return api_error(
         Code.UNAVAILABLE, message or STORE_UNAVAILABLE, request_id=request_id, user_id=user_id
     )
+
+
+def data_refused(*, request_id: str, user_id: str = "") -> ConnectError:
+    """INVALID_ARGUMENT for a value the database refused (one of ``DATA_ERRORS``): the
+    request's fault, told without the database's text (which may quote SQL or rows)."""
+    return api_error(Code.INVALID_ARGUMENT, DATA_REFUSED, request_id=request_id, user_id=user_id)

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from connectrpc.code import Code
-from connectrpc.compat import google_protobuf_codecs
 from connectrpc.errors import ConnectError
 from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.request import RequestContext
@@ -25,6 +24,8 @@ from grpc_health.v1.health_pb2 import (
     HealthListRequest,
     HealthListResponse,
 )
+
+from control_api.request_codecs import CODECS
 
 SERVING = HealthCheckResponse.SERVING
 NOT_SERVING = HealthCheckResponse.NOT_SERVING
@@ -110,7 +111,7 @@ class HealthASGIApplication(ConnectASGIApplication[HealthService]):
                     function=svc.watch,
                 ),
             },
-            codecs=google_protobuf_codecs(),
+            codecs=CODECS,
         )
 
     @property

@@ -71,6 +71,7 @@ class CatalogMethods:
                 update_id=update_id,
                 created_by=created_by,
                 insecure_registries=res.settings.insecure_registries,
+                outbound_allow=res.settings.outbound_allow,
             )
         except create.CreateRefused as exc:
             raise _refused(exc) from None

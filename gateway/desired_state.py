@@ -86,7 +86,7 @@ class DesiredStateLookup:
             result = await self._batches.get((device_id, held_revision))
         except Exception as exc:  # never leave a heartbeat with an unexpected error
             log.exception("desired-state batch failed")
-            raise Unavailable(f"desired state unavailable: {exc.__class__.__name__}") from exc
+            raise Unavailable("desired state unavailable") from exc
         if isinstance(result, Answer):
             return result
         raise Unavailable(str(result) if result else "desired state unavailable")
@@ -116,7 +116,8 @@ class DesiredStateLookup:
         try:
             loaded = await load_heartbeat_answers(self._pool, [device for device, _ in misses])
         except STORE_DOWN as exc:
-            error = Unavailable(f"desired state unavailable: {exc.__class__.__name__}")
+            log.warning("desired-state load failed: %r", exc)
+            error = Unavailable("desired state unavailable (PostgreSQL unreachable)")
             answers.update(dict.fromkeys(misses, error))
             return answers
         self.postgres_loads += len(misses)

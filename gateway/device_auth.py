@@ -122,9 +122,9 @@ class DeviceAuthenticator:
             try:
                 standing = await self._lookup(identity.serial, identity.fingerprint)
             except Exception as exc:
-                raise StandingUnavailable(
-                    f"certificate standing unavailable: {exc.__class__.__name__}"
-                ) from exc
+                # The service tells an outage (UNAVAILABLE) from a bug (INTERNAL) by the
+                # cause (gateway.service._lookup_failed); no exception text reaches a client.
+                raise StandingUnavailable("certificate standing unavailable") from exc
             group = self._store(identity.serial, standing, now)
         if standing is None or standing.device_id != identity.device_id:
             raise Refused("certificate was not issued to a registered device")

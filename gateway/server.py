@@ -19,13 +19,14 @@ import grpc
 from grpc_health.v1 import _async as health_aio  # public as health.aio; absent from stubs
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from fleetd.device.v1 import agent_pb2_grpc
+from fleetd.device.v1 import agent_pb2
 from fleetd.settings import Settings
 from fleetd.storage import redis_client
 from fleetd.storage.blobs import FilesystemBlobStore
 from fleetd.storage.devices import CertificateStanding, certificate_standings
 from fleetd.storage.postgres import connect
 from fleetd.storage.types import Pool, Redis
+from gateway.aborts import serve_guarded
 from gateway.batching import BatchedLookup
 from gateway.desired_state import DesiredStateLookup
 from gateway.device_auth import DeviceAuthenticator
@@ -183,7 +184,9 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
         log_uploads=LogUploads(pool, redis, FilesystemBlobStore(settings.paths.blobs)),
         issuer=CertificateIssuer(settings),
     )
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(service, server)
+    # Every method guarded (gateway.aborts): requests decoded and checked before it runs,
+    # its errors answered with honest statuses.
+    serve_guarded(server, agent_pb2.DESCRIPTOR.services_by_name["AgentService"], service)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     host = settings.gateway_host

@@ -55,6 +55,20 @@ OPERATOR_METADATA_KEY = re.compile(rf"^[A-Za-z0-9_.-]{{{MIN_METADATA_KEY},{MAX_M
 """The metadata keys an operator may set with the control API's ``UpdateDevice`` (whole
 map or ``metadata.<key>`` paths): a narrower alphabet than the servers' registrations."""
 
+# The numbers a device reports about itself (its hardware profile, ``SystemInfo``, and its
+# stats), bounded on both servers by ``fleetd.domain.message_rules``: none is negative,
+# none is larger than any real device, and none is NaN or infinite.
+MAX_CPU_CORES = 4096
+MAX_MEMORY_MB = 2**40
+"""1 EiB in MiB."""
+MAX_DISK_GB = 1e9
+"""1 EB in GB."""
+MAX_LOAD_AVERAGE = 1e6
+MIN_TEMPERATURE = -273.15
+MAX_TEMPERATURE = 1000.0
+MAX_UPTIME_SECONDS = 2**62
+"""The bound ``non_negative`` applies by default (a device's uptime, a size)."""
+
 
 class InvalidRequest(ValueError):
     """The request breaks a documented limit; the message says which."""
@@ -119,7 +133,7 @@ def used_percent(used: float, total: float) -> float | None:
     return None
 
 
-def non_negative(name: str, value: int, limit: int = 2**62) -> int:
+def non_negative(name: str, value: int, limit: int = MAX_UPTIME_SECONDS) -> int:
     if not 0 <= value <= limit:
         raise InvalidRequest(f"{name} must be between 0 and {limit}, got {value}")
     return value

@@ -10,6 +10,10 @@ outcome :data:`STARTED` (if that append fails, the call is refused and changes n
 after it, the entry with its real outcome and targets. An outcome that cannot be appended
 after retries therefore does not vanish: :func:`verify` lists the calls whose ``STARTED``
 entry has no outcome after it (``Verdict.unfinished``).
+
+An entry's text is stored as PostgreSQL can hold it (:func:`storable`): a NUL in a target
+named by a request (the edges refuse those, but the log must not depend on it) would
+otherwise make the append fail, every retry alike, and lose the call's outcome.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 import orjson
 
@@ -60,6 +64,25 @@ class Record:
         }
 
 
+def _text(value: str) -> str:
+    """``value`` with NUL and lone surrogates spelled out (``\\x00``, ``\\ud800``)."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\\x00")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "backslashreplace").decode()
+    return value
+
+
+def storable(entry: Entry) -> Entry:
+    """``entry`` with every text as PostgreSQL can store it (no NUL, valid UTF-8)."""
+    changed = {f.name: _text(getattr(entry, f.name)) for f in fields(entry)}
+    if all(changed[name] is getattr(entry, name) for name in changed):
+        return entry
+    return replace(entry, **changed)
+
+
 def entry_hash(prev_hash: bytes, seq: int, at: dt.datetime, entry: Entry) -> bytes:
     canonical = orjson.dumps(
         {"seq": seq, "at": at.isoformat(timespec="microseconds"), **asdict(entry)},
@@ -69,6 +92,7 @@ def entry_hash(prev_hash: bytes, seq: int, at: dt.datetime, entry: Entry) -> byt
 
 
 async def append(conn: Connection, entry: Entry) -> Record:
+    entry = storable(entry)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")

@@ -8,8 +8,12 @@ answer UNAVAILABLE (each in one place: ``gateway/aborts.py``, ``control_api/auth
 ``StoreUnavailable`` is the one type storage code raises itself for the same condition
 (for example a cache that cannot be filled).
 
-A data error (a constraint violation, a value PostgreSQL refuses) is deliberately not here:
-it is a bug or bad input, never "retry later", and must not make an agent retry for ever.
+A data error (a value PostgreSQL refuses: out of range, not representable in the
+database's encoding) is deliberately not here: it is bad input that validation at the edge
+(``fleetd.domain.message_rules``) let through, never "retry later", and must not make an
+agent retry for ever. ``DATA_ERRORS`` names it, so that both servers answer it
+INVALID_ARGUMENT (without the database's text) and log it as a gap in validation. Any other
+exception is a bug: INTERNAL, with a request id to quote.
 """
 
 from __future__ import annotations
@@ -37,6 +41,17 @@ STORE_DOWN: tuple[type[BaseException], ...] = (
 )
 """Catch this tuple (``except STORE_DOWN``) to answer "unavailable, retry later"."""
 
+DATA_ERRORS: tuple[type[BaseException], ...] = (asyncpg.DataError,)
+"""A value the database refused (SQLSTATE class 22, or asyncpg refusing a query argument
+before sending it): the request's fault, never an outage."""
+
+DATA_REFUSED = (
+    "a value in the request cannot be stored (out of range or not representable); "
+    "check the request's fields"
+)
+"""What a caller is told for one of ``DATA_ERRORS`` (the database's own text stays in the
+server's log: it may quote SQL or other rows)."""
+
 REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
 """Any failure of a Redis call, for best-effort work (a notice, a cache fill, a lease) whose
 failure is logged and skipped rather than answered."""
@@ -51,3 +66,8 @@ statement PostgreSQL refused."""
 def is_store_down(exc: BaseException) -> bool:
     """Whether ``exc`` means a store is unreachable (see STORE_DOWN)."""
     return isinstance(exc, STORE_DOWN)
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a value the database refused (see DATA_ERRORS)."""
+    return isinstance(exc, DATA_ERRORS)

@@ -81,3 +81,18 @@ async def test_verify_lists_started_calls_without_an_outcome(pool: asyncpg.Pool)
         verdict = await audit.verify(conn)
     assert verdict.first_bad_seq is None
     assert [(r.seq, r.entry.request_id) for r in verdict.unfinished] == [(2, "req-2"), (6, "req-4")]
+
+
+async def test_an_entry_naming_a_nul_is_stored_spelled_out_and_verifies(
+    pool: asyncpg.Pool,
+) -> None:
+    # The edges refuse NUL, but the log must not lose a call's outcome if one slips by.
+    started = audit.Entry("k", "api_key", "admin", "m", "", "req-nul", audit.STARTED)
+    outcome = audit.Entry("k", "api_key", "admin", "m", "dev-\x00", "req-nul", "OK")
+    async with pool.acquire() as conn:
+        await audit.append(conn, started)
+        record = await audit.append(conn, outcome)
+        verdict = await audit.verify(conn)
+    assert record.entry.target == "dev-\\x00"
+    assert await pool.fetchval("SELECT target FROM audit_log WHERE seq = 2") == "dev-\\x00"
+    assert (verdict.first_bad_seq, verdict.unfinished) == (None, ())
