@@ -7,6 +7,7 @@ environment. The README's configuration reference lists every variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, replace
@@ -142,6 +143,11 @@ class Settings:
     """Container registries (``host[:port]``) CreateUpdate reaches over plain http to
     resolve image tags; every other registry is reached over https
     (``FLEETD_INSECURE_REGISTRIES``, comma-separated)."""
+    outbound_allow: tuple[str, ...] = ()
+    """Internal destinations server-side fetches (update URLs, registries) may reach
+    although they are loopback, private, link-local...: ``host[:port]``, ``IP[:port]`` or
+    ``CIDR[:port]`` (``FLEETD_OUTBOUND_ALLOW``, comma-separated; see
+    :func:`parse_outbound_rule` and fleetd/services/outbound.py)."""
 
     def gateway_device_limit(self) -> tuple[float, int] | None:
         """``(calls per second, burst)`` for one device at the gateway; None when off.
@@ -187,6 +193,7 @@ class Settings:
             "FLEETD_EXACT_COUNT_LIMIT": str(self.exact_count_limit),
             "FLEETD_ROLLOUT_TICK": repr(self.rollout_tick),
             "FLEETD_INSECURE_REGISTRIES": ",".join(self.insecure_registries),
+            "FLEETD_OUTBOUND_ALLOW": ",".join(self.outbound_allow),
             "FLEETD_MAX_BINARY_BYTES": str(self.max_binary_bytes),
             "FLEETD_BLOB_GRACE_PERIOD": repr(self.blob_grace_period),
             "FLEETD_BLOB_COLLECT_INTERVAL": repr(self.blob_collect_interval),
@@ -242,10 +249,84 @@ class Settings:
                 for r in (env.get("FLEETD_INSECURE_REGISTRIES") or "").split(",")
                 if r.strip()
             ),
+            outbound_allow=_outbound_allow(env),
             max_binary_bytes=_int(env, "FLEETD_MAX_BINARY_BYTES", 2 << 30, 1),
             blob_grace_period=_float(env, "FLEETD_BLOB_GRACE_PERIOD", 3600.0, 1.0),
             blob_collect_interval=_float(env, "FLEETD_BLOB_COLLECT_INTERVAL", 3600.0, 0.01),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRule:
+    """One entry of ``FLEETD_OUTBOUND_ALLOW``: a host name or a network, and a port (None:
+    any port). A name matches a URL naming that host (whatever it resolves to); a network
+    matches the addresses in it, however the URL spells them."""
+
+    name: str | None = None
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+    port: int | None = None
+
+
+_RULE_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+_RULE_NAME = re.compile(rf"^{_RULE_LABEL}(\.{_RULE_LABEL})*$")
+_NUMERIC_LABEL = re.compile(r"^([0-9]+|0x[0-9a-f]*)$")
+
+
+def parse_outbound_rule(text: str) -> OutboundRule:
+    """One ``FLEETD_OUTBOUND_ALLOW`` entry: ``registry.lan``, ``registry.lan:5000``,
+    ``10.1.2.3``, ``10.1.2.3:8080``, ``10.0.0.0/8``, ``10.0.0.0/8:443``, ``::1``,
+    ``fd00::/8``, ``[::1]:8080``, ``[fd00::/8]:443``. IPv4 is written as four decimal
+    numbers; an IPv4-mapped IPv6 address or network is taken as its IPv4 form."""
+    entry = text.strip()
+    problem = ConfigError(
+        f"FLEETD_OUTBOUND_ALLOW entry {text!r}: expected HOST, HOST:PORT, IP, IP:PORT, "
+        "CIDR or CIDR:PORT (an IPv6 address in brackets when a port follows; IPv4 as four "
+        "decimal numbers)"
+    )
+    bracketed = entry.startswith("[")
+    if bracketed:
+        address, bracket, rest = entry[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise problem
+        port_text = rest[1:] if rest else None
+    elif entry.count(":") > 1:  # a bare IPv6 address or network: no port
+        address, port_text = entry, None
+    else:
+        address, colon, port_text_or_empty = entry.partition(":")
+        port_text = port_text_or_empty if colon else None
+    port: int | None = None
+    if port_text is not None:
+        if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+            raise problem
+        port = int(port_text)
+    try:
+        network = ipaddress.ip_network(address, strict=False)
+    except ValueError:
+        network = None
+    if network is not None:
+        if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+            mapped = network.network_address.ipv4_mapped
+            if mapped is not None:
+                network = ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+        return OutboundRule(network=network, port=port)
+    name = address.lower().removesuffix(".")
+    if (
+        bracketed
+        or len(name) > 253
+        or not _RULE_NAME.match(name)
+        or _NUMERIC_LABEL.match(name.rpartition(".")[2])
+    ):
+        raise problem
+    return OutboundRule(name=name, port=port)
+
+
+def _outbound_allow(env: dict[str, str]) -> tuple[str, ...]:
+    entries = tuple(
+        e.strip() for e in (env.get("FLEETD_OUTBOUND_ALLOW") or "").split(",") if e.strip()
+    )
+    for entry in entries:
+        parse_outbound_rule(entry)
+    return entries
 
 
 _RATE = re.compile(r"^([1-9][0-9]{0,6})/([smh])$")

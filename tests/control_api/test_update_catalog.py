@@ -49,10 +49,15 @@ def files() -> Iterator[FileServer]:
 
 @pytest.fixture
 async def deployment(
-    database_url: str, redis_url: str, registry: Registry
+    database_url: str, redis_url: str, registry: Registry, files: FileServer
 ) -> AsyncIterator[Deployment]:
+    # Both servers are on loopback, which server-side fetches refuse unless the operator
+    # allowlists it (tests/control_api/test_outbound_refusals.py): named here explicitly.
     async with running_deployment(
-        database_url, redis_url, insecure_registries=(registry.host,)
+        database_url,
+        redis_url,
+        insecure_registries=(registry.host,),
+        outbound_allow=(registry.host, files.host),
     ) as dep:
         yield dep
 
@@ -91,7 +96,8 @@ def _sha(content: bytes) -> str:
 
 def _verified_download(dep: Deployment, workdir: Path, path: str) -> tuple[bytes, dict[str, Any]]:
     """What a device does: pin the served root, refresh, download and verify ``path``."""
-    fetcher = AgentFetcher(dep.settings.paths.ca_cert)
+    # Read as an operator (update:view): the repository is not public (docs/tuf.md).
+    fetcher = AgentFetcher(dep.settings.paths.ca_cert, headers={"X-API-Key": dep.admin_api_key})
     root = b"".join(fetcher.fetch(f"{dep.api_endpoint}/tuf/root.json"))
     client = updater(workdir, root, fetcher, f"{dep.api_endpoint}/tuf")
     client.refresh()
@@ -557,7 +563,7 @@ def _refusals(binary_id: str, sha: str, size: int, files: FileServer) -> list[An
         (
             update({**good, "config": {"destination_path": "/etc/" + "a" * 1100}}),
             INVALID,
-            "artifacts[0].config.destination_path must be an absolute path of at most 1024",
+            "artifacts[0].config.destination_path is longer than 1024 characters",
         ),
         (
             update({**good, "config": {"destination_path": "/etc/a", "file_mode": 0o10000}}),

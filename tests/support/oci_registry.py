@@ -1,7 +1,12 @@
 """A tiny OCI distribution registry double (plain HTTP on 127.0.0.1, a thread): just
 enough of the API to resolve tags — ``HEAD``/``GET /v2/<name>/manifests/<tag>`` with
 ``Docker-Content-Digest`` — plus, when asked, Docker Hub's anonymous bearer-token flow
-(``401`` + ``WWW-Authenticate: Bearer realm=...`` then ``GET /token``)."""
+(``401`` + ``WWW-Authenticate: Bearer realm=...`` then ``GET /token``; ``realm`` points
+the challenge elsewhere).
+
+Server-side fetches refuse loopback addresses unless allowlisted: a test resolving tags
+here names the registry (``OutboundGuard.allowing([registry.host])`` or
+``Settings(outbound_allow=(registry.host,))``) as well as listing it as insecure."""
 
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ class Registry:
     manifests: dict[tuple[str, str], bytes] = field(default_factory=dict)
     require_token: bool = False
     digest_on_head: bool = True
+    realm: str | None = None
+    """The token service the 401 challenge names (default: this registry's /token)."""
     token: str = field(default_factory=lambda: secrets.token_hex(8))
     seen: list[Seen] = field(default_factory=list)
 
@@ -87,7 +94,7 @@ def oci_registry() -> Iterator[Registry]:
             if state.require_token:
                 auth = self.headers.get("authorization", "")
                 if not auth.startswith(f"Bearer {state.token}|repository:"):
-                    realm = f"http://127.0.0.1:{state.port}/token"
+                    realm = state.realm or f"http://127.0.0.1:{state.port}/token"
                     challenge = f'Bearer realm="{realm}",service="registry.test"'
                     self._reply(401, b"{}", {"www-authenticate": challenge}, head)
                     return
@@ -113,7 +120,9 @@ def oci_registry() -> Iterator[Registry]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield state

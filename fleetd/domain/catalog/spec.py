@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from google.protobuf import duration_pb2
 
+from fleetd.domain import network_policy
 from fleetd.domain.catalog import image_ref
 from fleetd.v1 import update_pb2
 
@@ -289,6 +290,10 @@ def _content(field: str, artifact: update_pb2.Artifact) -> FromBinary | FromUrl:
     if not artifact.url:
         raise InvalidSpec(f"{field}: give the content, by binary_id or by url")
     _http_url(f"{field}.url", artifact.url)
+    try:  # the server fetches it: read as the outbound guard will (fleetd.services.outbound)
+        network_policy.parse_url(artifact.url)
+    except network_policy.InvalidUrl as exc:
+        raise InvalidSpec(f"{field}.url is not a URL the server fetches: {exc}") from None
     if not artifact.checksum:
         raise InvalidSpec(f"{field}.checksum is required with url (sha256:<64 hex digits>)")
     sha = _checksum(field, artifact.checksum)

@@ -8,7 +8,9 @@ this order (docs/updates.md explains the choices):
 2. Content, outside any transaction: an uploaded binary is looked up and compared with
    the declared checksum/size; a URL is fetched once into the blob store
    (``fleetd.services.catalog.fetch``); a container tag is resolved to its manifest digest
-   (``fleetd.services.catalog.registry``) and the pin document stored as a blob.
+   (``fleetd.services.catalog.registry``) and the pin document stored as a blob. Both
+   reach out only through the outbound guard (``fleetd.services.outbound``), built from
+   the operator's allowlist (``outbound_allow``, ``FLEETD_OUTBOUND_ALLOW``).
 3. One transaction under the catalogue lock: (name, version) checked again, release
    counters allocated, every artifact signed into TUF (``TufRepository.add_targets``,
    which commits on its own), then the update and its artifacts inserted.
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 
 from fleetd.domain.catalog import spec, targets
 from fleetd.services.catalog import fetch, registry
+from fleetd.services.outbound import OutboundGuard
 from fleetd.services.tuf_repo import (
     NewTarget,
     RepositoryFull,
@@ -98,12 +101,17 @@ async def create_update(
     update_id: str,
     created_by: str,
     insecure_registries: Collection[str] = (),
+    outbound_allow: Collection[str] = (),
 ) -> Created:
-    """Resolve, sign and store ``plan`` as update ``update_id``; CreateRefused if not."""
+    """Resolve, sign and store ``plan`` as update ``update_id``; CreateRefused if not.
+
+    ``outbound_allow``: the internal destinations URL fetches and registry lookups may
+    reach (``Settings.outbound_allow``); none by default."""
     if await update_store.update_exists(pool, plan.name, plan.version):
         raise _exists(plan)
+    guard = OutboundGuard.allowing(outbound_allow)
     resolved = [
-        await _resolve(pool, store, a, insecure_registries=insecure_registries)
+        await _resolve(pool, store, a, insecure_registries=insecure_registries, guard=guard)
         for a in plan.artifacts
     ]
     new = update_store.NewUpdate(
@@ -153,6 +161,7 @@ async def _resolve(
     plan: spec.ArtifactPlan,
     *,
     insecure_registries: Collection[str],
+    guard: OutboundGuard,
 ) -> _Resolved:
     source = plan.source
     field = plan.field
@@ -182,7 +191,9 @@ async def _resolve(
         name = targets.file_name(binary.name)
     elif isinstance(source, spec.FromUrl):
         try:
-            blob = await fetch.fetch_into(store, source.url, source.sha256, source.size)
+            blob = await fetch.fetch_into(
+                store, source.url, source.sha256, source.size, guard=guard
+            )
         except fetch.SourceError as exc:
             raise _source_refused(f"{field}.url", exc) from None
         name = targets.url_file_name(source.url)
@@ -191,7 +202,7 @@ async def _resolve(
         if digest is None:
             try:
                 digest = await registry.resolve_digest(
-                    source.reference, insecure=insecure_registries
+                    source.reference, insecure=insecure_registries, guard=guard
                 )
             except fetch.SourceError as exc:
                 raise _source_refused(f"{field}.container.image", exc) from None

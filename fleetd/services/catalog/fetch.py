@@ -2,37 +2,37 @@
 
 The response body is streamed into a blob writer while it is hashed; the declared size is
 a hard cap (a longer body is cut off at once) and the content is committed only when its
-length and SHA-256 are exactly the declared ones, so a mismatch stores nothing. Only
-``http`` and ``https`` URLs are fetched (checked by ``spec``), redirects are followed (at
-most 5; release downloads usually redirect to a CDN), responses are never decompressed
-(the checksum is of the bytes served), TLS is verified against the system trust store.
+length and SHA-256 are exactly the declared ones, so a mismatch stores nothing. Every
+request goes through the outbound guard (``fleetd.services.outbound``): http and https
+only, internal addresses refused unless ``FLEETD_OUTBOUND_ALLOW`` names them, the
+connection pinned to the checked address, every redirect checked again (at most 5;
+release downloads usually redirect to a CDN). Responses are never decompressed (the
+checksum is of the bytes served); TLS is verified against the system trust store.
 
 Failures are one of three kinds, which the control API maps to status codes:
 
 - ``ContentMismatch`` (INVALID_ARGUMENT): the URL served other content than declared.
 - ``SourceRefused`` (FAILED_PRECONDITION): the server answered but not with the content
-  (4xx, or another non-success status): fix the URL.
-- ``SourceUnavailable`` (UNAVAILABLE): no answer (DNS, connection, TLS, timeout, 5xx):
-  retrying later may work.
+  (4xx, or another non-success status, or a redirect the guard does not follow), or the
+  URL is not one the guard fetches: fix the URL.
+- ``SourceUnavailable`` (UNAVAILABLE): a 5xx answer; or no answer at all, or a
+  destination the guard refuses: then the message is always the same
+  (``f"{url}: {outbound.REFUSED}"``, the cause in the server log), so that an operator
+  cannot probe which internal ports are open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import pyqwest
-
+from fleetd.services import outbound
+from fleetd.services.outbound import OutboundGuard
 from fleetd.storage.blobs import Blob, BlobStore
 
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 30.0
-"""Longest wait for the next bytes of a response."""
 TOTAL_TIMEOUT = 900.0
 """Longest whole fetch (8 GiB would need ~10 MB/s)."""
-MAX_REDIRECTS = 5
+HEADERS = {"accept-encoding": "identity", "user-agent": "fleetd"}
 
 
 class SourceError(Exception):
@@ -48,63 +48,40 @@ class SourceRefused(SourceError):
 
 
 class SourceUnavailable(SourceError):
-    """The source could not be reached or failed (network, TLS, timeout, 5xx)."""
+    """The source could not be reached, may not be reached, or failed (5xx)."""
 
 
-@asynccontextmanager
-async def http_transport(read_timeout: float = READ_TIMEOUT) -> AsyncIterator[pyqwest.Client]:
-    """A client for fetching from outside: bounded connect/read waits, system CAs, no
-    content decoding, no cookies, at most MAX_REDIRECTS redirects."""
-    transport = pyqwest.HTTPTransport(
-        tls_include_system_certs=True,
-        connect_timeout=CONNECT_TIMEOUT,
-        read_timeout=read_timeout,
-        enable_gzip=False,
-        enable_brotli=False,
-        enable_zstd=False,
-        follow_redirects=True,
-        max_redirects=MAX_REDIRECTS,
-        enable_otel=False,
-    )
-    async with transport:
-        yield pyqwest.Client(transport)
+def unreachable(what: str) -> SourceUnavailable:
+    """The uniform refusal for ``what`` (a URL, a registry)."""
+    return SourceUnavailable(f"{what}: {outbound.REFUSED}")
 
 
-NETWORK_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionError,
-    TimeoutError,
-    OSError,
-    pyqwest.ReadError,
-    pyqwest.WriteError,
-    pyqwest.RemoteProtocolError,
-    pyqwest.StreamError,
-    pyqwest.TooManyRedirects,
-)
-
-
-async def fetch_into(store: BlobStore, url: str, sha256: str, size: int) -> Blob:
-    """Fetch ``url`` into ``store``; the blob is committed only when it is exactly
-    ``size`` bytes hashing to ``sha256`` (lowercase hex).
+async def fetch_into(
+    store: BlobStore, url: str, sha256: str, size: int, *, guard: OutboundGuard | None = None
+) -> Blob:
+    """Fetch ``url`` into ``store`` through ``guard`` (default: no internal address
+    allowed); the blob is committed only when it is exactly ``size`` bytes hashing to
+    ``sha256`` (lowercase hex).
 
     Raises:
         ContentMismatch, SourceRefused, SourceUnavailable: see the module docstring.
     """
     try:
-        async with asyncio.timeout(TOTAL_TIMEOUT), http_transport() as client:
-            return await _fetch(client, store, url, sha256, size)
+        async with asyncio.timeout(TOTAL_TIMEOUT):
+            return await _fetch(guard or OutboundGuard(), store, url, sha256, size)
     except SourceError:
         raise
+    except (outbound.BadUrl, outbound.BadRedirect) as exc:
+        raise SourceRefused(f"{url}: {exc}") from None
     except TimeoutError:
-        raise SourceUnavailable(f"{url}: timed out") from None
-    except NETWORK_ERRORS as exc:
-        raise SourceUnavailable(f"{url}: {exc or type(exc).__name__}") from None
+        outbound.log.warning("fetching %s: no complete answer in %s s", url, TOTAL_TIMEOUT)
+        raise unreachable(url) from None
+    except outbound.Unreachable:
+        raise unreachable(url) from None
 
 
-async def _fetch(
-    client: pyqwest.Client, store: BlobStore, url: str, sha256: str, size: int
-) -> Blob:
-    headers = {"accept-encoding": "identity", "user-agent": "fleetd"}
-    async with client.stream("GET", url, headers) as response:
+async def _fetch(guard: OutboundGuard, store: BlobStore, url: str, sha256: str, size: int) -> Blob:
+    async with guard.stream("GET", url, HEADERS) as response:
         if response.status >= 500:
             raise SourceUnavailable(f"{url}: the server answered HTTP {response.status}")
         if response.status != 200:
@@ -117,8 +94,7 @@ async def _fetch(
         digest = hashlib.sha256()
         received = 0
         async with store.writer(max_bytes=size) as writer:
-            async for chunk in response.content:
-                data = bytes(chunk)
+            async for data in response.content:
                 received += len(data)
                 if received > size:
                     raise ContentMismatch(

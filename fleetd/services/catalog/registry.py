@@ -12,11 +12,15 @@ supported: give ``container.digest`` instead (the server then asks no registry).
 
 Registries are reached over https. ``Settings.insecure_registries``
 (``FLEETD_INSECURE_REGISTRIES=host:port,...``) lists the registries reached over plain
-http instead (a local or lab registry); nothing else ever is.
+http instead (a local or lab registry); nothing else ever is. Every request (the
+manifest, the token service a challenge names, any redirect) goes through the outbound
+guard (``fleetd.services.outbound``): a registry on an internal address must also be in
+``FLEETD_OUTBOUND_ALLOW``.
 
 Errors: ``SourceRefused`` (the registry answered but has no such tag, or wants
-credentials: FAILED_PRECONDITION) and ``SourceUnavailable`` (no answer, 5xx:
-UNAVAILABLE), as for URL fetches.
+credentials, or redirected where the guard does not follow: FAILED_PRECONDITION) and
+``SourceUnavailable`` (5xx; or no answer, or an address the guard refuses, always with
+the same message: UNAVAILABLE), as for URL fetches.
 """
 
 from __future__ import annotations
@@ -31,13 +35,14 @@ from urllib.parse import urlencode
 import pyqwest
 
 from fleetd.domain.catalog.image_ref import DIGEST, DOCKER_HUB, ImageReference
+from fleetd.services import outbound
 from fleetd.services.catalog.fetch import (
-    NETWORK_ERRORS,
     SourceError,
     SourceRefused,
     SourceUnavailable,
-    http_transport,
+    unreachable,
 )
+from fleetd.services.outbound import OutboundGuard
 
 MANIFEST_TYPES = ", ".join(
     (
@@ -61,8 +66,14 @@ def api_base(registry: str, insecure: Collection[str]) -> str:
     return f"{scheme}://{host}"
 
 
-async def resolve_digest(reference: ImageReference, *, insecure: Collection[str] = ()) -> str:
-    """The manifest digest (``sha256:<hex>``) ``reference``'s tag points at now.
+async def resolve_digest(
+    reference: ImageReference,
+    *,
+    insecure: Collection[str] = (),
+    guard: OutboundGuard | None = None,
+) -> str:
+    """The manifest digest (``sha256:<hex>``) ``reference``'s tag points at now, asked
+    through ``guard`` (default: no internal address allowed).
 
     Raises:
         SourceRefused, SourceUnavailable: see the module docstring.
@@ -73,38 +84,43 @@ async def resolve_digest(reference: ImageReference, *, insecure: Collection[str]
         f"{api_base(reference.registry, insecure)}/v2/{reference.repository}"
         f"/manifests/{reference.tag}"
     )
+    where = f"registry {reference.registry}"
     try:
-        async with asyncio.timeout(TIMEOUT), http_transport() as client:
-            return await _resolve(client, reference, url)
+        async with asyncio.timeout(TIMEOUT):
+            return await _resolve(guard or OutboundGuard(), reference, url)
     except SourceError:
         raise
+    except (outbound.BadUrl, outbound.BadRedirect) as exc:
+        raise SourceRefused(f"{where}: {exc}") from None
     except TimeoutError:
-        raise SourceUnavailable(f"registry {reference.registry}: timed out") from None
-    except NETWORK_ERRORS as exc:
-        raise SourceUnavailable(
-            f"registry {reference.registry}: {exc or type(exc).__name__}"
-        ) from None
+        outbound.log.warning("asking %s: no complete answer in %s s", where, TIMEOUT)
+        raise unreachable(where) from None
+    except outbound.Unreachable:
+        raise unreachable(where) from None
 
 
-async def _resolve(client: pyqwest.Client, reference: ImageReference, url: str) -> str:
+async def _resolve(guard: OutboundGuard, reference: ImageReference, url: str) -> str:
     headers = {"accept": MANIFEST_TYPES, "user-agent": "fleetd"}
-    response = await client.head(url, headers)
-    if response.status == 401:
-        token = await _anonymous_token(client, reference, response.headers)
+    async with guard.stream("HEAD", url, headers) as response:
+        status, answer_headers = response.status, response.headers
+    if status == 401:
+        token = await _anonymous_token(guard, reference, answer_headers)
         headers["authorization"] = f"Bearer {token}"
-        response = await client.head(url, headers)
-    _check_status(reference, response.status)
-    digest = response.headers.get("docker-content-digest")
+        async with guard.stream("HEAD", url, headers) as response:
+            status, answer_headers = response.status, response.headers
+    _check_status(reference, status)
+    digest = answer_headers.get("docker-content-digest")
     if digest is not None and DIGEST.match(digest):
         return digest
     # No (usable) digest header on HEAD: hash the manifest itself.
-    async with client.stream("GET", url, headers) as full:
+    async with guard.stream("GET", url, headers) as full:
         _check_status(reference, full.status)
-        body = bytearray()
-        async for chunk in full.content:
-            body += chunk
-            if len(body) > MAX_MANIFEST:
-                raise SourceRefused(f"{reference.name}: manifest larger than {MAX_MANIFEST} bytes")
+        try:
+            body = await outbound.read_limited(full, MAX_MANIFEST)
+        except outbound.TooLarge:
+            raise SourceRefused(
+                f"{reference.name}: manifest larger than {MAX_MANIFEST} bytes"
+            ) from None
         computed = f"sha256:{hashlib.sha256(body).hexdigest()}"
         stated = full.headers.get("docker-content-digest")
         if stated is not None and stated != computed:
@@ -132,7 +148,7 @@ def _check_status(reference: ImageReference, status: int) -> None:
 
 
 async def _anonymous_token(
-    client: pyqwest.Client, reference: ImageReference, headers: pyqwest.Headers
+    guard: OutboundGuard, reference: ImageReference, headers: pyqwest.Headers
 ) -> str:
     challenge = headers.get("www-authenticate", "")
     scheme, _, params_text = challenge.partition(" ")
@@ -144,14 +160,16 @@ async def _anonymous_token(
     if "service" in params:
         query["service"] = params["service"]
     separator = "&" if "?" in realm else "?"
-    async with client.stream("GET", f"{realm}{separator}{urlencode(query)}") as response:
+    token_url = f"{realm}{separator}{urlencode(query)}"
+    async with guard.stream("GET", token_url, {"user-agent": "fleetd"}) as response:
         if response.status != 200:
             _check_status(reference, 401)
-        body = bytearray()
-        async for chunk in response.content:
-            body += chunk
-            if len(body) > MAX_TOKEN_RESPONSE:
-                raise SourceRefused(f"registry {reference.registry}: token response too large")
+        try:
+            body = await outbound.read_limited(response, MAX_TOKEN_RESPONSE)
+        except outbound.TooLarge:
+            raise SourceRefused(
+                f"registry {reference.registry}: token response too large"
+            ) from None
     try:
         data = json.loads(body)
         token = data.get("token") or data.get("access_token")

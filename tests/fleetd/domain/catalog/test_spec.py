@@ -122,3 +122,22 @@ def test_strategy_percentages_are_bounded_and_nan_is_refused() -> None:
     request.strategy.max_failure_percentage = float("nan")
     with pytest.raises(spec.InvalidSpec, match=r"strategy\.max_failure_percentage"):
         spec.validate(request)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://evil.example\\@127.0.0.1/a", "backslash"),
+        ("http://[::1/a", "not a valid URL"),
+        ("http://a.example:99999/a", "not a valid URL"),
+        ("http://::1/a", "not a valid URL"),
+        ("http://a.example:\uff18\uff10/a", "not a valid URL"),
+        ("http://a%41.example/a", "not allowed in a name"),
+    ],
+)
+def test_an_ambiguous_artifact_url_is_refused_before_any_fetch(url: str, problem: str) -> None:
+    """A URL the outbound guard would read differently from urllib is refused as bad
+    input (INVALID_ARGUMENT) rather than when fetching."""
+    body = {"url": url, "checksum": SHA, "size_bytes": 1}
+    with pytest.raises(spec.InvalidSpec, match=rf"artifacts\[0\]\.url .*{problem}"):
+        spec.validate(_request(artifacts=[body]))

@@ -1,4 +1,5 @@
-"""Tag -> manifest digest against the registry double (plain HTTP, listed as insecure)."""
+"""Tag -> manifest digest against the registry double (plain HTTP, listed as insecure,
+and allowlisted for the outbound guard)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from fleetd.domain.catalog.image_ref import parse
 from fleetd.services.catalog.fetch import SourceRefused, SourceUnavailable
 from fleetd.services.catalog.registry import api_base, resolve_digest
+from fleetd.services.outbound import REFUSED, OutboundGuard
 from tests.support.oci_registry import Registry, oci_registry
 
 
@@ -16,6 +18,10 @@ from tests.support.oci_registry import Registry, oci_registry
 def registry() -> Iterator[Registry]:
     with oci_registry() as reg:
         yield reg
+
+
+def _allowing(registry: Registry) -> OutboundGuard:
+    return OutboundGuard.allowing([registry.host])
 
 
 def test_registries_are_https_unless_listed_as_insecure() -> None:
@@ -28,7 +34,7 @@ async def test_a_tag_resolves_with_the_anonymous_token_flow(registry: Registry) 
     registry.require_token = True
     digest = registry.push("team/app", "1.0")
     ref = parse(f"{registry.host}/team/app:1.0")
-    assert await resolve_digest(ref, insecure=[registry.host]) == digest
+    assert await resolve_digest(ref, insecure=[registry.host], guard=_allowing(registry)) == digest
     token_requests = [s.path for s in registry.seen if s.path.startswith("/token")]
     assert token_requests and "repository%3Ateam%2Fapp%3Apull" in token_requests[0]
 
@@ -36,17 +42,31 @@ async def test_a_tag_resolves_with_the_anonymous_token_flow(registry: Registry) 
 async def test_an_unknown_tag_is_refused(registry: Registry) -> None:
     registry.push("team/app", "1.0")
     with pytest.raises(SourceRefused, match="no such image or tag"):
-        await resolve_digest(parse(f"{registry.host}/team/app:2.0"), insecure=[registry.host])
+        await resolve_digest(
+            parse(f"{registry.host}/team/app:2.0"),
+            insecure=[registry.host],
+            guard=_allowing(registry),
+        )
 
 
 async def test_an_insecure_registry_not_listed_is_asked_over_https(registry: Registry) -> None:
     registry.push("team/app", "1.0")
     with pytest.raises(SourceUnavailable):
-        await resolve_digest(parse(f"{registry.host}/team/app:1.0"))
+        await resolve_digest(parse(f"{registry.host}/team/app:1.0"), guard=_allowing(registry))
     assert registry.seen == []  # the TLS handshake failed; no plain request was made
 
 
 async def test_a_digest_in_the_reference_asks_no_registry(registry: Registry) -> None:
     digest = "sha256:" + "1" * 64
     assert await resolve_digest(parse(f"{registry.host}/a@{digest}")) == digest
+    assert registry.seen == []
+
+
+async def test_a_registry_the_guard_refuses_is_unavailable_without_connecting(
+    registry: Registry,
+) -> None:
+    registry.push("team/app", "1.0")
+    with pytest.raises(SourceUnavailable) as err:
+        await resolve_digest(parse(f"{registry.host}/team/app:1.0"), insecure=[registry.host])
+    assert str(err.value) == f"registry {registry.host}: {REFUSED}"
     assert registry.seen == []
