@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from agent.config import AgentConfig, ConfigError, load
-from agent.credentials import CA_FILE
+from agent.credentials import CA_FILE, CERT_FILE, KEY_FILE
 from agent.logs import LOG_TIME_FORMAT
 from agent.runner import run_agent
 from agent.targets import TargetFetcher
@@ -22,9 +22,11 @@ FetcherFactory = Callable[[AgentConfig], TargetFetcher | None]
 
 def tuf_fetcher(config: AgentConfig) -> TargetFetcher | None:
     """The agent's TUF client: the repository at ``--tuf-url`` (default: the control
-    API's ``/tuf``), trusting the fleet CA, anchored in the pinned root. The root and the
-    CA are read when a target is fetched, so they may arrive with enrolment. None (every
-    assignment then fails with NO_ARTIFACT_SOURCE) without a repository URL."""
+    API's ``/tuf``), trusting the fleet CA, presenting the device's certificate and key
+    (the control API serves a device only the targets assigned to it), anchored in the
+    pinned root. The root, the CA and the certificate are read when a target is fetched,
+    so they may arrive with enrolment (and the certificate change with a renewal). None
+    (every assignment then fails with NO_ARTIFACT_SOURCE) without a repository URL."""
     base = config.tuf_url or (f"{config.api_endpoint}/tuf" if config.api_endpoint else "")
     if not base:
         return None
@@ -36,6 +38,8 @@ def tuf_fetcher(config: AgentConfig) -> TargetFetcher | None:
         targets_url=f"{base}/targets/",
         ca_file=config.ca_cert or config.data_dir / CA_FILE,
         pinned_root=config.pinned_root,
+        client_cert=config.data_dir / CERT_FILE,
+        client_key=config.data_dir / KEY_FILE,
     )
 
 

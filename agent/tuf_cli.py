@@ -18,7 +18,12 @@ checks: the next refresh verifies it). ``refresh`` and ``download`` trust the
 ``download`` refreshes first, skips the download when the file is already there with the
 signed hashes, and always stores a target path under the same file name. HTTP and HTTPS
 URLs are accepted; ``--ca-file`` restricts HTTPS to one CA (the agent passes the fleet CA).
-Exit status: 0 on success, 1 on any failure (the reason on stderr).
+``--client-cert`` and ``--client-key`` (both or neither) present a client certificate on
+every HTTPS request, as the agent presents its device certificate: fleetd serves its
+metadata and targets only to its devices (a device gets the targets assigned to it) and
+operators. Without them nothing is presented, which is what a plain repository (the
+tuf-conformance suite's) expects. Exit status: 0 on success, 1 on any failure (the reason
+on stderr).
 """
 
 from __future__ import annotations
@@ -62,6 +67,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--target-base-url", help="base URL of the repository's targets")
     p.add_argument("--target-dir", type=Path, help="where verified targets are stored")
     p.add_argument("--ca-file", type=Path, help="trust only this CA for HTTPS")
+    p.add_argument(
+        "--client-cert", type=Path, help="present this certificate over HTTPS (PEM; a device's)"
+    )
+    p.add_argument("--client-key", type=Path, help="the key of --client-cert (PEM)")
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     init = commands.add_parser("init", help="trust ROOT_FILE (no network)")
     init.add_argument("root_file", type=Path, metavar="ROOT_FILE")
@@ -116,7 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             init(args.metadata_dir, args.root_file)
             return 0
         _required(args, "metadata_url")
-        fetcher = AgentFetcher(args.ca_file)
+        if (args.client_cert is None) != (args.client_key is None):
+            raise _Failure("--client-cert and --client-key go together")
+        fetcher = AgentFetcher(
+            args.ca_file, client_cert=args.client_cert, client_key=args.client_key
+        )
         if args.command == "refresh":
             refresh(args.metadata_dir, args.metadata_url, fetcher)
             return 0

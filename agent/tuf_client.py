@@ -224,13 +224,23 @@ class TufClient:
         ca_file: Path | None,
         pinned_root: Path,
         fetcher: FetcherInterface | None = None,
+        client_cert: Path | None = None,
+        client_key: Path | None = None,
     ) -> None:
+        """``client_cert`` / ``client_key``: the device's certificate and key, presented
+        on every HTTPS request (fleetd serves targets only to the device they are
+        assigned to); read when a connection opens, so they may arrive with enrolment
+        and change with a renewal. Unused when ``fetcher`` is given."""
         self.metadata_dir = metadata_dir
         self.targets_dir = targets_dir
         self.metadata_url = metadata_url
         self.targets_url = targets_url
         self.pinned_root = pinned_root
-        self._fetcher = fetcher if fetcher is not None else AgentFetcher(ca_file)
+        self._fetcher = (
+            fetcher
+            if fetcher is not None
+            else AgentFetcher(ca_file, client_cert=client_cert, client_key=client_key)
+        )
         self._lock = threading.Lock()
         remove_partials(targets_dir)
 

@@ -2,11 +2,21 @@
 
 ngclient's own fetcher trusts the operating system's certificate store, and a fleet CA is
 private; it also reads proxy settings from the environment. This one verifies HTTPS
-servers against ``ca_file`` alone when one is given (the system store otherwise), sends
-no credentials, follows no redirects and does not retry: a failed request fails the
-refresh, and the agent's converge loop retries with backoff. Plain ``http`` is accepted
-(TUF metadata and targets are signed, so transport security is defence in depth, and the
-tuf-conformance suite serves plain HTTP); any other scheme is refused before connecting.
+servers against ``ca_file`` alone when one is given (the system store otherwise), follows
+no redirects and does not retry: a failed request fails the refresh, and the agent's
+converge loop retries with backoff. Plain ``http`` is accepted (TUF metadata and targets
+are signed, so transport security is defence in depth, and the tuf-conformance suite
+serves plain HTTP); any other scheme is refused before connecting.
+
+**The device's certificate.** fleetd serves its repository to devices only (and
+operators): given ``client_cert`` and ``client_key`` (the agent passes its ``device.pem``
+and ``device.key``), every HTTPS connection presents them, read from disk when the
+connection is opened. Before each request the files are checked (inode, size, mtime): a
+renewal replaced them, so pooled connections presenting the old certificate are closed
+and the next one presents the new certificate. Missing files (not enrolled yet, or wiped
+at offboarding) fail the request before connecting. Nothing else is sent: no cookies, no
+proxy credentials; ``headers`` exists for tools an operator runs (an ``X-API-Key``), the
+agent passes none.
 
 Timeouts bound connecting and every gap between received bytes, not a whole download: a
 large model over a slow link may take minutes, but a server that stops sending is
@@ -16,8 +26,9 @@ download is python-tuf's (``FetcherInterface.download_file``) or the caller's.
 
 from __future__ import annotations
 
+import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -39,27 +50,78 @@ SPOOL_IN_MEMORY = 1 << 20
 DEFAULT_TIMEOUT = 30.0
 
 
-class AgentFetcher(FetcherInterface):
-    """GET over HTTP(S) with urllib3; HTTPS verified against ``ca_file`` when given."""
+FileSignature = tuple[int, int, int, int]
 
-    def __init__(self, ca_file: Path | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+
+def _signature(path: Path) -> FileSignature:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class AgentFetcher(FetcherInterface):
+    """GET over HTTP(S) with urllib3; HTTPS verified against ``ca_file`` when given, and
+    presenting ``client_cert`` / ``client_key`` when given (see the module doc)."""
+
+    def __init__(
+        self,
+        ca_file: Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        client_cert: Path | None = None,
+        client_key: Path | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if (client_cert is None) != (client_key is None):
+            raise ValueError("a client certificate needs its key, and a key its certificate")
+        self._identity = (
+            None if client_cert is None or client_key is None else (client_cert, client_key)
+        )
+        self._presented: tuple[FileSignature, FileSignature] | None = None
         self._pool = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
             retries=False,
-            headers={"User-Agent": f"fleetd-agent/{AGENT_VERSION}"},
+            headers={**(headers or {}), "User-Agent": f"fleetd-agent/{AGENT_VERSION}"},
             cert_reqs="CERT_REQUIRED",
             ca_certs=None if ca_file is None else str(ca_file),
+            cert_file=None if client_cert is None else str(client_cert),
+            key_file=None if client_key is None else str(client_key),
         )
 
+    def _check_identity(self, url: str) -> None:
+        """Before an HTTPS request with a client certificate: the files are there, and
+        connections opened with older versions of them are closed."""
+        if self._identity is None:
+            return
+        cert, key = self._identity
+        try:
+            now = (_signature(cert), _signature(key))
+        except OSError as e:
+            raise DownloadError(
+                f"{url}: no client certificate and key to present ({e.strerror}: "
+                f"{e.filename}); not enrolled yet?"
+            ) from e
+        if now != self._presented:
+            if self._presented is not None:
+                self._pool.clear()  # a renewal: no connection may present the old one
+            self._presented = now
+
     def _fetch(self, url: str) -> Iterator[bytes]:
-        if urlsplit(url).scheme not in ("http", "https"):
+        scheme = urlsplit(url).scheme
+        if scheme not in ("http", "https"):
             raise DownloadError(f"{url}: only http and https URLs are fetched")
+        if scheme == "https":
+            self._check_identity(url)
         try:
             response = self._pool.request(
                 "GET", url, preload_content=False, redirect=False, decode_content=False
             )
         except urllib3.exceptions.TimeoutError as e:
             raise SlowRetrievalError(f"{url}: no answer in time") from e
+        except urllib3.exceptions.HTTPError as e:
+            # TLS refused (an untrusted server, a client certificate the server refuses or
+            # that does not match its key), a broken connection: a download error, which
+            # callers treat as transient, never an exception they do not expect.
+            raise DownloadError(f"{url}: {e}") from e
         if response.status != 200:
             _discard(response)
             raise DownloadHTTPError(f"HTTP {response.status} for {url}", response.status)

@@ -45,7 +45,10 @@ ROLE_PERMISSIONS: Final[dict[str, frozenset[str]]] = {
         }
     ),
     "viewer": frozenset({"device:list", "device:view", "update:view", "analytics:view"}),
-    "device": frozenset({"device:heartbeat", "device:view", "update:view"}),
+    # Not update:view: that would let a device read every update and DownloadBinary every
+    # artifact's content. A device gets its own artifacts from /tuf/targets/, which checks
+    # its assignments (control_api/tuf_files.py).
+    "device": frozenset({"device:heartbeat", "device:view"}),
 }
 
 METHOD_PERMISSIONS: Final[dict[str, str]] = {

@@ -1,6 +1,7 @@
 """``fleetd-agent-tuf``, the conformance CLI, run as a subprocess against a simulated
-repository over plain HTTP (as the tuf-conformance suite serves it) and over HTTPS with
-``--ca-file``."""
+repository over plain HTTP (as the tuf-conformance suite serves it), over HTTPS with
+``--ca-file``, and over HTTPS requiring a client certificate (``--client-cert``,
+``--client-key``) as fleetd's control API does."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.tuf_server import RepositoryServer, make_server_tls, serve_repository
+from tests.support.tuf_server import (
+    RepositoryServer,
+    make_client_identity,
+    make_server_tls,
+    serve_repository,
+)
 from tests.support.tuf_simulator import Endless, SimulatedRepository
 
 EXECUTABLE = Path(sys.executable).parent / "fleetd-agent-tuf"
@@ -216,3 +222,50 @@ def test_https_with_the_ca_file_and_python_m(tmp_path: Path, repo: SimulatedRepo
         untrusting = Cli(client.metadata_dir, client.target_dir, server, client.command)
         untrusting.extra = ("--ca-file", str(other_ca))
         assert untrusting.refresh().returncode == 1
+
+
+def test_a_repository_that_requires_a_client_certificate_gets_the_one_given(
+    tmp_path: Path, repo: SimulatedRepository
+) -> None:
+    """As fleetd's control API serves devices: ``--client-cert``/``--client-key`` are
+    presented on every request; without them the repository refuses the refresh."""
+    tls = make_server_tls(tmp_path / "tls")
+    assert tls.ca is not None
+    device = make_client_identity(tmp_path / "device", tls.ca, "rpi-001")
+    repo.add_target(PATH, CONTENT)
+    root = tmp_path / "root.json"
+    root.write_bytes(repo.root_bytes)
+    with serve_repository(repo, tls, client_ca=tls.ca_file) as server:
+        anonymous = Cli(
+            tmp_path / "anonymous", tmp_path / "t0", server, extra=("--ca-file", str(tls.ca_file))
+        )
+        assert anonymous.init(root).returncode == 0
+        result = anonymous.refresh()
+        assert result.returncode == 1
+        assert "refresh failed" in result.stderr
+        client = Cli(
+            tmp_path / "metadata",
+            tmp_path / "targets",
+            server,
+            extra=(
+                "--ca-file",
+                str(tls.ca_file),
+                "--client-cert",
+                str(device.cert_file),
+                "--client-key",
+                str(device.key_file),
+            ),
+        )
+        assert client.init(root).returncode == 0
+        result = client.download()
+        assert result.returncode == 0, result.stderr
+        assert list(client.targets().values()) == [CONTENT]
+    assert server.clients and set(server.clients) == {"rpi-001"}
+
+
+def test_a_client_certificate_without_its_key_exits_1(cli: Cli, tmp_path: Path) -> None:
+    result = cli.run(
+        "--metadata-url", cli.server.metadata_url, "--client-cert", str(tmp_path / "c"), "refresh"
+    )
+    assert result.returncode == 1
+    assert "--client-cert and --client-key go together" in result.stderr

@@ -41,9 +41,13 @@ from agent.tuf_client import (
     TufClient,
     VerifiedTarget,
 )
+from fleetd.device.v1 import agent_pb2
+from fleetd.services.pki import CertificateAuthority
 from fleetd.services.tuf_repo import KeyDirs, TufRepository
+from fleetd.storage.assignments import create_assignments
 from fleetd.storage.blobs import FilesystemBlobStore
 from tests.support.deployment import Deployment, running_deployment
+from tests.support.devices import enrol_device
 from tests.support.tuf_server import RepositoryServer, ServerTLS, make_server_tls, serve_repository
 from tests.support.tuf_simulator import ARTIFACTS, Endless, SimulatedRepository, custom
 
@@ -463,10 +467,14 @@ def test_every_repository_error_is_transient_and_every_refusal_permanent() -> No
 async def test_a_target_published_by_fleetd_verifies_end_to_end_with_the_fleet_ca(
     database_url: str, redis_url: str, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
+    """As the agent: trusting the fleet CA, presenting the certificate of a device the
+    target is assigned to (fleetd serves its repository only to its devices)."""
     async with running_deployment(database_url, redis_url) as dep:
         root = await _publish(dep, pool)
+        cert, key = await _device_assigned_the_target(dep, pool)
         pinned = tmp_path / "tuf-root.json"
         pinned.write_bytes(root)
+        _write_identity(tmp_path, cert, key)
         client = TufClient(
             metadata_dir=tmp_path / "metadata",
             targets_dir=tmp_path / "targets",
@@ -474,6 +482,8 @@ async def test_a_target_published_by_fleetd_verifies_end_to_end_with_the_fleet_c
             targets_url=f"{dep.api_endpoint}/tuf/targets/",
             ca_file=dep.settings.paths.ca_cert,
             pinned_root=pinned,
+            client_cert=tmp_path / "device.pem",
+            client_key=tmp_path / "device.key",
         )
         got = await asyncio.to_thread(
             client.fetch,
@@ -495,6 +505,29 @@ async def test_a_target_published_by_fleetd_verifies_end_to_end_with_the_fleet_c
                 min_release_counter=0,
             )
         assert info.value.reason == WRONG_HARDWARE
+
+
+async def _device_assigned_the_target(dep: Deployment, pool: asyncpg.Pool) -> tuple[bytes, bytes]:
+    """Enrol a device assigned PATH; its certificate and key (PEM)."""
+    ca = CertificateAuthority.load(dep.settings.paths, "default")
+    creds = await enrol_device(pool, ca, "rpi-tuf")
+    spec = agent_pb2.ArtifactAssignment(
+        deployment_id="dep-1",
+        name="app",
+        version="1.2.0",
+        kind=agent_pb2.ARTIFACT_KIND_FILE,
+        target_path=PATH,
+        sha256=hashlib.sha256(CONTENT).hexdigest(),
+        length=len(CONTENT),
+    )
+    async with pool.acquire() as conn:
+        await create_assignments(conn, "rpi-tuf", [spec])
+    return creds.cert_pem, creds.key_pem
+
+
+def _write_identity(directory: Path, cert: bytes, key: bytes) -> None:
+    (directory / "device.pem").write_bytes(cert)
+    (directory / "device.key").write_bytes(key)
 
 
 async def _publish(dep: Deployment, pool: asyncpg.Pool) -> bytes:

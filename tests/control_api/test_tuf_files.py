@@ -1,5 +1,8 @@
 """The TUF repository served by a real deployment over HTTPS, fetched by python-tuf's
-ngclient trusting only the fleet CA, as a device will."""
+ngclient trusting only the fleet CA and presenting a device certificate, as the agent does.
+
+Everything else here reads as an operator (the admin API key); who may read what is
+tests/control_api/test_target_access.py."""
 
 from __future__ import annotations
 
@@ -15,9 +18,13 @@ from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import Metadata
 
 from agent.tuf_fetcher import AgentFetcher
+from fleetd.device.v1 import agent_pb2
+from fleetd.services.pki import CertificateAuthority
 from fleetd.services.tuf_repo import KeyDirs, TufRepository
+from fleetd.storage.assignments import create_assignments
 from fleetd.storage.blobs import FilesystemBlobStore
 from tests.support.deployment import Deployment, running_deployment
+from tests.support.devices import enrol_device
 from tests.support.tuf_client import updater
 
 CONTENT = b"\x7fELF a real enough firmware image\n" * 100
@@ -47,15 +54,48 @@ async def _publish(dep: Deployment, pool: asyncpg.Pool) -> Path:
     return await _store_blob(dep, CONTENT)
 
 
-def _get(dep: Deployment, path: str, method: str = "GET") -> urllib3.BaseHTTPResponse:
-    http = urllib3.PoolManager(ca_certs=str(dep.settings.paths.ca_cert), retries=False)
-    return http.request(method, f"{dep.api_endpoint}{path}")
-
-
-def _download(dep: Deployment, workdir: Path, root: bytes) -> bytes:
-    client = updater(
-        workdir, root, AgentFetcher(dep.settings.paths.ca_cert), f"{dep.api_endpoint}/tuf"
+async def _device_assigned_the_target(
+    dep: Deployment, pool: asyncpg.Pool, directory: Path
+) -> tuple[Path, Path]:
+    """Enrol a device assigned PATH; returns its certificate and key files."""
+    creds = await enrol_device(
+        pool, CertificateAuthority.load(dep.settings.paths, "default"), "rpi-1"
     )
+    spec = agent_pb2.ArtifactAssignment(
+        deployment_id="dep-1",
+        name="app",
+        version="1.2.0",
+        kind=agent_pb2.ARTIFACT_KIND_FILE,
+        target_path=PATH,
+        sha256=SHA,
+        length=len(CONTENT),
+    )
+    async with pool.acquire() as conn:
+        await create_assignments(conn, "rpi-1", [spec])
+    return _write_identity(directory, creds.cert_pem, creds.key_pem)
+
+
+def _write_identity(directory: Path, cert_pem: bytes, key_pem: bytes) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "device.pem", directory / "device.key"
+    cert.write_bytes(cert_pem)
+    key.write_bytes(key_pem)
+    return cert, key
+
+
+def _get(dep: Deployment, path: str, method: str = "GET") -> urllib3.BaseHTTPResponse:
+    """``path`` as an operator (the admin API key)."""
+    http = urllib3.PoolManager(ca_certs=str(dep.settings.paths.ca_cert), retries=False)
+    return http.request(
+        method, f"{dep.api_endpoint}{path}", headers={"X-API-Key": dep.admin_api_key}
+    )
+
+
+def _download(dep: Deployment, workdir: Path, root: bytes, identity: tuple[Path, Path]) -> bytes:
+    fetcher = AgentFetcher(
+        dep.settings.paths.ca_cert, client_cert=identity[0], client_key=identity[1]
+    )
+    client = updater(workdir, root, fetcher, f"{dep.api_endpoint}/tuf")
     client.refresh()
     info = client.get_targetinfo(PATH)
     assert info is not None and info.custom == CUSTOM
@@ -66,13 +106,15 @@ async def test_ngclient_over_https_downloads_a_target_and_refuses_it_tampered(
     deployment: Deployment, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     blob = await _publish(deployment, pool)
+    device = await _device_assigned_the_target(deployment, pool, tmp_path / "device")
     root = (await asyncio.to_thread(_get, deployment, "/tuf/root.json")).data
     assert Metadata.from_bytes(root).signed.type == "root"
-    assert await asyncio.to_thread(_download, deployment, tmp_path / "ok", root) == CONTENT
+    downloaded = await asyncio.to_thread(_download, deployment, tmp_path / "ok", root, device)
+    assert downloaded == CONTENT
     # Same length, other bytes: the blob store was tampered with.
     await asyncio.to_thread(blob.write_bytes, CONTENT[:-1] + b"!")
     with pytest.raises(LengthOrHashMismatchError):
-        await asyncio.to_thread(_download, deployment, tmp_path / "tampered", root)
+        await asyncio.to_thread(_download, deployment, tmp_path / "tampered", root, device)
 
 
 async def test_metadata_and_targets_have_their_types_and_cache_headers(

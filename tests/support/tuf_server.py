@@ -2,8 +2,11 @@
 
 HTTPS uses a throwaway CA and a server certificate for 127.0.0.1, so a client that trusts
 only that CA (the agent's fetcher with ``ca_file``) can be checked, and one that trusts
-the wrong CA refused. Every request path is recorded, so tests can assert what a client
-fetched. ``Endless`` overrides stream until the client hangs up.
+the wrong CA refused. With ``client_ca`` the server also requires a client certificate
+issued by that CA (as fleetd's control API does of devices) and records the CN each
+request presented (``RepositoryServer.clients``); ``make_client_identity`` issues one.
+Every request path is recorded, so tests can assert what a client fetched. ``Endless``
+overrides stream until the client hangs up.
 """
 
 from __future__ import annotations
@@ -36,6 +39,57 @@ class ServerTLS:
     ca_file: Path
     cert_file: Path
     key_file: Path
+    ca: FleetCA | None = None
+    """The CA itself, to issue client certificates with (``make_client_identity``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIdentity:
+    """A client certificate and its key, as PEM files (a device's ``device.pem``/``.key``)."""
+
+    cert_file: Path
+    key_file: Path
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def make_client_identity(directory: Path, ca: FleetCA, name: str) -> ClientIdentity:
+    """A client certificate for CN ``name`` signed by ``ca``, written to ``directory``
+    as ``device.pem`` and ``device.key`` (replacing what is there, each atomically, as a
+    renewal does)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+            critical=False,
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    identity = ClientIdentity(directory / "device.pem", directory / "device.key")
+    for path, data in (
+        (identity.key_file, _key_pem(key)),
+        (identity.cert_file, cert.public_bytes(serialization.Encoding.PEM)),
+    ):
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_bytes(data)
+        temporary.replace(path)
+    return identity
 
 
 def make_server_tls(directory: Path, ca: FleetCA | None = None) -> ServerTLS:
@@ -63,16 +117,10 @@ def make_server_tls(directory: Path, ca: FleetCA | None = None) -> ServerTLS:
         .sign(ca.key, hashes.SHA256())
     )
     directory.mkdir(parents=True, exist_ok=True)
-    tls = ServerTLS(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    tls = ServerTLS(directory / "ca.pem", directory / "server.pem", directory / "server.key", ca)
     tls.ca_file.write_bytes(ca.pem)
     tls.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    tls.key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    tls.key_file.write_bytes(_key_pem(key))
     return tls
 
 
@@ -82,6 +130,8 @@ class RepositoryServer:
 
     base_url: str
     requests: list[str] = field(default_factory=list)
+    clients: list[str] = field(default_factory=list)
+    """The client certificate CN of each request ("" without one), with ``client_ca``."""
 
     @property
     def metadata_url(self) -> str:
@@ -102,6 +152,7 @@ def _handler(repo: SimulatedRepository, server: RepositoryServer) -> type[BaseHT
             path = self.path.split("?", 1)[0]
             relative = path[len(PREFIX) :] if path.startswith(PREFIX) else None
             server.requests.append(relative if relative is not None else path)
+            server.clients.append(_peer_name(self.connection))
             body = repo.serve(relative) if relative is not None else None
             if body is None:
                 self.send_error(404)
@@ -131,17 +182,32 @@ def _handler(repo: SimulatedRepository, server: RepositoryServer) -> type[BaseHT
     return Handler
 
 
+def _peer_name(connection: object) -> str:
+    """The CN of the client certificate presented on ``connection`` ("" for none)."""
+    if not isinstance(connection, ssl.SSLSocket):
+        return ""
+    der = connection.getpeercert(binary_form=True)
+    if not der:
+        return ""
+    names = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
+
+
 @contextlib.contextmanager
 def serve_repository(
-    repo: SimulatedRepository, tls: ServerTLS | None = None
+    repo: SimulatedRepository, tls: ServerTLS | None = None, *, client_ca: Path | None = None
 ) -> Iterator[RepositoryServer]:
-    """Serve ``repo`` under ``/repo/`` on a free port until the block ends."""
+    """Serve ``repo`` under ``/repo/`` on a free port until the block ends; with
+    ``client_ca`` (HTTPS only), only to clients presenting a certificate it issued."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     httpd.daemon_threads = True
     scheme = "http"
     if tls is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(tls.cert_file, tls.key_file)
+        if client_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(client_ca)
         httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
         scheme = "https"
     running = RepositoryServer(f"{scheme}://127.0.0.1:{httpd.server_address[1]}{PREFIX}")
