@@ -89,38 +89,41 @@ def demo_apps(settings: Settings, device_id: str) -> Path:
 def run_demo(settings: Settings, *, devices: int, workers: int) -> int:
     with storage_urls(settings) as s:
         init = asyncio.run(initialize(s))
-        sup = Supervisor(s)
-        sup.start_servers(workers)
-        token = asyncio.run(_mint_token(s, devices))
-        s.paths.agents.mkdir(parents=True, exist_ok=True)
-        for i in range(1, devices + 1):
-            demo_apps(s, f"demo-{i:03d}").mkdir(parents=True, exist_ok=True)
-            sup.spawn(
-                f"agent-{i:03d}",
-                agent_command(s, i),
-                essential=False,
-                extra_env={"FLEETD_ENROLLMENT_TOKEN": token},
-                log_file=s.paths.agents / f"demo-{i:03d}.log",
-            )
-        env = demo_env(s, init.admin_api_key)
-        s.paths.demo_env.write_text(
-            "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+        with Supervisor(s) as sup:
+            return _run(sup, s, init.admin_api_key, devices=devices, workers=workers)
+
+
+def _run(sup: Supervisor, s: Settings, api_key: str, *, devices: int, workers: int) -> int:
+    """The servers, the agents and the tour's variables; then supervise until stopped."""
+    sup.start_servers(workers)
+    token = asyncio.run(_mint_token(s, devices))
+    s.paths.agents.mkdir(parents=True, exist_ok=True)
+    for i in range(1, devices + 1):
+        demo_apps(s, f"demo-{i:03d}").mkdir(parents=True, exist_ok=True)
+        sup.spawn(
+            f"agent-{i:03d}",
+            agent_command(s, i),
+            essential=False,
+            extra_env={"FLEETD_ENROLLMENT_TOKEN": token},
+            log_file=s.paths.agents / f"demo-{i:03d}.log",
         )
-        s.paths.demo_env.chmod(0o600)
-        for key, value in env.items():
-            console.print(f"{key}={value}")
-        console.print(
-            f"\n{devices} agents enrolling and heartbeating every ~{s.heartbeat_interval:g}s "
-            f"(logs in {s.paths.agents}). Try:\n"
-        )
-        console.print(f"  source {s.paths.demo_env}", soft_wrap=True, highlight=False)
-        console.print(
-            '  curl --cacert $FLEETD_CA_CERT -H "X-API-Key: $FLEETD_API_KEY" '
-            "-H 'content-type: application/json' -d '{\"page_size\": 20}' "
-            "$FLEETD_ENDPOINT/fleetd.v1.DeviceService/ListDevices",
-            soft_wrap=True,
-            highlight=False,
-            markup=False,
-        )
-        console.print("\nCtrl-C stops everything.")
-        return sup.wait()
+    env = demo_env(s, api_key)
+    s.paths.demo_env.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
+    s.paths.demo_env.chmod(0o600)
+    for key, value in env.items():
+        console.print(f"{key}={value}")
+    console.print(
+        f"\n{devices} agents enrolling and heartbeating every ~{s.heartbeat_interval:g}s "
+        f"(logs in {s.paths.agents}). Try:\n"
+    )
+    console.print(f"  source {s.paths.demo_env}", soft_wrap=True, highlight=False)
+    console.print(
+        '  curl --cacert $FLEETD_CA_CERT -H "X-API-Key: $FLEETD_API_KEY" '
+        "-H 'content-type: application/json' -d '{\"page_size\": 20}' "
+        "$FLEETD_ENDPOINT/fleetd.v1.DeviceService/ListDevices",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
+    console.print("\nCtrl-C stops everything.")
+    return sup.wait()

@@ -30,6 +30,7 @@ from fleetd_cli.logs import logs_app
 if TYPE_CHECKING:
     from fleetd.services.tuf_repo.admin import Rotation
     from fleetd.storage.types import Pool
+    from fleetd_cli.supervisor import Supervisor
 
 # platformdirs (via pgserver) warns when XDG_RUNTIME_DIR is unset, as on servers and in CI.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -91,13 +92,27 @@ def init(
     out.print(f"admin key    {paths.admin_api_key} ({note})")
 
 
+def _start(sup: Supervisor, workers: int, *, api: bool = True) -> None:
+    """Start the servers, or say why they did not start and exit 1."""
+    from fleetd_cli.supervisor import StartupFailed
+
+    try:
+        sup.start_servers(workers, api=api)
+    except StartupFailed as exc:
+        console.print(f"[red]cannot start:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Gateway worker processes.")] = 1,
     data_dir: DataDir = "",
     verbose: bool = False,
 ) -> None:
-    """Run the gateway and the control API (on the embedded storage unless URLs are set)."""
+    """Run the gateway and the control API (on the embedded storage unless URLs are set).
+
+    A gateway worker or the control API that exits is restarted (after 0.1 s, doubling
+    to 5 s while it keeps exiting); 5 exits of one within 60 s stop everything (status 1)."""
     from fleetd.storage.embedded import storage_urls
     from fleetd_cli.initialize import initialize
     from fleetd_cli.supervisor import Supervisor
@@ -106,12 +121,12 @@ def serve(
     settings = load_settings(FLEETD_DATA_DIR=data_dir)
     with storage_urls(settings) as s:
         asyncio.run(initialize(s))
-        sup = Supervisor(s)
-        sup.start_servers(workers)
-        console.print(f"gateway      {s.gateway_endpoint} (mTLS, device API)")
-        console.print(f"control API  {s.api_endpoint} (Connect, gRPC, gRPC-Web)")
-        console.print("Ctrl-C stops.")
-        status = sup.wait()
+        with Supervisor(s) as sup:
+            _start(sup, workers)
+            console.print(f"gateway      {s.gateway_endpoint} (mTLS, device API)")
+            console.print(f"control API  {s.api_endpoint} (Connect, gRPC, gRPC-Web)")
+            console.print("Ctrl-C stops.")
+            status = sup.wait()
     raise typer.Exit(status)
 
 
@@ -124,7 +139,8 @@ def gateway(
     """Run only the device gateway: N processes sharing the port (SO_REUSEPORT).
 
     For dedicated gateway nodes: point FLEETD_DATABASE_URL and FLEETD_REDIS_URL at the
-    shared stores; gateways on any number of nodes need no other coordination."""
+    shared stores; gateways on any number of nodes need no other coordination. A worker
+    that exits is restarted, as by ``fleetd serve``."""
     from fleetd.storage.embedded import storage_urls
     from fleetd_cli.initialize import initialize
     from fleetd_cli.supervisor import Supervisor
@@ -133,11 +149,13 @@ def gateway(
     settings = load_settings(FLEETD_DATA_DIR=data_dir)
     with storage_urls(settings) as s:
         asyncio.run(initialize(s))
-        sup = Supervisor(s)
-        sup.start_servers(workers, api=False)
-        console.print(f"gateway      {s.gateway_endpoint} (mTLS, device API), {workers} workers")
-        console.print("Ctrl-C or SIGTERM drains and stops.")
-        status = sup.wait()
+        with Supervisor(s) as sup:
+            _start(sup, workers, api=False)
+            console.print(
+                f"gateway      {s.gateway_endpoint} (mTLS, device API), {workers} workers"
+            )
+            console.print("Ctrl-C or SIGTERM drains and stops.")
+            status = sup.wait()
     raise typer.Exit(status)
 
 
@@ -153,12 +171,18 @@ def demo(
 ) -> None:
     """Run everything on the embedded default with real agents over real mTLS."""
     from fleetd_cli.demo import run_demo
+    from fleetd_cli.supervisor import StartupFailed
 
     _logging(verbose)
     settings = load_settings(
         FLEETD_DATA_DIR=data_dir, FLEETD_HEARTBEAT_INTERVAL=repr(heartbeat_interval)
     )
-    raise typer.Exit(run_demo(settings, devices=devices, workers=workers))
+    try:
+        status = run_demo(settings, devices=devices, workers=workers)
+    except StartupFailed as exc:
+        console.print(f"[red]cannot start:[/red] {exc}")
+        raise typer.Exit(1) from None
+    raise typer.Exit(status)
 
 
 @token_app.command("create")
