@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 .PHONY: fuzz-filter
 .PHONY: agent-wheel agent-arm64-e2e agent-systemd-e2e
 .PHONY: bench-load-ceiling bench-load-connections bench-load-storm bench-load-locust bench-load-headline
-.PHONY: bench-supervision
+.PHONY: bench-supervision bench-message-rules
 .PHONY: fuzz-identity fuzz-identity-merge
 
 demo: bootstrap          ## set up everything, then run a deployment with simulated devices
@@ -69,6 +69,9 @@ bench-load-headline: bootstrap     ## 1M registered devices, reconnect per heart
 
 bench-load-locust: bootstrap       ## a short headless locust run with gRPC device users
 	$(PY) -m bench.load.locust_run
+
+bench-message-rules: bootstrap     ## what checking every request message costs the gateway (decode+check vs decode)
+	$(PY) -m bench.message_rules
 
 bench-supervision: bootstrap       ## kill -9 of gateway workers / the control API under load: back ONLINE in <= 10 s?
 	$(PY) -m bench.supervision

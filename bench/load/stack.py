@@ -84,12 +84,19 @@ class ServerProcess:
                 self.popen.wait()
 
 
-def _spawn(name: str, argv: list[str], env: dict[str, str], port: int) -> ServerProcess:
+def _spawn(
+    name: str, argv: list[str], env: dict[str, str], port: int, cwd: Path | None = None
+) -> ServerProcess:
     LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / f"{name}.log"
     with open(log, "ab") as out:
         popen = subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     server = ServerProcess(name, popen, port, log)
     if not wait_for_port("127.0.0.1", port, 60.0):
@@ -118,11 +125,21 @@ class LoadStack:
         env.update(extra or {})
         return env
 
-    def start_gateway(self, port: int | None = None, **extra_env: str) -> ServerProcess:
-        """``python -m gateway`` (one process) with this stack's settings."""
+    def start_gateway(
+        self,
+        port: int | None = None,
+        *,
+        tree: Path | None = None,
+        name: str = "gateway",
+        **extra_env: str,
+    ) -> ServerProcess:
+        """``python -m gateway`` (one process) with this stack's settings; from the source
+        tree ``tree`` (another checkout, for an A/B run) instead of this one if given."""
         port = port or free_port()
         env = self._env({"FLEETD_GATEWAY_ADDR": f"127.0.0.1:{port}", **extra_env})
-        server = _spawn("gateway", [sys.executable, "-m", "gateway"], env, port)
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree)
+        server = _spawn(name, [sys.executable, "-m", "gateway"], env, port, cwd=tree)
         self.servers.append(server)
         return server
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import math
 import pkgutil
-import timeit
 
 import pytest
 from google.protobuf import duration_pb2, message_factory, timestamp_pb2
@@ -166,7 +165,8 @@ def test_parse_refuses_a_corrupt_wire_format_and_bad_utf8_in_our_words() -> None
         message_rules.parse(agent_pb2.RegisterRequest, b"\x12\x03a\x00b")
 
 
-def test_a_heartbeat_check_costs_microseconds() -> None:
+def test_a_full_heartbeat_passes() -> None:
+    """What the agent sends passes (its cost is measured by bench/message_rules.py)."""
     beat = agent_pb2.HeartbeatRequest(
         desired_state_revision=42,
         stats=agent_pb2.DeviceStats(
@@ -179,7 +179,3 @@ def test_a_heartbeat_check_costs_microseconds() -> None:
         boot_id="b6f0c1a2",
     )
     message_rules.check(beat)
-    runs = 20_000
-    seconds = min(timeit.repeat(lambda: message_rules.check(beat), number=runs, repeat=3))
-    per_check = seconds / runs
-    assert per_check < 50e-6, f"a heartbeat check took {per_check * 1e6:.1f} us"

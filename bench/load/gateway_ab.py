@@ -1,0 +1,107 @@
+"""The gateway against an earlier version of itself, side by side, under the same load.
+
+    python -m bench.load.gateway_ab --baseline-tree DIR [--devices 400] [--rounds 3]
+
+``DIR`` is another checkout of this repository (``git worktree add /tmp/old <commit>``,
+with the compiled ``core_ext/_batcher*.so`` copied in when its sources are unchanged). Both
+gateways run at once (``python -m gateway``, one process each, on the same stores and
+certificates, the per-device limit off), and the same generator saturates them in turn,
+interleaved: heartbeat streams (what the agent uses) and unary heartbeats. Figures are
+the server CPU per heartbeat and the throughput, as ratios current / baseline, so that a
+change's cost is measured on a shared, noisy machine rather than against a number
+recorded another day.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+from pathlib import Path
+
+from bench.harness import Report
+from bench.load.ceiling import Measured, measure
+from bench.load.stack import load_stack
+
+GROUP = "gateway_ab"
+
+
+def _describe(tree: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(tree), "log", "-1", "--format=%h"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return str(tree)
+    return out.stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline-tree", type=Path, required=True)
+    parser.add_argument("--devices", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=6.0)
+    parser.add_argument("--max-cost-ratio", type=float, default=1.10)
+    args = parser.parse_args()
+    baseline_rev = _describe(args.baseline_tree)
+    current_rev = _describe(Path(__file__).resolve().parents[2])
+    command = f"python -m bench.load.gateway_ab --baseline-tree <{baseline_rev}>"
+    report = Report(GROUP, command)
+    load = os.getloadavg()[0]
+    with load_stack(args.devices) as stack:
+        gateways = {
+            "current": stack.start_gateway(FLEETD_GATEWAY_DEVICE_RATE="off", name="gw-current"),
+            "baseline": stack.start_gateway(
+                tree=args.baseline_tree, name="gw-baseline", FLEETD_GATEWAY_DEVICE_RATE="off"
+            ),
+        }
+        # Correctness first: both answer every device.
+        for server in gateways.values():
+            warm = measure(stack, server, "grpc", devices=args.devices, duration=2.0, stream=True)
+            assert warm.result.ok > 0 and not warm.result.errors, (server.name, warm.result)
+        for stream in (True, False):
+            kind = "HeartbeatStream" if stream else "unary Heartbeat"
+            runs: dict[str, list[Measured]] = {name: [] for name in gateways}
+            for _ in range(args.rounds):
+                for name, server in gateways.items():
+                    runs[name].append(
+                        measure(
+                            stack,
+                            server,
+                            "grpc",
+                            devices=args.devices,
+                            duration=args.duration,
+                            stream=stream,
+                        )
+                    )
+            for name, ms in runs.items():
+                errors = [m.result.errors for m in ms if m.result.errors]
+                assert not errors, f"{name}: errors {errors}"
+            cpu = {n: statistics.median(m.cpu_us_per_hb for m in ms) for n, ms in runs.items()}
+            rate = {n: statistics.median(m.result.throughput for m in ms) for n, ms in runs.items()}
+            ratio = cpu["current"] / cpu["baseline"]
+            report.add(
+                f"gateway {current_rev} vs {baseline_rev}, {kind} at saturation "
+                f"({args.devices} devices, median of {args.rounds} interleaved "
+                f"{args.duration:g} s rounds)",
+                f"server CPU per heartbeat {cpu['current']:.0f} vs {cpu['baseline']:.0f} us "
+                f"= {ratio:.2f}x; throughput {rate['current']:,.0f} vs "
+                f"{rate['baseline']:,.0f}/s = {rate['current'] / rate['baseline']:.2f}x "
+                f"(load average {load:.1f})",
+                f"CPU ratio <= {args.max_cost_ratio:.2f}",
+                ratio <= args.max_cost_ratio,
+                current_cpu_us=cpu["current"],
+                baseline_cpu_us=cpu["baseline"],
+                current_rate=rate["current"],
+                baseline_rate=rate["baseline"],
+            )
+    report.write()
+
+
+if __name__ == "__main__":
+    main()
