@@ -54,10 +54,11 @@ def main() -> None:
     report = Report(GROUP, command)
     load = os.getloadavg()[0]
     with load_stack(args.devices) as stack:
+        unlimited = {"FLEETD_GATEWAY_DEVICE_RATE": "off"}
         gateways = {
-            "current": stack.start_gateway(FLEETD_GATEWAY_DEVICE_RATE="off", name="gw-current"),
-            "baseline": stack.start_gateway(
-                tree=args.baseline_tree, name="gw-baseline", FLEETD_GATEWAY_DEVICE_RATE="off"
+            "current": stack.start_gateway_from(None, "gw-current", None, unlimited),
+            "baseline": stack.start_gateway_from(
+                args.baseline_tree, "gw-baseline", None, unlimited
             ),
         }
         # Correctness first: both answer every device.

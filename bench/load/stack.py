@@ -125,16 +125,15 @@ class LoadStack:
         env.update(extra or {})
         return env
 
-    def start_gateway(
-        self,
-        port: int | None = None,
-        *,
-        tree: Path | None = None,
-        name: str = "gateway",
-        **extra_env: str,
+    def start_gateway(self, port: int | None = None, **extra_env: str) -> ServerProcess:
+        """``python -m gateway`` (one process) with this stack's settings."""
+        return self.start_gateway_from(None, "gateway", port, extra_env)
+
+    def start_gateway_from(
+        self, tree: Path | None, name: str, port: int | None, extra_env: dict[str, str]
     ) -> ServerProcess:
-        """``python -m gateway`` (one process) with this stack's settings; from the source
-        tree ``tree`` (another checkout, for an A/B run) instead of this one if given."""
+        """``python -m gateway`` from the source tree ``tree`` (another checkout, for an A/B
+        run; None: this one), logged as ``name``."""
         port = port or free_port()
         env = self._env({"FLEETD_GATEWAY_ADDR": f"127.0.0.1:{port}", **extra_env})
         if tree is not None:
