@@ -51,6 +51,7 @@ bench-core: bootstrap    ## the core_ext benchmarks: ratios side by side, JSON, 
 	$(PY) -m bench.core_filter
 	$(PY) -m bench.core_batcher
 	$(PY) -m bench.core_checksum
+	$(PY) -m bench.core_sketch
 
 # Load benchmarks (bench/load/README.md): each starts embedded storage, provisions devices
 # (certificates cached in build/bench-load/), runs its servers on loopback, and writes

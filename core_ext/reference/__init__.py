@@ -14,6 +14,7 @@ from core_ext.reference.filter import (
 )
 from core_ext.reference.identity import DeviceIdentity, IdentityError, extract_identity
 from core_ext.reference.identity_cache import IdentityCache
+from core_ext.reference.sketch import Sketch
 
 __all__ = [
     "MAX_FILTER_DEPTH",
@@ -29,6 +30,7 @@ __all__ = [
     "IdentityCache",
     "IdentityError",
     "Manifest",
+    "Sketch",
     "compile_filter",
     "extract_identity",
     "hash_file",

@@ -1,9 +1,9 @@
 """fleetd's compiled hot path (Rust): X.509 device certificate identity extraction, its
-per-RPC cache, device filter expressions, and chunk checksumming.
+per-RPC cache, device filter expressions, chunk checksumming, and quantile sketches.
 
 The pure-Python references in ``core_ext.reference`` (``identity``, ``identity_cache``,
-``filter``, ``checksum``) define the semantics; this module must behave identically on every
-input, refusals included.
+``filter``, ``checksum``, ``sketch``) define the semantics; this module must behave
+identically on every input, refusals included.
 """
 
 import os
@@ -30,6 +30,7 @@ __all__ = [
     "IdentityCache",
     "IdentityError",
     "Manifest",
+    "Sketch",
     "compile_filter",
     "extract_identity",
     "hash_file",
@@ -384,3 +385,104 @@ def compile_filter(expression: str, *, now: float | None = None) -> Filter:
         ValueError: ``now`` is not finite or outside years 1 to 9999.
         TypeError: ``expression`` is not a str, or ``now`` not a real number.
     """
+
+# ---------------------------------------------------------------------------- sketches
+# The mapping, collapsing rule and byte format are specified in the docstring of
+# core_ext/reference/sketch.py and in docs/core_ext.md ("Quantile sketches").
+
+@final
+class Sketch:
+    """A mergeable quantile sketch (DDSketch): quantiles within a relative error.
+
+    Values ``x > 0`` are counted under key ``ceil(log(x) / ln gamma)``, ``x < 0`` under
+    ``-ceil(log(-x) / ln gamma)`` in a second store, zeros apart, with
+    ``gamma = (1 + alpha) / (1 - alpha)``.
+    Each store keeps at most ``max_bins`` consecutive keys and collapses its *lowest* values
+    beyond that; quantiles above the collapsed range stay within ``relative_accuracy``.
+    ``count``, ``min`` and ``max`` are exact; ``sum`` is the float sum in insertion order.
+    Not for concurrent use by several threads.
+
+    Args:
+        relative_accuracy: ``alpha``, from 1e-06 to 0.5 (default 0.01: 1%).
+        max_bins: bins per store, 1 to 65536 (default 2048: values in a ratio of 6e17 at 1%).
+
+    Raises:
+        ValueError: when either is out of range.
+        TypeError: when ``max_bins`` is not an integer.
+    """
+
+    def __new__(cls, relative_accuracy: float = 0.01, max_bins: int = 2048) -> Sketch: ...
+    def add(self, value: float, count: int = 1) -> None:
+        """Count ``value`` ``count`` times.
+
+        Raises:
+            ValueError: when ``value`` is NaN or infinite, ``count`` is below 1, or the
+                sketch would hold more than 2**63 - 1 values.
+        """
+    def add_many(self, values: Iterable[float]) -> None:
+        """Count each value once: all of them, or none when one is refused.
+
+        A ``list`` or ``tuple`` of floats, or a one-dimensional float64 buffer
+        (``array('d')``, numpy), is the fast path; any iterable of real numbers will do.
+
+        Raises:
+            ValueError: ``"values[i] is nan: ..."`` for the first NaN or infinite value.
+            TypeError: for the first value that is not a real number.
+        """
+    def merge(self, other: Sketch) -> None:
+        """Add everything ``other`` holds; ``other`` is unchanged (it may be ``self``).
+
+        Equal to the sketch of both streams together when ``other.max_bins >= max_bins``
+        (``sum`` up to float rounding).
+
+        Raises:
+            ValueError: when the relative accuracies differ, or the count would pass
+                2**63 - 1.
+            TypeError: when ``other`` is not a ``Sketch`` of this implementation.
+        """
+    def quantile(self, q: float) -> float | None:
+        """The ``q``-quantile (``0 <= q <= 1``) within ``relative_accuracy``, ``None`` if empty.
+
+        Estimates the element of rank ``floor(q * (count - 1))`` in sorted order, clamped to
+        ``[min, max]``; ``quantile(0)`` is ``min`` and ``quantile(1)`` is ``max``.
+
+        Raises:
+            ValueError: when ``q`` is not between 0 and 1.
+        """
+    @property
+    def relative_accuracy(self) -> float:
+        """``alpha``: quantiles are within ``alpha * |true value|`` of the truth."""
+    @property
+    def max_bins(self) -> int:
+        """The most bins each store keeps before it collapses its lowest ones."""
+    @property
+    def count(self) -> int:
+        """How many values were added (exact)."""
+    @property
+    def sum(self) -> float:
+        """The float sum of the values."""
+    @property
+    def min(self) -> float | None:
+        """The least value (exact), ``None`` when empty."""
+    @property
+    def max(self) -> float | None:
+        """The greatest value (exact), ``None`` when empty."""
+    @property
+    def avg(self) -> float | None:
+        """``sum / count``, ``None`` when empty."""
+    def to_bytes(self) -> bytes:
+        """The sketch in binary format version 1: compact, canonical, and byte for byte
+        the same from both implementations (``b"DS"``, version, accuracy, ``max_bins``,
+        zero count, sum/min/max, then each store's non-empty bins, delta-encoded varints).
+        """
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Sketch:
+        """Read what ``to_bytes`` wrote, checking every field.
+
+        Raises:
+            ValueError: ``"malformed sketch: ..."`` for a wrong magic or version, truncated
+                or trailing bytes, out-of-range accuracy, ``max_bins``, keys or counts,
+                more than ``max_bins`` bins or a span of ``max_bins`` keys or more, empty
+                bins, non-minimal varints, and statistics that disagree with the bins.
+            TypeError: when ``data`` is not ``bytes``.
+        """

@@ -7,6 +7,7 @@ pub mod checksum;
 pub mod filter;
 pub mod identity;
 pub mod identity_cache;
+pub mod sketch;
 
 use pyo3::prelude::*;
 
@@ -29,5 +30,6 @@ fn fleetd_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checksum::verify_chunk, m)?)?;
     m.add("DEFAULT_CHUNK_SIZE", checksum::DEFAULT_CHUNK_SIZE)?;
     m.add("MAX_CHUNK_SIZE", checksum::MAX_CHUNK_SIZE)?;
+    m.add_class::<sketch::Sketch>()?;
     Ok(())
 }

@@ -19,6 +19,7 @@ from fleetd_native import FleetSnapshot as FleetSnapshot
 from fleetd_native import IdentityCache as IdentityCache
 from fleetd_native import IdentityError as IdentityError
 from fleetd_native import Manifest as Manifest
+from fleetd_native import Sketch as Sketch
 from fleetd_native import compile_filter as compile_filter
 from fleetd_native import extract_identity as extract_identity
 from fleetd_native import hash_file as hash_file
@@ -41,6 +42,7 @@ __all__ = [
     "IdentityCache",
     "IdentityError",
     "Manifest",
+    "Sketch",
     "compile_filter",
     "extract_identity",
     "hash_file",
