@@ -25,6 +25,7 @@ from bench.load.ceiling import Measured, measure
 from bench.load.stack import load_stack
 
 GROUP = "gateway_ab"
+"""Rows and JSON are kept per baseline: ``gateway_ab_<commit>``."""
 
 
 def _describe(tree: Path) -> str:
@@ -51,7 +52,7 @@ def main() -> None:
     baseline_rev = _describe(args.baseline_tree)
     current_rev = _describe(Path(__file__).resolve().parents[2])
     command = f"python -m bench.load.gateway_ab --baseline-tree <{baseline_rev}>"
-    report = Report(GROUP, command)
+    report = Report(f"{GROUP}_{baseline_rev}", command)
     load = os.getloadavg()[0]
     with load_stack(args.devices) as stack:
         unlimited = {"FLEETD_GATEWAY_DEVICE_RATE": "off"}
