@@ -84,8 +84,7 @@ class DesiredStateLookup:
         """The answer for a device holding ``held_revision``; raises ``Unavailable``."""
         try:
             result = await self._batches.get((device_id, held_revision))
-        except Exception as exc:  # never leave a heartbeat with an unexpected error
-            log.exception("desired-state batch failed")
+        except STORE_DOWN as exc:  # anything else is a bug: INTERNAL (gateway.aborts)
             raise Unavailable("desired state unavailable") from exc
         if isinstance(result, Answer):
             return result

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import core_ext
 from fleetd.storage.devices import CertificateStanding
-from fleetd.storage.errors import StoreUnavailable
+from fleetd.storage.errors import STORE_DOWN, StoreUnavailable
 
 StandingLookup = Callable[[str, str], Awaitable[CertificateStanding | None]]
 GroupOf = Callable[[str, str], int]
@@ -121,9 +121,7 @@ class DeviceAuthenticator:
         else:
             try:
                 standing = await self._lookup(identity.serial, identity.fingerprint)
-            except Exception as exc:
-                # The service tells an outage (UNAVAILABLE) from a bug (INTERNAL) by the
-                # cause (gateway.service._lookup_failed); no exception text reaches a client.
+            except STORE_DOWN as exc:  # anything else is a bug: INTERNAL (gateway.aborts)
                 raise StandingUnavailable("certificate standing unavailable") from exc
             group = self._store(identity.serial, standing, now)
         if standing is None or standing.device_id != identity.device_id:

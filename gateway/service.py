@@ -13,7 +13,7 @@ import math
 import random
 import time
 from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -21,10 +21,10 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
 from fleetd.domain import device_fields
 from fleetd.storage.devices import mark_offboard_notified, refresh_registration
-from fleetd.storage.errors import STORE_DOWN, is_store_down
+from fleetd.storage.errors import STORE_DOWN
 from fleetd.storage.types import Pool
 from fleetd.v1 import device_pb2
-from gateway.aborts import abort, answer, offboarded, store_down
+from gateway.aborts import abort, offboarded, store_down
 from gateway.desired_state import UNCHANGED, DesiredStateLookup, Unavailable
 from gateway.device_auth import CallerDevice, DeviceAuthenticator, Refused, StandingUnavailable
 from gateway.device_limits import DeviceRateLimiter
@@ -119,7 +119,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         except Refused as exc:
             await abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
         except StandingUnavailable as exc:
-            await _lookup_failed(context, exc, "the certificate's standing")
+            await store_down(
+                context, exc, "the certificate's standing cannot be read right now; retry later"
+            )
 
     async def _limit(
         self,
@@ -340,7 +342,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             try:
                 answer = await self._desired.answer(caller.device_id, held)
             except Unavailable as exc:
-                await _lookup_failed(context, exc, "the desired state")
+                await store_down(
+                    context, exc, "the desired state cannot be read right now; retry later"
+                )
             if answer.unchanged:
                 self._verified.verified(caller.device_id, held, started)
         response = agent_pb2.HeartbeatResponse(
@@ -381,17 +385,6 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         caller = await self._caller(context)
         await self._limit(self._upload_limits, caller, context)
         return await self._log_uploads.upload(caller, request_iterator, context)
-
-
-async def _lookup_failed(
-    context: grpc.aio.ServicerContext[Any, Any], exc: Exception, what: str
-) -> NoReturn:
-    """UNAVAILABLE for a lookup that a store outage stopped; but a lookup that failed for
-    another reason (its cause is not one of STORE_DOWN) is a bug, answered INTERNAL."""
-    cause = exc.__cause__
-    if isinstance(cause, Exception) and not is_store_down(cause):
-        await answer(context, cause, f"lookup of {what}")
-    await store_down(context, exc, f"{what} cannot be read right now; retry later")
 
 
 def _peer_pem(context: grpc.aio.ServicerContext[Any, Any]) -> bytes | None:
