@@ -19,6 +19,7 @@ from connectrpc.interceptor import Interceptor
 from connectrpc.server import ConnectASGIApplication
 
 from control_api import grpc_health, tuf_files
+from control_api.analytics import AnalyticsServiceImpl
 from control_api.asgi import Receive, Router, Scope, Send, send_text
 from control_api.auth import AuditStart, AuthInterceptor
 from control_api.binaries import MAX_MESSAGE_BYTES, BinaryServiceImpl
@@ -34,16 +35,12 @@ from fleetd.services.rollout import engine as rollout_engine
 from fleetd.services.tuf_repo import refresher as tuf_refresher
 from fleetd.settings import Settings
 from fleetd.v1 import analytics_pb2, binary_pb2, device_pb2, update_pb2
-from fleetd.v1.analytics_connect import AnalyticsService, AnalyticsServiceASGIApplication
+from fleetd.v1.analytics_connect import AnalyticsServiceASGIApplication
 from fleetd.v1.binary_connect import BinaryServiceASGIApplication
 from fleetd.v1.device_connect import DeviceServiceASGIApplication
 from fleetd.v1.update_connect import UpdateServiceASGIApplication
 
 log = logging.getLogger(__name__)
-
-
-class AnalyticsServiceImpl(AnalyticsService):
-    """Every method answers UNIMPLEMENTED until the analytics work lands."""
 
 
 def _quiet_pyvoy_receive_noise(loop: asyncio.AbstractEventLoop) -> None:

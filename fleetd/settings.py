@@ -148,6 +148,23 @@ class Settings:
     although they are loopback, private, link-local...: ``host[:port]``, ``IP[:port]`` or
     ``CIDR[:port]`` (``FLEETD_OUTBOUND_ALLOW``, comma-separated; see
     :func:`parse_outbound_rule` and fleetd/services/outbound.py)."""
+    sample_interval: float = 300.0
+    """Seconds between two per-device samples kept in ``device_samples`` (GCRA in the
+    batcher; 0 keeps every heartbeat). docs/analytics.md, 2.3."""
+    raw_retention: float = 86400.0
+    """Seconds per-device samples are kept (``FLEETD_RAW_RETENTION``)."""
+    device_hourly_retention: float = 30 * 86400.0
+    """Seconds per-device hourly aggregates are kept (``FLEETD_DEVICE_HOURLY_RETENTION``)."""
+    rollup_retention: float = 90 * 86400.0
+    """Seconds per-minute group rollups and the minute census are kept."""
+    rollup_hourly_retention: float = 400 * 86400.0
+    """Seconds hourly group rollups and the hourly census are kept."""
+    rollup_flush_interval: float = 10.0
+    """Seconds between a gateway worker's writes of its rollup partials."""
+    export_ttl: float = 86400.0
+    """Seconds an export file (and its signed URL) lives (``FLEETD_EXPORT_TTL``)."""
+    min_agent_version: str = ""
+    """Agents older than this are DEGRADED in COMPREHENSIVE health checks; empty: skipped."""
 
     def gateway_device_limit(self) -> tuple[float, int] | None:
         """``(calls per second, burst)`` for one device at the gateway; None when off.
@@ -197,6 +214,14 @@ class Settings:
             "FLEETD_MAX_BINARY_BYTES": str(self.max_binary_bytes),
             "FLEETD_BLOB_GRACE_PERIOD": repr(self.blob_grace_period),
             "FLEETD_BLOB_COLLECT_INTERVAL": repr(self.blob_collect_interval),
+            "FLEETD_SAMPLE_INTERVAL": repr(self.sample_interval),
+            "FLEETD_RAW_RETENTION": repr(self.raw_retention),
+            "FLEETD_DEVICE_HOURLY_RETENTION": repr(self.device_hourly_retention),
+            "FLEETD_ROLLUP_RETENTION": repr(self.rollup_retention),
+            "FLEETD_ROLLUP_HOURLY_RETENTION": repr(self.rollup_hourly_retention),
+            "FLEETD_ROLLUP_FLUSH_INTERVAL": repr(self.rollup_flush_interval),
+            "FLEETD_EXPORT_TTL": repr(self.export_ttl),
+            "FLEETD_MIN_AGENT_VERSION": self.min_agent_version,
         }
         if self.database_url:
             env["FLEETD_DATABASE_URL"] = self.database_url
@@ -253,6 +278,18 @@ class Settings:
             max_binary_bytes=_int(env, "FLEETD_MAX_BINARY_BYTES", 2 << 30, 1),
             blob_grace_period=_float(env, "FLEETD_BLOB_GRACE_PERIOD", 3600.0, 1.0),
             blob_collect_interval=_float(env, "FLEETD_BLOB_COLLECT_INTERVAL", 3600.0, 0.01),
+            sample_interval=_float(env, "FLEETD_SAMPLE_INTERVAL", 300.0, 0.0),
+            raw_retention=_float(env, "FLEETD_RAW_RETENTION", 86400.0, 3600.0),
+            device_hourly_retention=_float(
+                env, "FLEETD_DEVICE_HOURLY_RETENTION", 30 * 86400.0, 86400.0
+            ),
+            rollup_retention=_float(env, "FLEETD_ROLLUP_RETENTION", 90 * 86400.0, 86400.0),
+            rollup_hourly_retention=_float(
+                env, "FLEETD_ROLLUP_HOURLY_RETENTION", 400 * 86400.0, 86400.0
+            ),
+            rollup_flush_interval=_float(env, "FLEETD_ROLLUP_FLUSH_INTERVAL", 10.0, 0.01),
+            export_ttl=_float(env, "FLEETD_EXPORT_TTL", 86400.0, 60.0),
+            min_agent_version=env.get("FLEETD_MIN_AGENT_VERSION", "").strip(),
         )
 
 
