@@ -116,7 +116,10 @@ async def heartbeat_batch(fleet: Fleet, pipeline: HeartbeatPipeline) -> float:
     start = time.perf_counter()
     answers = []
     for device in devices:
-        pipeline.add(device, group, 1, 10.0, 20.0, 30.0, 100)
+        pipeline.add(
+            device, group, 1, 10.0, 20.0, 30.0, 100, 512, 1024, 1.5, 64.0, 0.5, 0.4, 0.3, 45.0,
+            1000, 100,
+        )  # fmt: skip
         answers.append(lookup.answer(device, 0))
     await asyncio.gather(*answers)
     flushed = await pipeline.flush_redis()

@@ -30,7 +30,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -179,7 +179,9 @@ def current_principal() -> Principal:
     return principal_var.get()
 
 
-def _check(principal: Principal, permission: str, request_id: str) -> None:
+def check(principal: Principal, permission: str, request_id: str) -> None:
+    """Refuse ``principal`` unless it is authenticated and holds ``permission``:
+    UNAUTHENTICATED or PERMISSION_DENIED (with ErrorInfo), as every RPC is refused."""
     if not principal.authenticated:
         raise api_error(
             Code.UNAUTHENTICATED,
@@ -199,7 +201,7 @@ def _check(principal: Principal, permission: str, request_id: str) -> None:
 def require(permission: str) -> Principal:
     """The caller, if it holds ``permission``; else UNAUTHENTICATED / PERMISSION_DENIED."""
     principal = principal_var.get()
-    _check(principal, permission, request_id_var.get())
+    check(principal, permission, request_id_var.get())
     return principal
 
 
@@ -246,22 +248,27 @@ def _client_host(ctx: RequestContext[Any, Any]) -> str:
     return host.strip("[]") if sep and port.isdigit() else address
 
 
-async def _rate_limit(ctx: RequestContext[Any, Any], principal: Principal, request_id: str) -> None:
-    """Apply the caller's limit and put the X-RateLimit-* headers on the response."""
+async def limit_rate(
+    principal: Principal,
+    client_host: str,
+    request_id: str,
+    response_headers: MutableMapping[str, str],
+) -> None:
+    """Apply the caller's limit (per principal; per client address when anonymous) and put
+    the X-RateLimit-* headers (and Retry-After when refused) in ``response_headers``;
+    RESOURCE_EXHAUSTED past the limit."""
     limit = resources().limits.for_caller(principal.kind, principal.role)
     if limit is None:  # admin: unlimited (X-Bypass-Rate-Limit is moot for it)
-        ctx.response_headers["x-ratelimit-limit"] = "unlimited"
+        response_headers["x-ratelimit-limit"] = "unlimited"
         return
     subject = (
-        f"{principal.kind}:{principal.id}"
-        if principal.authenticated
-        else f"addr:{_client_host(ctx)}"
+        f"{principal.kind}:{principal.id}" if principal.authenticated else f"addr:{client_host}"
     )
     decision = await resources().rate_limiter.check(subject, limit)
     for name, value in decision.headers().items():
-        ctx.response_headers[name] = value
+        response_headers[name] = value
     if not decision.allowed:
-        ctx.response_headers["retry-after"] = str(max(1, round(decision.retry_after)))
+        response_headers["retry-after"] = str(max(1, round(decision.retry_after)))
         per = "second" if limit.period == 1.0 else f"{limit.period:g} seconds"
         raise api_error(
             Code.RESOURCE_EXHAUSTED,
@@ -289,6 +296,24 @@ async def authenticate_certificate(pem: bytes) -> Principal:
     if standing.revoked or standing.offboarded:
         raise ConnectError(Code.UNAUTHENTICATED, "client certificate has been revoked")
     return Principal("mtls", identity.device_id, "device", identity.device_id)
+
+
+async def authenticate_headers(headers: Mapping[str, str]) -> Principal:
+    """The caller the request's credential headers name: ``X-API-Key``, else
+    ``Authorization: Bearer <JWT>``, else a client certificate Envoy verified
+    (``x-forwarded-client-cert``, when trusted); ANONYMOUS when there is none.
+    UNAUTHENTICATED for a credential that is wrong, expired or revoked."""
+    api_key = headers.get("x-api-key")
+    if api_key is not None:
+        return await authenticate_api_key(api_key.strip())
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        return await authenticate_bearer(authorization)
+    if client_cert.trusted():
+        pem = client_cert.certificate_pem(headers.get("x-forwarded-client-cert"))
+        if pem is not None:
+            return await authenticate_certificate(pem)
+    return ANONYMOUS
 
 
 def answer(error: Exception, method: str, request_id: str, user_id: str = "") -> ConnectError:
@@ -375,24 +400,15 @@ class AuthInterceptor:
                 f"{method} has no permission assigned",
                 request_id=request_id,
             )
-        principal = ANONYMOUS
-        api_key = ctx.request_headers.get("x-api-key")
-        if api_key is not None:
-            principal = await authenticate_api_key(api_key.strip())
-        elif (authorization := ctx.request_headers.get("authorization")) is not None:
-            principal = await authenticate_bearer(authorization)
-        elif client_cert.trusted():
-            pem = client_cert.certificate_pem(ctx.request_headers.get("x-forwarded-client-cert"))
-            if pem is not None:
-                principal = await authenticate_certificate(pem)
+        principal = await authenticate_headers(ctx.request_headers)
         if principal.authenticated or method not in TOKEN_AUTHENTICATED_METHODS:
             try:
-                _check(principal, permission, request_id)
+                check(principal, permission, request_id)
             except ConnectError as denied:
                 if principal.authenticated:  # anonymous probes would only flood the log
                     await _audit(principal, method, request_id, denied.code.name)
                 raise
-        await _rate_limit(ctx, principal, request_id)
+        await limit_rate(principal, _client_host(ctx), request_id, ctx.response_headers)
         return principal
 
     async def on_end(

@@ -30,6 +30,7 @@ from fleetd.services import certificates
 from fleetd.storage import bearer_tokens as credential_store
 from fleetd.storage import devices as device_store
 from fleetd.storage import events, ordering
+from fleetd.storage.analytics import health as health_store
 from fleetd.storage.types import Connection
 from fleetd.v1 import device_pb2
 from fleetd.v1.device_connect import DeviceService
@@ -198,21 +199,17 @@ class DeviceServiceImpl(DeviceService):
             response.metrics.device_id = device.id
             response.metrics.latest.CopyFrom(device.stats)
         if request.include_health:
-            observed = device_health.Observed(
-                device_id=device.id,
-                last_seen=record.last_seen,
-                cpu_usage=record.cpu_usage,
-                memory_usage=record.memory_usage,
-                disk_usage=record.disk_usage,
-                certificate_not_after=await device_store.certificate_expiry(res.pool, device.id),
-            )
-            response.health.CopyFrom(
-                device_health.evaluate(
-                    observed,
-                    now=dt.datetime.now(dt.UTC),
-                    offline_after=res.settings.offline_after,
+            # The same observation and rules as GetDeviceHealth (COMPREHENSIVE).
+            now = dt.datetime.now(dt.UTC)
+            observed = await health_store.observe(res.pool, device.id, now=now)
+            if observed is not None:
+                response.health.CopyFrom(
+                    device_health.evaluate(
+                        observed,
+                        now=now,
+                        thresholds=device_health.Thresholds.from_settings(res.settings),
+                    )
                 )
-            )
         return response
 
     async def update_device(

@@ -6,6 +6,12 @@ only heartbeat as itself), the device goes online, its latest stats are recorded
 (liveness ZSET, stats hash) and PostgreSQL. This path is rate-limited to 10 per minute per
 device, so it writes through directly instead of batching
 (``fleetd.storage.devices.record_heartbeat``).
+
+Analytics: every call is a per-device sample (``device_samples``) when its memory and disk
+usage are known: the rate limit already bounds it to 10 a minute, so this path applies no
+``FLEETD_SAMPLE_INTERVAL`` sampling of its own (docs/analytics.md 2.3 planned a GCRA with
+its TAT in the stats hash; not built). It keeps no previous counters, so its network rates
+are unknown (NULL), and it feeds no group rollups: those come from the gateway.
 """
 
 from __future__ import annotations
@@ -75,11 +81,30 @@ async def heartbeat(
     if uptime < 0:
         raise invalid("status.uptime_seconds must not be negative")
     now = dt.datetime.now(dt.UTC)
+    # The other numbers' ranges were checked with the message (fleetd.domain.message_rules).
     await record_heartbeat(
         res.pool,
         res.redis,
         res.settings.fleet,
-        (device_id, now, cpu, memory, disk, uptime),
+        (
+            device_id,
+            now,
+            cpu,
+            memory,
+            disk,
+            uptime,
+            stats.memory_used_mb,
+            stats.memory_total_mb,
+            stats.disk_used_gb,
+            stats.disk_total_gb,
+            stats.load_avg_1m,
+            stats.load_avg_5m,
+            stats.load_avg_15m,
+            stats.temperature_celsius if stats.HasField("temperature_celsius") else None,
+            None,
+            None,
+            memory is not None and disk is not None,
+        ),
         state=device_pb2.ONLINE,
     )
     return device_pb2.HeartbeatResponse(acknowledged=True)

@@ -32,6 +32,14 @@ reference ~1900 ns; the same loop calling a no-op method ~180 ns. An open-addres
 with inline hash tags over a dense arrival-ordered array measured within noise of the
 dict, so not worth its manual memory management. What remains is mostly waiting for the
 cold device-id string's hash, which any lookup keyed by it pays.
+
+Analytics (docs/analytics.md 2.2-2.4) added, per ``add``: one lookup in ``_devices``
+(device_id -> ``_Device``: the previous counters for network rates and the GCRA arrival
+time for sampling; persistent, so it is the cold per-device object the first layout paid
+for, but touched by a dict probe whose key hash is already cached), and up to 11
+``Sketch.add`` calls on the compiled ``fleetd_native.Sketch`` objects of the group's
+accumulator, through bound methods cached per accumulator (docs/analytics.md 2.4's first
+implementation: one home for the key mapping).
 """
 
 cimport cython
@@ -40,7 +48,11 @@ from cpython.dict cimport PyDict_GetItem, PyDict_Next
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject
 from libc.limits cimport INT_MAX, LLONG_MAX
-from libc.math cimport INFINITY, fabs, floor, isfinite, modf, round
+from libc.math cimport INFINITY, NAN, fabs, floor, isfinite, isinf, isnan, modf, round
+
+import operator
+
+from fleetd_native import Sketch as _Sketch
 
 from core_ext.heartbeat_types import (
     METRICS,
@@ -63,17 +75,25 @@ cdef enum:
     _MAX_GROUPS = 65536
     _MAX_STATS_TTL = INT_MAX
     _DAY = 86400
+    _METRIC_COUNT = 11
 
 NEVER_DRAINED = _NEVER_DRAINED
 MAX_STATE = INT_MAX
 MAX_UPTIME_SECONDS = LLONG_MAX
+MAX_MEGABYTES = LLONG_MAX
+MAX_COUNTER = 18446744073709551615
 MAX_GROUPS = _MAX_GROUPS
 MAX_STATS_TTL = _MAX_STATS_TTL
 
 cdef double _MIN_SEEN_AT = -62135596800.0  # 0001-01-01T00:00:00Z
 cdef double _MAX_SEEN_AT = 253402300799.0  # 9999-12-31T23:59:59Z
+cdef double _MAX_SAMPLE_INTERVAL = 1e9
 MIN_SEEN_AT = _MIN_SEEN_AT
 MAX_SEEN_AT = _MAX_SEEN_AT
+MAX_SAMPLE_INTERVAL = _MAX_SAMPLE_INTERVAL
+
+if len(METRICS) != _METRIC_COUNT:
+    raise ImportError("core_ext._batcher is built for 11 rolled-up metrics")
 
 cdef object _UTC = get_utc()
 cdef str _ZADD = "ZADD"
@@ -86,9 +106,7 @@ cdef str _F_MEM = "mem"
 cdef str _F_DISK = "disk"
 cdef str _F_UPTIME = "uptime"
 cdef str _F_COUNT = "count"
-cdef str _M_CPU = METRICS[0]
-cdef str _M_MEM = METRICS[1]
-cdef str _M_DISK = METRICS[2]
+cdef tuple _METRICS = tuple(METRICS)
 
 
 cdef inline long long _integer(
@@ -106,10 +124,42 @@ cdef inline long long _integer(
     return number
 
 
+cdef inline int _counter(object value, str name, unsigned long long* out) except -1:
+    """``operator.index(value)`` as a uint64 into ``out``, ValueError outside [0, 2**64 - 1]."""
+    cdef int overflow = 0
+    cdef long long number = PyLong_AsLongLongAndOverflow(value, &overflow)
+    if overflow == 0 and number >= 0:
+        out[0] = <unsigned long long>number
+        return 0
+    if overflow > 0:  # beyond int64: the top half of uint64, or beyond
+        big = operator.index(value)
+        if big <= 18446744073709551615:
+            out[0] = <unsigned long long>big
+            return 0
+    raise ValueError(f"{name} must be in [0, 18446744073709551615], got {value!r}")
+
+
 cdef inline int _require_finite(str name, double value) except -1:
     if not isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return 0
+
+
+cdef inline double _rate(
+    unsigned long long counter, unsigned long long previous, double seconds
+) noexcept:
+    """Bytes per second between two readings of a counter; NaN (unknown) when it went
+    backwards or the quotient is not finite. The integer difference is exact, its
+    conversion to double rounds to nearest, as Python's ``int / float`` does."""
+    if counter < previous:
+        return NAN
+    cdef double rate = <double>(counter - previous) / seconds
+    return rate if isfinite(rate) else NAN
+
+
+cdef inline object _optional(double value):
+    """NaN (no reading) as None, else the float."""
+    return None if isnan(value) else value
 
 
 cdef object _utc_datetime(double timestamp):
@@ -159,58 +209,99 @@ cdef object _utc_datetime(double timestamp):
 
 
 @cython.final
-@cython.auto_pickle(False)
-@cython.no_gc  # holds no object: it can never be part of a reference cycle
-cdef class _Pending:
-    """One device's coalesced heartbeat in the flush window."""
-
-    cdef double seen_at
-    cdef double cpu_percent
-    cdef double memory_percent
-    cdef double disk_percent
-    cdef long long uptime_seconds
-    cdef Py_ssize_t count
-    cdef int state
-
-
-@cython.final
 @cython.freelist(64)
 @cython.auto_pickle(False)
-@cython.no_gc
-cdef class _Copy:
-    """A device's record in the COPY window: its last drained heartbeat."""
+@cython.no_gc  # holds no object: it can never be part of a reference cycle
+cdef class _Record:
+    """One device's heartbeat: coalesced in the flush window (a pooled ``_Record``), or
+    its last drained one in the COPY window. NaN stands for None (no temperature, an
+    unknown rate)."""
 
     cdef double seen_at
     cdef double cpu_percent
     cdef double memory_percent
     cdef double disk_percent
     cdef long long uptime_seconds
+    cdef long long memory_used_mb
+    cdef long long memory_total_mb
+    cdef double disk_used_gb
+    cdef double disk_total_gb
+    cdef double load_avg_1m
+    cdef double load_avg_5m
+    cdef double load_avg_15m
+    cdef double temperature
+    cdef double rx_rate
+    cdef double tx_rate
+    cdef Py_ssize_t count
+    cdef int state
+    cdef bint sample
+
+
+cdef inline void _copy_values(_Record into, _Record source) noexcept:
+    into.seen_at = source.seen_at
+    into.cpu_percent = source.cpu_percent
+    into.memory_percent = source.memory_percent
+    into.disk_percent = source.disk_percent
+    into.uptime_seconds = source.uptime_seconds
+    into.memory_used_mb = source.memory_used_mb
+    into.memory_total_mb = source.memory_total_mb
+    into.disk_used_gb = source.disk_used_gb
+    into.disk_total_gb = source.disk_total_gb
+    into.load_avg_1m = source.load_avg_1m
+    into.load_avg_5m = source.load_avg_5m
+    into.load_avg_15m = source.load_avg_15m
+    into.temperature = source.temperature
+    into.rx_rate = source.rx_rate
+    into.tx_rate = source.tx_rate
 
 
 @cython.final
 @cython.auto_pickle(False)
 @cython.no_gc
+cdef class _Device:
+    """What the batcher remembers of a device between heartbeats: its latest counters, for
+    rates, and its GCRA theoretical arrival time, for sampling."""
+
+    cdef double seen_at
+    cdef double tat
+    cdef unsigned long long rx
+    cdef unsigned long long tx
+    cdef long long uptime
+
+
+@cython.final
+@cython.auto_pickle(False)
 cdef class _Accumulator:
-    """count, sum, min and max of each metric over one (bucket, group)."""
+    """One sketch per metric (None until its first reading) over one (bucket, group), and
+    each sketch's bound ``add``, so folding a reading is one call."""
 
     cdef long long bucket
     cdef Py_ssize_t group
-    cdef long long count
-    cdef double cpu_sum, cpu_min, cpu_max
-    cdef double mem_sum, mem_min, mem_max
-    cdef double disk_sum, disk_min, disk_max
+    cdef list sketches
+    cdef list adds
 
 
 cdef _Accumulator _new_accumulator(long long bucket, Py_ssize_t group):
     cdef _Accumulator acc = _Accumulator.__new__(_Accumulator)
     acc.bucket = bucket
     acc.group = group
-    acc.count = 0
-    # -0.0 is the identity of float addition; +-inf lose every comparison.
-    acc.cpu_sum = acc.mem_sum = acc.disk_sum = -0.0
-    acc.cpu_min = acc.mem_min = acc.disk_min = INFINITY
-    acc.cpu_max = acc.mem_max = acc.disk_max = -INFINITY
+    acc.sketches = [None] * _METRIC_COUNT
+    acc.adds = [None] * _METRIC_COUNT
     return acc
+
+
+cdef inline int _fold(_Accumulator acc, Py_ssize_t metric, double value) except -1:
+    """Count ``value`` in the sketch of ``metric``; NaN is no reading."""
+    if isnan(value):
+        return 0
+    add = acc.adds[metric]
+    if add is None:
+        sketch = _Sketch()
+        acc.sketches[metric] = sketch
+        add = sketch.add
+        acc.adds[metric] = add
+    add(value)
+    return 0
 
 
 @cython.final
@@ -220,16 +311,18 @@ cdef class HeartbeatBatcher:
     """Coalesces heartbeats per device and turns them into ready-to-send flushes.
 
     ``add`` keeps, per device, the heartbeat with the greatest ``seen_at`` (the later call
-    on a tie), counts the heartbeats coalesced and folds each into its group's rollup.
-    ``drain`` returns a ``Flush``: the Redis commands for the pending devices in
-    first-arrival order, the state transitions and the rollups; the drained records move on
-    to the COPY window, which ``drain_copy_records`` empties into rows for PostgreSQL.
+    on a tie), counts the heartbeats coalesced, computes its network rates and sampling
+    decision, and folds each into its group's rollup sketches. ``drain`` returns a
+    ``Flush``: the Redis commands for the pending devices in first-arrival order, the
+    state transitions and the rollups; the drained records move on to the COPY window,
+    which ``drain_copy_records`` empties into rows for PostgreSQL.
     """
 
-    cdef dict _window  # device_id -> _Pending, since the last drain
+    cdef dict _window  # device_id -> _Record, since the last drain
     cdef dict _last_state  # device_id -> the state last drained for it
-    cdef dict _copy  # device_id -> _Copy, since the last drain_copy_records
-    cdef list _pool  # _Pending objects for the flush window, reused window after window
+    cdef dict _devices  # device_id -> _Device, until forget
+    cdef dict _copy  # device_id -> _Record, since the last drain_copy_records
+    cdef list _pool  # _Record objects for the flush window, reused window after window
     cdef Py_ssize_t _taken  # handed out from _pool in this window (forgotten ones too)
     cdef Py_ssize_t _max_pending
     cdef long long _added
@@ -239,6 +332,8 @@ cdef class HeartbeatBatcher:
     cdef object _stats_ttl
     cdef long long _rollup_interval
     cdef double _rollup_interval_f
+    cdef double _sample_interval
+    cdef double _max_rate_gap
     cdef list _groups  # group id -> (device_type, version)
     cdef dict _group_ids  # (device_type, version) -> group id
     cdef Py_ssize_t _group_count
@@ -254,6 +349,7 @@ cdef class HeartbeatBatcher:
         self._pool = []
         self._taken = 0
         self._last_state = {}
+        self._devices = {}
         self._copy = {}
         self._max_pending = 1
         self._added = 0
@@ -263,6 +359,8 @@ cdef class HeartbeatBatcher:
         self._stats_ttl = 86400
         self._rollup_interval = 60
         self._rollup_interval_f = 60.0
+        self._sample_interval = 0.0
+        self._max_rate_gap = INFINITY
         self._groups = []
         self._group_ids = {}
         self._group_count = 0
@@ -282,24 +380,34 @@ cdef class HeartbeatBatcher:
         str stats_key_suffix not None="",
         stats_ttl=86400,
         rollup_interval=60,
+        double sample_interval=0.0,
     ):
         """Create an empty batcher; ``add`` signals a flush at ``max_pending`` devices.
 
         ``last_seen_key`` names the ZSET the ZADD writes; a device's stats hash is
         ``stats_key_prefix + device_id + stats_key_suffix``, expiring ``stats_ttl`` seconds
-        after its last flush. Rollup buckets are ``rollup_interval`` seconds long.
+        after its last flush. Rollup buckets are ``rollup_interval`` seconds long. A device
+        gets a sample about every ``sample_interval`` seconds (0: every heartbeat).
 
-        Raises TypeError if a key part is not a ``str`` or a number is not an integer;
-        ValueError unless ``1 <= max_pending <= sys.maxsize``, ``1 <= stats_ttl <=
-        MAX_STATS_TTL`` and ``rollup_interval`` is a positive divisor of 86400.
+        Raises TypeError if a key part is not a ``str``, a number is not an integer or
+        ``sample_interval`` not a real number; ValueError unless ``1 <= max_pending <=
+        sys.maxsize``, ``1 <= stats_ttl <= MAX_STATS_TTL``, ``rollup_interval`` is a
+        positive divisor of 86400 and ``0 <= sample_interval <= MAX_SAMPLE_INTERVAL``.
         """
         self._max_pending = <Py_ssize_t>_integer(max_pending, "max_pending", 1, PY_SSIZE_T_MAX)
         self._stats_ttl = _integer(stats_ttl, "stats_ttl", 1, _MAX_STATS_TTL)
         cdef long long interval = _integer(rollup_interval, "rollup_interval", 1, _DAY)
         if _DAY % interval:
             raise ValueError(f"rollup_interval must divide 86400 (a day), got {interval}")
+        if not (0.0 <= sample_interval <= _MAX_SAMPLE_INTERVAL):
+            raise ValueError(
+                f"sample_interval must be in [0, {_MAX_SAMPLE_INTERVAL}] seconds, "
+                f"got {sample_interval!r}"
+            )
         self._rollup_interval = interval
         self._rollup_interval_f = <double>interval
+        self._sample_interval = sample_interval
+        self._max_rate_gap = 3.0 * sample_interval if sample_interval > 0.0 else INFINITY
         self._last_seen_key = last_seen_key
         self._stats_key_prefix = stats_key_prefix
         self._stats_key_suffix = stats_key_suffix
@@ -337,17 +445,30 @@ cdef class HeartbeatBatcher:
         double memory_percent,
         double disk_percent,
         object uptime_seconds,
+        object memory_used_mb,
+        object memory_total_mb,
+        double disk_used_gb,
+        double disk_total_gb,
+        double load_avg_1m,
+        double load_avg_5m,
+        double load_avg_15m,
+        double temperature,
+        object network_rx_bytes,
+        object network_tx_bytes,
     ):
         """Coalesce one heartbeat; return True when the caller should drain now.
 
-        ``group`` is the device's ``group_id``. The result is ``len(self) >=
+        ``group`` is the device's ``group_id``; ``temperature`` is NaN when the device has
+        no sensor; the network counters are bytes since boot. The result is ``len(self) >=
         self.max_pending`` after the call. Nothing is ever dropped or blocked on. Raises
-        TypeError if ``device_id`` is not a ``str``, a value field is not a real number or
-        ``group``/``state``/``uptime_seconds`` is not an integer; ValueError if
-        ``device_id`` is empty, ``group`` is not an id ``group_id`` returned, ``seen_at`` is
-        not a finite Unix time in ``[MIN_SEEN_AT, MAX_SEEN_AT]``, a percentage is NaN or
-        infinite, ``state`` is outside ``[0, 2**31 - 1]`` or ``uptime_seconds`` is outside
-        ``[0, 2**63 - 1]``. A refused heartbeat changes nothing.
+        TypeError if ``device_id`` is not a ``str``, a real field is not a real number or an
+        integer field (``group``, ``state``, ``uptime_seconds``, the megabytes, the
+        counters) is not an integer; ValueError if ``device_id`` is empty, ``group`` is not
+        an id ``group_id`` returned, ``seen_at`` is not a finite Unix time in
+        ``[MIN_SEEN_AT, MAX_SEEN_AT]``, a real field is NaN or infinite (``temperature``:
+        infinite), ``state`` is outside ``[0, 2**31 - 1]``, ``uptime_seconds`` or a
+        megabyte count outside ``[0, 2**63 - 1]`` or a counter outside ``[0, 2**64 - 1]``.
+        A refused heartbeat changes nothing.
         """
         # Value checks in argument order (the C-typed signature already converted types),
         # all before any mutation.
@@ -371,31 +492,72 @@ cdef class HeartbeatBatcher:
         _require_finite("cpu_percent", cpu_percent)
         _require_finite("memory_percent", memory_percent)
         _require_finite("disk_percent", disk_percent)
-        cdef long long c_uptime = _integer(
-            uptime_seconds, "uptime_seconds", 0, LLONG_MAX
+        cdef long long c_uptime = _integer(uptime_seconds, "uptime_seconds", 0, LLONG_MAX)
+        cdef long long c_memory_used = _integer(memory_used_mb, "memory_used_mb", 0, LLONG_MAX)
+        cdef long long c_memory_total = _integer(
+            memory_total_mb, "memory_total_mb", 0, LLONG_MAX
         )
+        _require_finite("disk_used_gb", disk_used_gb)
+        _require_finite("disk_total_gb", disk_total_gb)
+        _require_finite("load_avg_1m", load_avg_1m)
+        _require_finite("load_avg_5m", load_avg_5m)
+        _require_finite("load_avg_15m", load_avg_15m)
+        if isinf(temperature):
+            raise ValueError(
+                f"temperature must be finite or NaN (no sensor), got {temperature!r}"
+            )
+        cdef unsigned long long rx = 0
+        cdef unsigned long long tx = 0
+        _counter(network_rx_bytes, "network_rx_bytes", &rx)
+        _counter(network_tx_bytes, "network_tx_bytes", &tx)
+
+        # Network rates and the sampling decision, from what the device's memory says.
+        cdef double rx_rate = NAN
+        cdef double tx_rate = NAN
+        cdef double gap
+        cdef bint sample = True
+        cdef double interval = self._sample_interval
+        cdef _Device device
+        cdef PyObject* known = PyDict_GetItem(self._devices, device_id)
+        if known is NULL:
+            device = _Device.__new__(_Device)
+            device.seen_at = seen_at
+            device.rx = rx
+            device.tx = tx
+            device.uptime = c_uptime
+            device.tat = seen_at + interval
+            self._devices[device_id] = device
+        else:
+            device = <_Device>known
+            gap = seen_at - device.seen_at
+            if c_uptime >= device.uptime and gap > 0.0 and gap <= self._max_rate_gap:
+                rx_rate = _rate(rx, device.rx, gap)
+                tx_rate = _rate(tx, device.tx, gap)
+            if seen_at >= device.seen_at:
+                device.seen_at = seen_at
+                device.rx = rx
+                device.tx = tx
+                device.uptime = c_uptime
+            sample = interval == 0.0 or seen_at >= device.tat - interval * 0.5
+            if sample:
+                device.tat = (device.tat if device.tat >= seen_at else seen_at) + interval
 
         # Rollup: every accepted heartbeat counts, whether or not it wins coalescing.
         cdef long long bucket = <long long>floor(seen_at / self._rollup_interval_f)
         cdef _Accumulator acc = <_Accumulator>self._current[g]
         if acc is None or acc.bucket != bucket:
             acc = self._accumulator(<Py_ssize_t>g, bucket)
-        acc.count += 1
-        acc.cpu_sum += cpu_percent
-        if cpu_percent < acc.cpu_min:
-            acc.cpu_min = cpu_percent
-        if cpu_percent > acc.cpu_max:
-            acc.cpu_max = cpu_percent
-        acc.mem_sum += memory_percent
-        if memory_percent < acc.mem_min:
-            acc.mem_min = memory_percent
-        if memory_percent > acc.mem_max:
-            acc.mem_max = memory_percent
-        acc.disk_sum += disk_percent
-        if disk_percent < acc.disk_min:
-            acc.disk_min = disk_percent
-        if disk_percent > acc.disk_max:
-            acc.disk_max = disk_percent
+        _fold(acc, 0, cpu_percent)
+        _fold(acc, 1, memory_percent)
+        _fold(acc, 2, <double>c_memory_used)
+        _fold(acc, 3, disk_percent)
+        _fold(acc, 4, disk_used_gb)
+        _fold(acc, 5, load_avg_1m)
+        _fold(acc, 6, load_avg_5m)
+        _fold(acc, 7, load_avg_15m)
+        _fold(acc, 8, temperature)
+        _fold(acc, 9, rx_rate)
+        _fold(acc, 10, tx_rate)
         self._window_heartbeats += 1
         if seen_at < self._window_min:
             self._window_min = seen_at
@@ -403,19 +565,21 @@ cdef class HeartbeatBatcher:
             self._window_max = seen_at
         self._added += 1
 
-        cdef _Pending entry
+        cdef _Record entry
         if self._taken == len(self._pool):
-            self._pool.append(_Pending.__new__(_Pending))
-        cdef _Pending fresh = <_Pending>self._pool[self._taken]
+            self._pool.append(_Record.__new__(_Record))
+        cdef _Record fresh = <_Record>self._pool[self._taken]
         # One probe: inserts ``fresh`` for a new device, else returns its entry (borrowed).
         cdef PyObject* found = PyDict_SetDefault(self._window, device_id, fresh)
         if found == <PyObject*>fresh:
             self._taken += 1
             entry = fresh
             entry.count = 1
+            entry.sample = sample
         else:
-            entry = <_Pending>found
+            entry = <_Record>found
             entry.count += 1
+            entry.sample = entry.sample or sample
             if seen_at < entry.seen_at:  # an older heartbeat: counted, not kept
                 return PyDict_GET_SIZE(self._window) >= self._max_pending
         entry.seen_at = seen_at
@@ -424,6 +588,16 @@ cdef class HeartbeatBatcher:
         entry.memory_percent = memory_percent
         entry.disk_percent = disk_percent
         entry.uptime_seconds = c_uptime
+        entry.memory_used_mb = c_memory_used
+        entry.memory_total_mb = c_memory_total
+        entry.disk_used_gb = disk_used_gb
+        entry.disk_total_gb = disk_total_gb
+        entry.load_avg_1m = load_avg_1m
+        entry.load_avg_5m = load_avg_5m
+        entry.load_avg_15m = load_avg_15m
+        entry.temperature = temperature
+        entry.rx_rate = rx_rate
+        entry.tx_rate = tx_rate
         return PyDict_GET_SIZE(self._window) >= self._max_pending
 
     cdef _Accumulator _accumulator(self, Py_ssize_t group, long long bucket):
@@ -459,6 +633,11 @@ cdef class HeartbeatBatcher:
         """The length of a rollup bucket, in seconds."""
         return self._rollup_interval
 
+    @property
+    def sample_interval(self):
+        """The GCRA period of per-device samples, in seconds (0: every heartbeat)."""
+        return self._sample_interval
+
     def oldest_pending_age(self, double now):
         """``now`` minus the least ``seen_at`` accepted since the last drain; 0.0 if none."""
         if self._window_heartbeats == 0:
@@ -473,11 +652,11 @@ cdef class HeartbeatBatcher:
         each drained device whose state differs from the one last drained for it (-1 if
         never drained); the drained state becomes the remembered one. ``rollups``: per
         (bucket, group) seen since the last drain, one ``(bucket_start, device_type,
-        version, metric, count, sum, min, max)`` row per metric.
+        version, metric, count, sum, min, max, sketch)`` row per metric with readings.
         """
         cdef dict window = self._window
         cdef Py_ssize_t devices = PyDict_GET_SIZE(window)
-        cdef _Copy record
+        cdef _Record record
         cdef list commands = []
         cdef list transitions = []
         cdef list zadd
@@ -490,20 +669,20 @@ cdef class HeartbeatBatcher:
         cdef PyObject* found
         cdef str device_id
         cdef str key
-        cdef _Pending entry
+        cdef _Record entry
         cdef int previous
         self._window = {}
         self._taken = 0
         if devices:
             zadd = [_ZADD, self._last_seen_key]
             while PyDict_Next(window, &pos, &key_ptr, &value_ptr):
-                zadd.append((<_Pending>value_ptr).seen_at)
+                zadd.append((<_Record>value_ptr).seen_at)
                 zadd.append(<str>key_ptr)
             commands.append(tuple(zadd))
         pos = 0
         while PyDict_Next(window, &pos, &key_ptr, &value_ptr):
             device_id = <str>key_ptr
-            entry = <_Pending>value_ptr
+            entry = <_Record>value_ptr
             key = f"{self._stats_key_prefix}{device_id}{self._stats_key_suffix}"
             commands.append(
                 (
@@ -531,36 +710,32 @@ cdef class HeartbeatBatcher:
             if entry.state != previous:
                 transitions.append((device_id, previous, entry.state))
                 last_state[device_id] = entry.state
-            # An existing key keeps its position (first arrival), takes the new values.
+            # An existing key keeps its position (first arrival), takes the new values and
+            # ORs the sample flag.
             found = PyDict_GetItem(copy, device_id)
             if found is NULL:
-                record = _Copy.__new__(_Copy)
+                record = _Record.__new__(_Record)
+                record.sample = entry.sample
                 copy[device_id] = record
             else:
-                record = <_Copy>found
-            record.seen_at = entry.seen_at
-            record.cpu_percent = entry.cpu_percent
-            record.memory_percent = entry.memory_percent
-            record.disk_percent = entry.disk_percent
-            record.uptime_seconds = entry.uptime_seconds
+                record = <_Record>found
+                record.sample = record.sample or entry.sample
+            _copy_values(record, entry)
 
         cdef list rollups = []
         cdef _Accumulator acc
+        cdef Py_ssize_t metric
         for acc in self._accumulators:
             bucket_start = _utc_datetime(<double>(acc.bucket * self._rollup_interval))
             device_type, version = self._groups[acc.group]
-            rollups.append(
-                (bucket_start, device_type, version, _M_CPU, acc.count,
-                 acc.cpu_sum, acc.cpu_min, acc.cpu_max)
-            )
-            rollups.append(
-                (bucket_start, device_type, version, _M_MEM, acc.count,
-                 acc.mem_sum, acc.mem_min, acc.mem_max)
-            )
-            rollups.append(
-                (bucket_start, device_type, version, _M_DISK, acc.count,
-                 acc.disk_sum, acc.disk_min, acc.disk_max)
-            )
+            for metric in range(_METRIC_COUNT):
+                sketch = acc.sketches[metric]
+                if sketch is None:
+                    continue
+                rollups.append(
+                    (bucket_start, device_type, version, _METRICS[metric], sketch.count,
+                     sketch.sum, sketch.min, sketch.max, sketch)
+                )
         interval = (
             (self._window_min, self._window_max) if self._window_heartbeats else None
         )
@@ -579,19 +754,19 @@ cdef class HeartbeatBatcher:
     def drain_copy_records(self):
         """Empty the COPY window: one record per device drained since the last call.
 
-        ``(device_id, seen_at, cpu_percent, memory_percent, disk_percent,
-        uptime_seconds)`` per device, ``seen_at`` a UTC datetime, from the device's last
-        drained record, in order of first arrival since the last call.
+        A ``CopyRecord`` per device (``seen_at`` a UTC datetime, ``temperature`` None for
+        no sensor), from the device's last drained record with the OR of the ``sample``
+        flags of the records drained since, in order of first arrival since the last call.
         """
         cdef dict window = self._copy
         cdef list records = []
         cdef Py_ssize_t pos = 0
         cdef PyObject* key_ptr
         cdef PyObject* value_ptr
-        cdef _Copy entry
+        cdef _Record entry
         self._copy = {}
         while PyDict_Next(window, &pos, &key_ptr, &value_ptr):
-            entry = <_Copy>value_ptr
+            entry = <_Record>value_ptr
             records.append(
                 (
                     <str>key_ptr,
@@ -600,6 +775,17 @@ cdef class HeartbeatBatcher:
                     entry.memory_percent,
                     entry.disk_percent,
                     entry.uptime_seconds,
+                    entry.memory_used_mb,
+                    entry.memory_total_mb,
+                    entry.disk_used_gb,
+                    entry.disk_total_gb,
+                    entry.load_avg_1m,
+                    entry.load_avg_5m,
+                    entry.load_avg_15m,
+                    _optional(entry.temperature),
+                    _optional(entry.rx_rate),
+                    _optional(entry.tx_rate),
+                    entry.sample,
                 )
             )
         return records
@@ -609,12 +795,13 @@ cdef class HeartbeatBatcher:
         raise TypeError(f"cannot pickle {type(self).__qualname__!r} object")
 
     def forget(self, str device_id not None):
-        """Drop the remembered state of ``device_id`` and its entries in both windows.
+        """Drop what the batcher remembers of ``device_id`` and its entries in both windows.
 
-        Its next drain reports a transition from -1. Rollups keep its heartbeats.
-        Forgetting an unknown device is a no-op. Raises TypeError if ``device_id`` is not
-        a ``str``.
+        Its next drain reports a transition from -1, its next heartbeat has unknown rates
+        and is a sample. Rollups keep its heartbeats. Forgetting an unknown device is a
+        no-op. Raises TypeError if ``device_id`` is not a ``str``.
         """
         self._window.pop(device_id, None)
         self._copy.pop(device_id, None)
         self._last_state.pop(device_id, None)
+        self._devices.pop(device_id, None)

@@ -6,7 +6,12 @@
         print(device.id, device.name)
 
 TLS trusts ``ca_cert`` (PEM path or bytes), else ``$FLEETD_CA_CERT``, else the system
-store. Keyword arguments of each call are the request message's fields.
+store. Keyword arguments of each call are the request message's fields (timestamps and
+durations may be given as ``datetime`` / ``timedelta``, enums by name):
+
+    client.analytics.get_metrics(metric_names=["cpu_usage"], interval=timedelta(hours=1))
+    export = client.analytics.export_data(format="CSV", data_type="DEVICE_INVENTORY")
+    client.analytics.download_export(export.export_url, "inventory.csv")
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from typing import Any
 
 from pyqwest import SyncClient, SyncHTTPTransport
 
-from fleetd.v1 import device_pb2
+from fleetd.export_download import Progress, download_export
+from fleetd.v1 import analytics_pb2, device_pb2
+from fleetd.v1.analytics_connect import AnalyticsServiceClientSync
 from fleetd.v1.device_connect import DeviceServiceClientSync
 
 
@@ -63,6 +70,48 @@ class DeviceAPI:
         )
 
 
+class AnalyticsAPI:
+    """``fleetd.v1.AnalyticsService`` with keyword-argument requests, and the download of
+    a finished export."""
+
+    def __init__(
+        self, client: AnalyticsServiceClientSync, headers: dict[str, str], ca: bytes | None
+    ) -> None:
+        self._client = client
+        self._headers = headers
+        self._ca = ca
+
+    def get_metrics(self, **fields: Any) -> analytics_pb2.GetMetricsResponse:
+        return self._client.get_metrics(
+            analytics_pb2.GetMetricsRequest(**fields), headers=self._headers
+        )
+
+    def get_device_health(self, **fields: Any) -> analytics_pb2.GetDeviceHealthResponse:
+        return self._client.get_device_health(
+            analytics_pb2.GetDeviceHealthRequest(**fields), headers=self._headers
+        )
+
+    def export_data(self, **fields: Any) -> analytics_pb2.ExportDataResponse:
+        return self._client.export_data(
+            analytics_pb2.ExportDataRequest(**fields), headers=self._headers
+        )
+
+    def download_export(
+        self,
+        export_url: str,
+        destination: str | Path,
+        *,
+        progress: Progress | None = None,
+        timeout: float = 3600.0,
+    ) -> Path:
+        """Wait for the export to be ready, then download it to ``destination``, resuming
+        a partial file with an HTTP Range request; return the path. The signed URL is the
+        credential: no API key is sent."""
+        return download_export(
+            export_url, Path(destination), ca=self._ca, progress=progress, timeout=timeout
+        )
+
+
 class Client:
     """A synchronous fleetd operator API client."""
 
@@ -80,8 +129,10 @@ class Client:
         )
         http = SyncClient(self._transport)
         headers = {"x-api-key": api_key} if api_key else {}
-        self.device = DeviceAPI(
-            DeviceServiceClientSync(endpoint.rstrip("/"), http_client=http), headers
+        base = endpoint.rstrip("/")
+        self.device = DeviceAPI(DeviceServiceClientSync(base, http_client=http), headers)
+        self.analytics = AnalyticsAPI(
+            AnalyticsServiceClientSync(base, http_client=http), headers, ca
         )
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""``fleetd``: one CLI for operators — init, serve, demo, token, agent.
+"""``fleetd``: one CLI for operators — init, serve, demo, token, metrics, health, export, agent.
 
 Configuration comes from ``FLEETD_*`` environment variables (see the README); options
 here only override the few things one changes per invocation.
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from fleetd_cli import analytics
 from fleetd_cli.common import (
     DataDir,
     T,
@@ -471,6 +472,12 @@ def agent(ctx: typer.Context) -> None:
     from agent.main import main as agent_main
 
     raise typer.Exit(agent_main(list(ctx.args)))
+
+
+# The operator's API verbs (through the control API, with the caller's credentials).
+app.command()(analytics.metrics)
+app.command()(analytics.health)
+app.command()(analytics.export)
 
 
 def run() -> None:

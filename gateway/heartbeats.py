@@ -8,18 +8,24 @@ batcher's (compiled) work, done per flush:
   ZADD to the fleet's last-seen ZSET, run through ``fleetd.storage.liveness.ARRIVE`` so
   devices coming online get their event, then HSET + EXPIRE of each device's stats hash)
   are fed to one pipeline (``fleetd.storage.heartbeat_flush.write_latest``), whose
-  per-group rollups are combined for PostgreSQL, and which goes to the ``on_flush`` hook;
+  per-group rollup sketches are merged for PostgreSQL, and which goes to the ``on_flush``
+  hook;
 * every ``postgres_interval`` the PostgreSQL loop takes the batcher's COPY window: one
   ready record per device drained since (coalesced by the batcher, ``seen_at`` already a
-  UTC datetime), written with COPY and one merging UPDATE, then the combined per-minute
-  rollups (``fleetd.storage.heartbeat_flush.write_records``).
+  UTC datetime, every DeviceStats field, network rates, the ``sample`` flag), written with
+  COPY, one merging UPDATE and the samples' INSERT, and every ``rollup_flush_interval``
+  the merged per-minute rollup partials (``fleetd.storage.heartbeat_flush.write_records``;
+  docs/analytics.md 2.3, 2.4).
 
 Nothing per heartbeat touches PostgreSQL. Heartbeats are liveness, not transactions: a
 crash can lose the last flush interval of them (the device's next heartbeat restores it).
 A clean shutdown flushes everything. A failed PostgreSQL write is retried on the next tick
 with its records kept (merged with the newer ones per device, so the retry buffer is
-bounded by the fleet size); a failed Redis write is dropped after logging, since
-PostgreSQL still receives the same data.
+bounded by the fleet size) and its rollup partials kept (merged into the newer ones, so
+bounded by minutes x groups x metrics); a failed Redis write is dropped after logging,
+since PostgreSQL still receives the same data. Samples that ``device_samples`` refuses (no
+partition for their time) are dropped with a warning and counted in ``samples_dropped``:
+liveness never waits for analytics.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from fleetd.storage import redis_keys
 from fleetd.storage.errors import REDIS_ERRORS
 from fleetd.storage.heartbeat_flush import WRITE_ERRORS, write_latest, write_records
 from fleetd.storage.redis_keys import STATS_TTL_SECONDS
-from fleetd.storage.rollups import RollupKey, combine, combine_one
+from fleetd.storage.rollups import Partials, combine, combine_partials, writer_id
 from fleetd.storage.types import Pool, Redis
 
 log = logging.getLogger(__name__)
@@ -51,8 +57,12 @@ class HeartbeatPipeline:
 
     ``on_flush`` (settable at any time), if not None, receives every ``Flush`` that carries
     heartbeats, for its transitions and per-minute group rollups, on the event loop: it
-    must not block. The rollups are also combined here and merged into PostgreSQL's
-    ``fleet_rollups`` with each PostgreSQL flush (kept for a retry if it fails).
+    must not block. The rollups' sketches belong to the pipeline once the hook returns
+    (they are merged into across drains): a hook that keeps one merges it into its own
+    ``Sketch``. The rollups are appended to PostgreSQL's ``metric_rollup_partials`` every
+    ``rollup_flush_interval`` seconds and at ``close`` (kept for a retry if that fails).
+
+    ``sample_interval`` is the batcher's per-device sampling period (``FLEETD_SAMPLE_INTERVAL``).
     """
 
     def __init__(
@@ -64,6 +74,8 @@ class HeartbeatPipeline:
         redis_interval: float = 0.05,
         postgres_interval: float = 1.0,
         max_pending: int = 65536,
+        sample_interval: float = 300.0,
+        rollup_flush_interval: float = 10.0,
         on_flush: Callable[[Flush], None] | None = None,
     ) -> None:
         self.fleet = fleet
@@ -71,6 +83,8 @@ class HeartbeatPipeline:
         self._pool = pool
         self._redis_interval = redis_interval
         self._postgres_interval = postgres_interval
+        self._rollup_flush_interval = rollup_flush_interval
+        self._rollups_due = time.monotonic() + rollup_flush_interval
         self.on_flush = on_flush
         self._batcher = HeartbeatBatcher(
             max_pending,
@@ -79,15 +93,20 @@ class HeartbeatPipeline:
             stats_key_suffix=redis_keys.DEVICE_STATS_SUFFIX,
             stats_ttl=STATS_TTL_SECONDS,
             rollup_interval=ROLLUP_INTERVAL_SECONDS,
+            sample_interval=sample_interval,
         )
         self._unknown_group = self._batcher.group_id(*UNKNOWN_GROUP)
         self._retry: list[CopyRecord] = []
-        self._rollups: dict[RollupKey, list[float]] = {}
+        self._rollups: Partials = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.flushed_to_redis = 0
         self.flushed_to_postgres = 0
+        self.samples_written = 0
+        self.samples_dropped = 0
+        """Samples ``device_samples`` refused (no partition for their time), since start."""
+        self.partials_written = 0
 
     def group_id(self, device_type: str, version: str) -> int:
         """The batcher's id for a device group, for ``add``; look it up once per device."""
@@ -105,7 +124,19 @@ class HeartbeatPipeline:
         memory_percent: float,
         disk_percent: float,
         uptime_seconds: int,
+        memory_used_mb: int,
+        memory_total_mb: int,
+        disk_used_gb: float,
+        disk_total_gb: float,
+        load_avg_1m: float,
+        load_avg_5m: float,
+        load_avg_15m: float,
+        temperature: float,
+        network_rx_bytes: int,
+        network_tx_bytes: int,
     ) -> None:
+        """One heartbeat, stamped with this process's clock (``HeartbeatBatcher.add``:
+        ``temperature`` NaN when the device has no sensor, counters in bytes since boot)."""
         full = self._batcher.add(
             device_id,
             group,
@@ -115,6 +146,16 @@ class HeartbeatPipeline:
             memory_percent,
             disk_percent,
             uptime_seconds,
+            memory_used_mb,
+            memory_total_mb,
+            disk_used_gb,
+            disk_total_gb,
+            load_avg_1m,
+            load_avg_5m,
+            load_avg_15m,
+            temperature,
+            network_rx_bytes,
+            network_tx_bytes,
         )
         if full:
             self._wake.set()
@@ -134,7 +175,7 @@ class HeartbeatPipeline:
                 await task
         self._tasks = []
         await self.flush_redis()  # moves the last records into the COPY window
-        await self.flush_postgres()
+        await self.flush_postgres(rollups=True)
 
     async def _redis_loop(self) -> None:
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
@@ -176,37 +217,62 @@ class HeartbeatPipeline:
         self.flushed_to_redis += flush.devices
         return flush.devices
 
-    async def flush_postgres(self) -> int:
-        """Write the COPY window to PostgreSQL; keep the records for a retry on failure."""
+    async def flush_postgres(self, *, rollups: bool | None = None) -> int:
+        """Write the COPY window to PostgreSQL, and the rollup partials when they are due
+        (every ``rollup_flush_interval``; ``rollups=True`` forces them, False holds them);
+        keep both for a retry on failure. Returns the number of records written."""
         rows = self._batcher.drain_copy_records()
         if self._retry:
             rows = _latest_per_device(self._retry, rows)
             self._retry = []
-        rollups, self._rollups = self._rollups, {}
-        if not rows and not rollups:
+        now = time.monotonic()
+        if rollups is None:
+            rollups = now >= self._rollups_due
+        partials: Partials = {}
+        if rollups:
+            partials, self._rollups = self._rollups, {}
+            self._rollups_due = now + self._rollup_flush_interval
+        if not rows and not partials:
             return 0
         try:
-            await write_records(self._pool, rows, rollups)
+            merged = await write_records(
+                self._pool, rows, partials, writer=writer_id(), fleet=self.fleet
+            )
         except WRITE_ERRORS as exc:
-            log.warning("postgres flush of %d devices failed, will retry: %s", len(rows), exc)
-            self._keep_for_retry(rows, rollups)
+            log.warning(
+                "postgres flush of %d devices and %d rollup partials failed, will retry: %s",
+                len(rows),
+                len(partials),
+                exc,
+            )
+            self._keep_for_retry(rows, partials)
             return 0
         except asyncio.CancelledError:  # cancelled mid-write: keep the data for whoever goes on
-            self._keep_for_retry(rows, rollups)
+            self._keep_for_retry(rows, partials)
             raise
+        if merged is not None:
+            self.samples_written += merged.samples
+            if merged.samples_dropped:
+                self.samples_dropped += merged.samples_dropped
+                log.warning(
+                    "dropped %d device samples (devices updated): %s",
+                    merged.samples_dropped,
+                    merged.error,
+                )
+        self.partials_written += len(partials)
         self.flushed_to_postgres += len(rows)
         return len(rows)
 
-    def _keep_for_retry(
-        self, rows: list[CopyRecord], rollups: dict[RollupKey, list[float]]
-    ) -> None:
+    def _keep_for_retry(self, rows: list[CopyRecord], partials: Partials) -> None:
         self._retry = _latest_per_device(self._retry, rows) if self._retry else rows
-        for key, value in rollups.items():  # merged with any newer ones
-            combine_one(self._rollups, key, value)
+        if partials:  # merged with any newer ones, written at the next due flush
+            combine_partials(partials, self._rollups)
+            self._rollups = partials
 
 
 def _latest_per_device(older: list[CopyRecord], newer: list[CopyRecord]) -> list[CopyRecord]:
-    """One record per device from both batches: the later ``seen_at``, ``newer`` on a tie.
+    """One record per device from both batches: the later ``seen_at``, ``newer`` on a tie,
+    a sample if either was (the batcher's COPY-window rule).
 
     Only a retry after a failed write gets here, so this per-record Python is off the
     steady-state path.
@@ -214,6 +280,9 @@ def _latest_per_device(older: list[CopyRecord], newer: list[CopyRecord]) -> list
     merged = {record[0]: record for record in older}
     for record in newer:
         kept = merged.get(record[0])
-        if kept is None or record[1] >= kept[1]:
+        if kept is None:
             merged[record[0]] = record
+            continue
+        later, other = (record, kept) if record[1] >= kept[1] else (kept, record)
+        merged[record[0]] = later if later[-1] or not other[-1] else (*later[:-1], True)
     return list(merged.values())

@@ -20,6 +20,7 @@ from grpc_health.v1 import _async as health_aio  # public as health.aio; absent 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fleetd.device.v1 import agent_pb2
+from fleetd.services.analytics import roles as analytics_roles
 from fleetd.settings import Settings
 from fleetd.storage import redis_client
 from fleetd.storage.blobs import FilesystemBlobStore
@@ -31,6 +32,7 @@ from gateway.batching import BatchedLookup
 from gateway.desired_state import DesiredStateLookup
 from gateway.device_auth import DeviceAuthenticator
 from gateway.heartbeats import HeartbeatPipeline
+from gateway.live_metrics import LiveMetrics
 from gateway.liveness import LivenessSweeper
 from gateway.log_uploads import LogUploads
 from gateway.pushes import PushHub
@@ -68,6 +70,7 @@ class Gateway:
     pool: Pool
     redis: Redis
     pipeline: HeartbeatPipeline
+    live: LiveMetrics
     health: health_aio.HealthServicer
     sweeper: LivenessSweeper
     stores: StoreHealth
@@ -95,6 +98,8 @@ class Gateway:
         await _bounded(self.sweeper.close(), step + 5.0, "sweeper")
         if not await _bounded(self.pipeline.close(), grace, "heartbeat flush"):
             log.error("pending heartbeats were not flushed within %.1fs", grace)
+        await _bounded(self.live.stop(), step, "live metrics")
+        await _bounded(analytics_roles.stop(), step, "analytics roles")
         await _bounded(redis_client.close(self.redis), step, "Redis client")
         if not await _bounded(self.pool.close(), grace, "PostgreSQL pool"):
             log.error("PostgreSQL connections did not close within %.1fs; terminating", grace)
@@ -137,12 +142,17 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
         socket_timeout=5.0,
         socket_connect_timeout=2.0,
     )
+    # Samples and rollup partials need their partitions; a deployment running only
+    # gateways for a while must still have them (docs/analytics.md 2.5).
+    await analytics_roles.prepare(pool, settings)
     pipeline = HeartbeatPipeline(
         settings.fleet,
         redis,
         pool,
         redis_interval=settings.redis_flush_interval,
         postgres_interval=settings.postgres_flush_interval,
+        sample_interval=settings.sample_interval,
+        rollup_flush_interval=settings.rollup_flush_interval,
     )
 
     standings: BatchedLookup[tuple[str, str], CertificateStanding] = BatchedLookup(
@@ -198,6 +208,10 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
     )
     await server.start()
     pipeline.start()
+    analytics_roles.start(pool, settings, roles=("partition_maintenance",))
+    live = LiveMetrics(redis, settings.fleet)
+    pipeline.on_flush = lambda flush: live.fold(flush.rollups)
+    live.start()
 
     async def report(serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING
@@ -219,6 +233,7 @@ async def start_gateway(settings: Settings, *, port: int | None = None) -> Gatew
         pool,
         redis,
         pipeline,
+        live,
         health_servicer,
         sweeper,
         stores,

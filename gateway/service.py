@@ -334,7 +334,26 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             uptime = device_fields.non_negative("stats.uptime_seconds", stats.uptime_seconds)
         except device_fields.InvalidRequest as exc:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        self._pipeline.add(caller.device_id, caller.group, ONLINE, cpu, mem, disk, uptime)
+        # The other fields' ranges were checked with the message (fleetd.domain.message_rules).
+        self._pipeline.add(
+            caller.device_id,
+            caller.group,
+            ONLINE,
+            cpu,
+            mem,
+            disk,
+            uptime,
+            stats.memory_used_mb,
+            stats.memory_total_mb,
+            stats.disk_used_gb,
+            stats.disk_total_gb,
+            stats.load_avg_1m,
+            stats.load_avg_5m,
+            stats.load_avg_15m,
+            stats.temperature_celsius if stats.HasField("temperature_celsius") else math.nan,
+            stats.network_rx_bytes,
+            stats.network_tx_bytes,
+        )
         held, started = request.desired_state_revision, time.monotonic()
         if self._verified.current(caller.device_id, held, started):
             answer = UNCHANGED  # verified since, and no change notice came

@@ -1,6 +1,7 @@
 """The gateway against an earlier version of itself, side by side, under the same load.
 
     python -m bench.load.gateway_ab --baseline-tree DIR [--devices 400] [--rounds 3]
+        [--current-env NAME=VALUE ...]
 
 ``DIR`` is another checkout of this repository (``git worktree add /tmp/old <commit>``,
 with the compiled ``core_ext/_batcher*.so`` copied in when its sources are unchanged). Both
@@ -9,7 +10,8 @@ certificates, the per-device limit off), and the same generator saturates them i
 interleaved: heartbeat streams (what the agent uses) and unary heartbeats. Figures are
 the server CPU per heartbeat and the throughput, as ratios current / baseline, so that a
 change's cost is measured on a shared, noisy machine rather than against a number
-recorded another day.
+recorded another day. ``--current-env`` sets variables for the current gateway only (e.g.
+``FLEETD_SAMPLE_INTERVAL=0``: every heartbeat persisted as a sample, the worst case).
 """
 
 from __future__ import annotations
@@ -48,16 +50,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--max-cost-ratio", type=float, default=1.10)
+    parser.add_argument("--current-env", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
+    current_env = dict(item.split("=", 1) for item in args.current_env)
     baseline_rev = _describe(args.baseline_tree)
     current_rev = _describe(Path(__file__).resolve().parents[2])
-    command = f"python -m bench.load.gateway_ab --baseline-tree <{baseline_rev}>"
-    report = Report(f"{GROUP}_{baseline_rev}", command)
+    extra = "".join(f" --current-env {k}={v}" for k, v in current_env.items())
+    command = f"python -m bench.load.gateway_ab --baseline-tree <{baseline_rev}>{extra}"
+    suffix = "_" + "_".join(f"{k}={v}" for k, v in current_env.items()) if current_env else ""
+    report = Report(f"{GROUP}_{baseline_rev}{suffix}", command)
     load = os.getloadavg()[0]
     with load_stack(args.devices) as stack:
         unlimited = {"FLEETD_GATEWAY_DEVICE_RATE": "off"}
         gateways = {
-            "current": stack.start_gateway_from(None, "gw-current", None, unlimited),
+            "current": stack.start_gateway_from(
+                None, "gw-current", None, {**unlimited, **current_env}
+            ),
             "baseline": stack.start_gateway_from(
                 args.baseline_tree, "gw-baseline", None, unlimited
             ),
@@ -88,7 +96,7 @@ def main() -> None:
             rate = {n: statistics.median(m.result.throughput for m in ms) for n, ms in runs.items()}
             ratio = cpu["current"] / cpu["baseline"]
             report.add(
-                f"gateway {current_rev} vs {baseline_rev}, {kind} at saturation "
+                f"gateway {current_rev}{extra} vs {baseline_rev}, {kind} at saturation "
                 f"({args.devices} devices, median of {args.rounds} interleaved "
                 f"{args.duration:g} s rounds)",
                 f"server CPU per heartbeat {cpu['current']:.0f} vs {cpu['baseline']:.0f} us "

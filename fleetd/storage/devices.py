@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeAlias
 
@@ -512,22 +512,70 @@ async def refresh_registration(
     return None if row is None else _device(row)
 
 
-HeartbeatRow = tuple[str, dt.datetime, float, float | None, float | None, int]
-"""(device_id, seen_at, cpu_usage, memory_usage, disk_usage, uptime_seconds); a None usage
-is stored as unknown."""
+HeartbeatRow: TypeAlias = tuple[
+    str,
+    dt.datetime,
+    float,
+    float | None,
+    float | None,
+    int,
+    int,
+    int,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float | None,
+    float | None,
+    float | None,
+    bool,
+]
+"""A ``core_ext.CopyRecord``: (device_id, seen_at, cpu_usage, memory_usage, disk_usage,
+uptime_seconds, memory_used_mb, memory_total_mb, disk_used_gb, disk_total_gb, load_avg_1m,
+load_avg_5m, load_avg_15m, temperature, network_rx_rate, network_tx_rate, sample), except
+that a None usage (memory, disk) is allowed and stored as unknown; a row with one is never
+a sample (``device_samples`` needs both)."""
+
+_MAX_INT4 = 2**31 - 1
 
 
-async def merge_heartbeats(conn: Connection, rows: Iterable[HeartbeatRow]) -> int:
-    """Write coalesced heartbeats: COPY into a staging table, then one merging UPDATE.
+@dataclass(frozen=True, slots=True)
+class HeartbeatMerge:
+    """What one ``merge_heartbeats`` wrote."""
+
+    updated: int
+    """``devices`` rows updated (a heartbeat older than ``last_seen`` updates nothing)."""
+    samples: int
+    """Rows inserted into ``device_samples`` (a retried sample is not inserted twice)."""
+    samples_dropped: int
+    """Sample rows refused by ``device_samples`` (no partition for their time, a value out
+    of range): dropped, the devices update kept."""
+    error: str | None = None
+    """Why the samples were dropped, when they were."""
+
+
+async def merge_heartbeats(conn: Connection, rows: Sequence[HeartbeatRow]) -> HeartbeatMerge:
+    """Write coalesced heartbeats: COPY into a staging table, one merging UPDATE of
+    ``devices``, then the rows flagged ``sample`` into ``device_samples``.
 
     A device goes online on its first heartbeat; a device an operator put in another state
-    (maintenance, updating...) keeps it. last_seen never moves backwards.
+    (maintenance, updating...) keeps it. last_seen never moves backwards. Samples are keyed
+    by (device_key, seen_at), so a retried flush inserts nothing twice; uptime and the
+    megabytes are clamped to the integer columns' 2^31 - 1. The samples run under a
+    savepoint: when ``device_samples`` refuses them (SQLSTATE 23514, no partition for
+    their time, most likely), the devices update still commits, because liveness must not
+    wait for analytics (docs/analytics.md 2.3).
     """
     async with conn.transaction():
         await conn.execute(
             """CREATE TEMP TABLE IF NOT EXISTS heartbeat_staging (
                    device_id text, seen_at timestamptz, cpu_usage float8, memory_usage float8,
-                   disk_usage float8, uptime_seconds bigint) ON COMMIT DELETE ROWS"""
+                   disk_usage float8, uptime_seconds bigint, memory_used_mb bigint,
+                   memory_total_mb bigint, disk_used_gb float8, disk_total_gb float8,
+                   load_avg_1m float8, load_avg_5m float8, load_avg_15m float8,
+                   temperature float8, network_rx_rate float8, network_tx_rate float8,
+                   sample boolean) ON COMMIT DELETE ROWS"""
         )
         await conn.copy_records_to_table("heartbeat_staging", records=rows)
         status: str = await conn.execute(
@@ -537,13 +585,42 @@ async def merge_heartbeats(conn: Connection, rows: Iterable[HeartbeatRow]) -> in
                    memory_usage = s.memory_usage,
                    disk_usage = s.disk_usage,
                    uptime_seconds = s.uptime_seconds,
+                   temperature = s.temperature,
                    status = CASE WHEN d.status IN ('unknown', 'offline') THEN 'online'
                                  ELSE d.status END
                FROM heartbeat_staging s
                WHERE d.device_id = s.device_id
                  AND (d.last_seen IS NULL OR s.seen_at >= d.last_seen)"""
         )
-    return int(status.rsplit(" ", 1)[1])
+        updated = int(status.rsplit(" ", 1)[1])
+        wanted = sum(1 for row in rows if row[-1])
+        if not wanted:
+            return HeartbeatMerge(updated, 0, 0)
+        try:
+            async with conn.transaction():  # a savepoint
+                inserted: str = await conn.execute(
+                    f"""INSERT INTO device_samples (
+                           seen_at, device_key, cpu_usage, memory_usage, memory_used_mb,
+                           memory_total_mb, disk_usage, disk_used_gb, disk_total_gb,
+                           uptime_seconds, load_avg_1m, load_avg_5m, load_avg_15m,
+                           temperature, network_rx_rate, network_tx_rate)
+                       SELECT s.seen_at, d.device_key, s.cpu_usage, s.memory_usage,
+                              LEAST(s.memory_used_mb, {_MAX_INT4}),
+                              LEAST(s.memory_total_mb, {_MAX_INT4}),
+                              s.disk_usage, s.disk_used_gb, s.disk_total_gb,
+                              LEAST(s.uptime_seconds, {_MAX_INT4}),
+                              s.load_avg_1m, s.load_avg_5m, s.load_avg_15m,
+                              s.temperature, s.network_rx_rate, s.network_tx_rate
+                       FROM heartbeat_staging s JOIN devices d USING (device_id)
+                       WHERE s.sample AND s.memory_usage IS NOT NULL
+                         AND s.disk_usage IS NOT NULL
+                       ON CONFLICT (device_key, seen_at) DO NOTHING"""
+                )
+        except asyncpg.PostgresError as exc:
+            if isinstance(exc, asyncpg.PostgresConnectionError):
+                raise  # the whole flush failed: the caller retries it
+            return HeartbeatMerge(updated, 0, wanted, f"{type(exc).__name__}: {exc}")
+    return HeartbeatMerge(updated, int(inserted.rsplit(" ", 1)[1]), 0)
 
 
 async def record_heartbeat(
@@ -555,10 +632,11 @@ async def record_heartbeat(
     The same keys as the gateway's flush, in the same order: Redis first (the fleet's
     liveness ZSET, and the device's latest-stats hash with ``state``, a DeviceState number,
     expiring ``STATS_TTL_SECONDS`` after this beat), then the devices row
-    (``merge_heartbeats``). A None usage is written to Redis as an empty field. Unlike the
+    (``merge_heartbeats``, which also inserts the row into ``device_samples`` when it is
+    flagged ``sample``). A None usage is written to Redis as an empty field. Unlike the
     flush, it emits no ``device.online`` event.
     """
-    device_id, seen_at, cpu, memory, disk, uptime = beat
+    device_id, seen_at, cpu, memory, disk, uptime = beat[:6]
     pipe = redis.pipeline(transaction=False)
     pipe.zadd(redis_keys.last_seen(fleet), {device_id: seen_at.timestamp()})
     key = redis_keys.device_stats(device_id)

@@ -1,8 +1,11 @@
 """Where a heartbeat flush goes: the batcher's Redis commands, then its PostgreSQL records.
 
 ``gateway.heartbeats`` decides when to flush and what to keep for a retry; this module
-writes. Both writes are idempotent (a ZADD and HSETs of the latest values; a merge that
-never moves ``last_seen`` backwards), so a write retried after a failure is harmless.
+writes. The heartbeat writes are idempotent (a ZADD and HSETs of the latest values; a
+merge that never moves ``last_seen`` backwards; samples keyed by device and ``seen_at``), so
+a write retried after a failure is harmless. Rollup partials are appended: a retry after a
+failure whose INSERT did commit (the answer lost with the connection) counts them twice,
+the one case where an append-only design trades exactness for never contending.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core_ext.heartbeat_types import CopyRecord, RedisCommand
-from fleetd.storage.devices import merge_heartbeats
+from fleetd.storage.devices import HeartbeatMerge, merge_heartbeats
 from fleetd.storage.errors import POSTGRES_ERRORS
 from fleetd.storage.liveness import ARRIVE, arrivals
 from fleetd.storage.redis_scripts import execute
 from fleetd.storage.resp import pack_command
-from fleetd.storage.rollups import RollupKey, merge_rollups
+from fleetd.storage.rollups import Partials, write_partials
 from fleetd.storage.types import Pool, Redis
 
 WRITE_ERRORS = POSTGRES_ERRORS
@@ -37,12 +40,23 @@ async def write_latest(redis: Redis, fleet: str, commands: Sequence[RedisCommand
 
 
 async def write_records(
-    pool: Pool, rows: list[CopyRecord], rollups: dict[RollupKey, list[float]]
-) -> None:
-    """Merge coalesced heartbeat records (COPY and one UPDATE) and then the per-minute
-    rollups into PostgreSQL, on one connection. Raises one of ``WRITE_ERRORS``."""
+    pool: Pool,
+    rows: list[CopyRecord],
+    partials: Partials,
+    *,
+    writer: str,
+    fleet: str,
+) -> HeartbeatMerge | None:
+    """Merge coalesced heartbeat records (COPY, one UPDATE, the samples) and then append the
+    rollup partials, on one connection. Returns the merge's counts (None without rows).
+
+    Raises one of ``WRITE_ERRORS`` when either write failed; the samples alone failing is
+    not a failure (``HeartbeatMerge.samples_dropped``).
+    """
+    merged = None
     async with pool.acquire() as conn:
         if rows:
-            await merge_heartbeats(conn, rows)
-        if rollups:
-            await merge_rollups(conn, rollups)
+            merged = await merge_heartbeats(conn, rows)
+        if partials:
+            await write_partials(conn, writer, fleet, partials)
+    return merged

@@ -299,20 +299,6 @@ async def test_get_device_and_unknown_device(deployment: Deployment) -> None:
     assert missing.status == 404
 
 
-async def test_unbuilt_method_answers_unimplemented_naming_itself(
-    deployment: Deployment,
-) -> None:
-    response = await connect_json(
-        deployment.api_endpoint,
-        "fleetd.v1.AnalyticsService/ExportData",
-        {},
-        ca_pem=deployment.ca_pem,
-        api_key=deployment.admin_api_key,
-    )
-    assert response.status == 501
-    assert "fleetd.v1.AnalyticsService/ExportData" in response.body["message"]
-
-
 async def test_list_devices_over_grpc_with_generated_stubs(deployment: Deployment) -> None:
     await _register(deployment, "rpi-001")
     creds = grpc.ssl_channel_credentials(root_certificates=deployment.ca_pem)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import core_ext._batcher as compiled_module
 import core_ext.reference.batcher as reference_module
 from core_ext._batcher import HeartbeatBatcher as CompiledBatcher
-from core_ext.heartbeat_types import METRICS, Flush, Rollup
+from core_ext.heartbeat_types import COPY_COLUMNS, METRICS, Flush, Rollup
 from core_ext.reference.batcher import MAX_GROUPS, MAX_SEEN_AT, MIN_SEEN_AT
 from core_ext.reference.batcher import HeartbeatBatcher as ReferenceBatcher
 
@@ -32,6 +32,9 @@ Record: TypeAlias = tuple[str, float, int, float, float, float, int, int]
 NAN = math.nan
 INF = math.inf
 UTC = dt.UTC
+
+REST = (1000, 2000, 10.0, 20.0, 0.5, 0.4, 0.3, 45.0, 0, 0)
+"""Plausible values of ``add``'s arguments after ``uptime_seconds``, for positional calls."""
 
 
 @pytest.fixture(params=[CompiledBatcher, ReferenceBatcher], ids=["compiled", "reference"])
@@ -63,6 +66,16 @@ def beat(
     memory_percent: Any = 20.0,
     disk_percent: Any = 30.0,
     uptime_seconds: Any = 100,
+    memory_used_mb: Any = 1000,
+    memory_total_mb: Any = 2000,
+    disk_used_gb: Any = 10.0,
+    disk_total_gb: Any = 20.0,
+    load_avg_1m: Any = 0.5,
+    load_avg_5m: Any = 0.4,
+    load_avg_15m: Any = 0.3,
+    temperature: Any = 45.0,
+    network_rx_bytes: Any = 0,
+    network_tx_bytes: Any = 0,
 ) -> bool:
     """One ``add`` with plausible defaults, passed by keyword."""
     return batcher.add(
@@ -74,6 +87,16 @@ def beat(
         memory_percent=memory_percent,
         disk_percent=disk_percent,
         uptime_seconds=uptime_seconds,
+        memory_used_mb=memory_used_mb,
+        memory_total_mb=memory_total_mb,
+        disk_used_gb=disk_used_gb,
+        disk_total_gb=disk_total_gb,
+        load_avg_1m=load_avg_1m,
+        load_avg_5m=load_avg_5m,
+        load_avg_15m=load_avg_15m,
+        temperature=temperature,
+        network_rx_bytes=network_rx_bytes,
+        network_tx_bytes=network_tx_bytes,
     )
 
 
@@ -99,6 +122,12 @@ def records(flush: Flush, prefix: str = "stats:") -> list[Record]:
             )
         )
     return out
+
+
+def comparable(flush: Flush) -> Flush:
+    """``flush`` with each rollup's sketch replaced by its bytes: the compiled and the
+    reference ``Sketch`` are different classes, whose bytes are the same."""
+    return flush._replace(rollups=[(*row[:8], row[8].to_bytes()) for row in flush.rollups])  # type: ignore[misc]
 
 
 def drain_records(batcher: Batcher) -> list[Record]:
@@ -247,25 +276,25 @@ def test_non_integer_group_is_refused(batcher: Batcher, group: Any) -> None:
 
 
 def test_single_heartbeat_drains_as_one_record_counted_once(batcher: Batcher) -> None:
-    batcher.add("dev-1", 0, 5.0, 2, 11.5, 22.5, 33.5, 3600)
+    batcher.add("dev-1", 0, 5.0, 2, 11.5, 22.5, 33.5, 3600, *REST)
     assert drain_records(batcher) == [("dev-1", 5.0, 2, 11.5, 22.5, 33.5, 3600, 1)]
 
 
 def test_later_seen_at_wins_when_heartbeats_coalesce(batcher: Batcher) -> None:
-    batcher.add("dev-1", 0, 1.0, 1, 10.0, 20.0, 30.0, 100)
-    batcher.add("dev-1", 0, 2.0, 3, 11.0, 21.0, 31.0, 101)
+    batcher.add("dev-1", 0, 1.0, 1, 10.0, 20.0, 30.0, 100, *REST)
+    batcher.add("dev-1", 0, 2.0, 3, 11.0, 21.0, 31.0, 101, *REST)
     assert drain_records(batcher) == [("dev-1", 2.0, 3, 11.0, 21.0, 31.0, 101, 2)]
 
 
 def test_earlier_seen_at_is_counted_but_does_not_overwrite(batcher: Batcher) -> None:
-    batcher.add("dev-1", 0, 2.0, 3, 11.0, 21.0, 31.0, 101)
-    batcher.add("dev-1", 0, 1.0, 1, 10.0, 20.0, 30.0, 100)
+    batcher.add("dev-1", 0, 2.0, 3, 11.0, 21.0, 31.0, 101, *REST)
+    batcher.add("dev-1", 0, 1.0, 1, 10.0, 20.0, 30.0, 100, *REST)
     assert drain_records(batcher) == [("dev-1", 2.0, 3, 11.0, 21.0, 31.0, 101, 2)]
 
 
 def test_later_call_wins_on_equal_seen_at(batcher: Batcher) -> None:
-    batcher.add("dev-1", 0, 2.0, 1, 10.0, 20.0, 30.0, 100)
-    batcher.add("dev-1", 0, 2.0, 4, 12.0, 22.0, 32.0, 102)
+    batcher.add("dev-1", 0, 2.0, 1, 10.0, 20.0, 30.0, 100, *REST)
+    batcher.add("dev-1", 0, 2.0, 4, 12.0, 22.0, 32.0, 102, *REST)
     assert drain_records(batcher) == [("dev-1", 2.0, 4, 12.0, 22.0, 32.0, 102, 2)]
 
 
@@ -319,7 +348,7 @@ def test_coalescing_restarts_after_drain(batcher: Batcher) -> None:
 
 
 def test_integer_values_are_stored_as_float(batcher: Batcher) -> None:
-    batcher.add("dev-1", 0, 7, 1, 50, 60, 70, 1)
+    batcher.add("dev-1", 0, 7, 1, 50, 60, 70, 1, *REST)
     hset = batcher.drain().redis_commands[1]
     assert hset[2::2] == ("seen_at", "state", "cpu", "mem", "disk", "uptime", "count")
     assert hset[3::2] == (7.0, 1, 50.0, 60.0, 70.0, 1, 1)
@@ -333,7 +362,7 @@ def test_bool_and_index_integers_are_stored_as_int(batcher: Batcher) -> None:
 
     state: Any = Code()
     group: Any = False
-    batcher.add("dev-1", group, 1.0, state, 1.0, 1.0, 1.0, True)
+    batcher.add("dev-1", group, 1.0, state, 1.0, 1.0, 1.0, True, *REST)
     flush = batcher.drain()
     assert records(flush) == [("dev-1", 1.0, 4, 1.0, 1.0, 1.0, 1, 1)]
     hset = flush.redis_commands[1]
@@ -343,21 +372,27 @@ def test_bool_and_index_integers_are_stored_as_int(batcher: Batcher) -> None:
 
 
 def test_percentages_are_passed_through_unclamped(batcher: Batcher) -> None:
-    batcher.add("dev-1", 0, 1.0, 1, 250.0, -3.5, 1e300, 0)
+    batcher.add("dev-1", 0, 1.0, 1, 250.0, -3.5, 1e300, 0, *REST)
     assert drain_records(batcher) == [("dev-1", 1.0, 1, 250.0, -3.5, 1e300, 0, 1)]
 
 
 def test_extreme_valid_values_round_trip(batcher: Batcher) -> None:
     huge = sys.float_info.max
-    batcher.add("d" * 10_000, 0, MIN_SEEN_AT, 2**31 - 1, huge, -0.0, 5e-324, 2**63 - 1)
+    batcher.add(
+        "d" * 10_000, 0, MIN_SEEN_AT, 2**31 - 1, huge, -0.0, 5e-324, 2**63 - 1, 2**63 - 1, 0,
+        huge, -huge, huge, 0.0, -0.0, -huge, 2**64 - 1, 0,
+    )  # fmt: skip
     flush = batcher.drain()
     assert records(flush) == [
         ("d" * 10_000, MIN_SEEN_AT, 2**31 - 1, huge, -0.0, 5e-324, 2**63 - 1, 1)
     ]
     assert math.copysign(1.0, records(flush)[0][4]) == -1.0
     assert batcher.drain_copy_records() == [
-        ("d" * 10_000, dt.datetime(1, 1, 1, tzinfo=UTC), huge, -0.0, 5e-324, 2**63 - 1)
-    ]
+        (
+            "d" * 10_000, dt.datetime(1, 1, 1, tzinfo=UTC), huge, -0.0, 5e-324, 2**63 - 1,
+            2**63 - 1, 0, huge, -huge, huge, 0.0, -0.0, -huge, None, None, True,
+        )
+    ]  # fmt: skip
 
 
 # --- redis commands -----------------------------------------------------------------------
@@ -373,9 +408,9 @@ def test_redis_commands_are_one_zadd_then_hset_and_expire_per_device(
         stats_key_suffix="}:stats",
         stats_ttl=600,
     )
-    batcher.add("b", 0, 2.5, 1, 10.0, 20.0, 30.0, 7)
-    batcher.add("a", 0, 1.5, 3, 11.0, 21.0, 31.0, 8)
-    batcher.add("b", 0, 3.5, 1, 12.0, 22.0, 32.0, 9)
+    batcher.add("b", 0, 2.5, 1, 10.0, 20.0, 30.0, 7, *REST)
+    batcher.add("a", 0, 1.5, 3, 11.0, 21.0, 31.0, 8, *REST)
+    batcher.add("b", 0, 3.5, 1, 12.0, 22.0, 32.0, 9, *REST)
     assert batcher.drain().redis_commands == [
         ("ZADD", "fleetd:{f}:last_seen", 3.5, "b", 1.5, "a"),
         ("HSET", "fleetd:dev:{b}:stats", "seen_at", 3.5, "state", 1, "cpu", 12.0,
@@ -551,6 +586,12 @@ def test_flush_interval_spans_the_seen_at_of_the_window(batcher: Batcher) -> Non
 # --- rollups ------------------------------------------------------------------------------
 
 
+def stats(rows: list[Rollup], metric: str = "cpu_usage") -> list[tuple[Any, ...]]:
+    """The rows of one metric without their sketch: (bucket_start, type, version, metric,
+    count, sum, min, max)."""
+    return [row[:8] for row in rows if row[3] == metric]
+
+
 def test_rollups_count_sum_min_max_per_group_and_metric(batcher: Batcher) -> None:
     x86 = batcher.group_id("x86", "2.1")
     beat(batcher, "a", seen_at=60.0, cpu_percent=10.0, memory_percent=50.0, disk_percent=5.0)
@@ -559,22 +600,57 @@ def test_rollups_count_sum_min_max_per_group_and_metric(batcher: Batcher) -> Non
     )
     beat(batcher, "c", seen_at=62.0, cpu_percent=30.0, memory_percent=40.0, disk_percent=7.0)
     minute = utc(60.0)
-    assert batcher.drain().rollups == [
-        (minute, "rpi", "1.0", "cpu_percent", 2, 40.0, 10.0, 30.0),
-        (minute, "rpi", "1.0", "memory_percent", 2, 90.0, 40.0, 50.0),
-        (minute, "rpi", "1.0", "disk_percent", 2, 12.0, 5.0, 7.0),
-        (minute, "x86", "2.1", "cpu_percent", 1, 1.0, 1.0, 1.0),
-        (minute, "x86", "2.1", "memory_percent", 1, 2.0, 2.0, 2.0),
-        (minute, "x86", "2.1", "disk_percent", 1, 3.0, 3.0, 3.0),
+    rows = batcher.drain().rollups
+    assert stats(rows) == [
+        (minute, "rpi", "1.0", "cpu_usage", 2, 40.0, 10.0, 30.0),
+        (minute, "x86", "2.1", "cpu_usage", 1, 1.0, 1.0, 1.0),
     ]
+    assert stats(rows, "memory_usage") == [
+        (minute, "rpi", "1.0", "memory_usage", 2, 90.0, 40.0, 50.0),
+        (minute, "x86", "2.1", "memory_usage", 1, 2.0, 2.0, 2.0),
+    ]
+    assert stats(rows, "disk_usage") == [
+        (minute, "rpi", "1.0", "disk_usage", 2, 12.0, 5.0, 7.0),
+        (minute, "x86", "2.1", "disk_usage", 1, 3.0, 3.0, 3.0),
+    ]
+    # The statistics are the sketch's, and the sketch holds exactly those readings.
+    for row in rows:
+        sketch = row[8]
+        assert (sketch.count, sketch.sum, sketch.min, sketch.max) == row[4:8]
+
+
+def test_rollups_fold_every_field_under_its_metric_name(batcher: Batcher) -> None:
+    beat(
+        batcher,
+        "a",
+        seen_at=60.0,
+        memory_used_mb=1500,
+        disk_used_gb=12.5,
+        load_avg_1m=1.5,
+        load_avg_5m=1.25,
+        load_avg_15m=1.0,
+        temperature=51.5,
+    )
+    rows = batcher.drain().rollups
+    assert {row[3]: row[5] for row in rows} == {
+        "cpu_usage": 10.0,
+        "memory_usage": 20.0,
+        "memory_used_mb": 1500.0,
+        "disk_usage": 30.0,
+        "disk_used_gb": 12.5,
+        "load_avg_1m": 1.5,
+        "load_avg_5m": 1.25,
+        "load_avg_15m": 1.0,
+        "temperature": 51.5,
+    }
 
 
 def test_rollups_count_every_heartbeat_not_only_coalescing_winners(batcher: Batcher) -> None:
     beat(batcher, "a", seen_at=5.0, cpu_percent=10.0)
     beat(batcher, "a", seen_at=4.0, cpu_percent=90.0)  # loses coalescing, still counted
     beat(batcher, "a", seen_at=6.0, cpu_percent=20.0)
-    cpu = batcher.drain().rollups[0]
-    assert cpu[3:] == ("cpu_percent", 3, 120.0, 10.0, 90.0)
+    [cpu] = stats(batcher.drain().rollups)
+    assert cpu[3:] == ("cpu_usage", 3, 120.0, 10.0, 90.0)
 
 
 def test_rollups_split_at_bucket_boundaries(batcher: Batcher) -> None:
@@ -582,7 +658,7 @@ def test_rollups_split_at_bucket_boundaries(batcher: Batcher) -> None:
     beat(batcher, "b", seen_at=120.0, cpu_percent=2.0)
     beat(batcher, "c", seen_at=59.0, cpu_percent=4.0)
     beat(batcher, "d", seen_at=100.0, cpu_percent=8.0)
-    cpu = [r for r in batcher.drain().rollups if r[3] == "cpu_percent"]
+    cpu = stats(batcher.drain().rollups)
     assert [(r[0], r[4], r[5]) for r in cpu] == [
         (utc(60.0), 2, 9.0),
         (utc(120.0), 1, 2.0),
@@ -603,7 +679,7 @@ def test_rollup_buckets_before_1970_align_to_the_interval(batcher_cls: BatcherCl
     batcher = new_batcher(batcher_cls, rollup_interval=86400)
     beat(batcher, "a", seen_at=MIN_SEEN_AT + 86399.5)
     beat(batcher, "b", seen_at=-0.5)
-    starts = [r[0] for r in batcher.drain().rollups[::3]]
+    starts = [r[0] for r in stats(batcher.drain().rollups)]
     assert starts == [dt.datetime(1, 1, 1, tzinfo=UTC), dt.datetime(1969, 12, 31, tzinfo=UTC)]
 
 
@@ -614,12 +690,13 @@ def test_rollups_list_buckets_and_groups_in_first_appearance_order(batcher: Batc
     beat(batcher, "c", group=x86, seen_at=61.0)
     beat(batcher, "d", group=x86, seen_at=131.0)
     beat(batcher, "e", seen_at=62.0)
-    keys = [(r[0], r[1]) for r in batcher.drain().rollups[::3]]
+    keys = [(r[0], r[1]) for r in stats(batcher.drain().rollups)]
     assert keys == [(utc(120.0), "x86"), (utc(60.0), "rpi"), (utc(60.0), "x86")]
 
 
 def test_rollup_metrics_come_in_a_fixed_order(batcher: Batcher) -> None:
-    beat(batcher, "a")
+    beat(batcher, "a", seen_at=1.0, network_rx_bytes=0)
+    beat(batcher, "a", seen_at=2.0, network_rx_bytes=10)  # a rate: every metric has a reading
     assert tuple(r[3] for r in batcher.drain().rollups) == METRICS
 
 
@@ -627,43 +704,37 @@ def test_rollups_keep_forgotten_devices_heartbeats(batcher: Batcher) -> None:
     beat(batcher, "a", cpu_percent=10.0)
     beat(batcher, "b", cpu_percent=20.0)
     batcher.forget("a")
-    assert batcher.drain().rollups[0][4:] == (2, 30.0, 10.0, 20.0)
+    assert batcher.drain().rollups[0][4:8] == (2, 30.0, 10.0, 20.0)
 
 
 def test_rollups_restart_after_drain(batcher: Batcher) -> None:
     beat(batcher, "a", cpu_percent=10.0)
     batcher.drain()
-    beat(batcher, "a", cpu_percent=20.0)
-    assert batcher.drain().rollups[0][4:] == (1, 20.0, 20.0, 20.0)
+    beat(batcher, "a", seen_at=2.0, cpu_percent=20.0)
+    assert batcher.drain().rollups[0][4:8] == (1, 20.0, 20.0, 20.0)
     assert batcher.drain().rollups == []
 
 
-def test_rollups_keep_the_sign_of_zero(batcher: Batcher) -> None:
+def test_rollups_sum_zeros_to_positive_zero(batcher: Batcher) -> None:
+    # The sketch's rule: its sum starts at 0.0 and a lone -0.0 is kept as 0.0.
     beat(batcher, "a", cpu_percent=-0.0)
     beat(batcher, "b", cpu_percent=0.0)
     beat(batcher, "c", cpu_percent=-0.0)
-    count, total, low, high = batcher.drain().rollups[0][4:]
+    count, total, low, high = batcher.drain().rollups[0][4:8]
     assert (count, total, low, high) == (3, 0.0, 0.0, 0.0)
-    # Equal values keep the first: -0.0 is both the min and the max.
-    assert [math.copysign(1.0, value) for value in (total, low, high)] == [1.0, -1.0, -1.0]
-    beat(batcher, "a", cpu_percent=-0.0)
-    assert math.copysign(1.0, batcher.drain().rollups[0][5]) == -1.0
+    assert math.copysign(1.0, total) == 1.0
 
 
-def _fold(rollups: list[Rollup]) -> dict[tuple[dt.datetime, str, str, str], list[float]]:
-    """What a per-minute rollup writer does with consecutive flushes."""
-    folded: dict[tuple[dt.datetime, str, str, str], list[float]] = {}
-    for start, device_type, version, metric, count, total, low, high in rollups:
+def _fold(rollups: list[Rollup]) -> dict[tuple[dt.datetime, str, str, str], bytes]:
+    """What a per-minute rollup writer does with consecutive flushes: merge the sketches."""
+    folded: dict[tuple[dt.datetime, str, str, str], Any] = {}
+    for start, device_type, version, metric, *_, sketch in rollups:
         key = (start, device_type, version, metric)
         if key in folded:
-            entry = folded[key]
-            entry[0] += count
-            entry[1] += total
-            entry[2] = min(entry[2], low)
-            entry[3] = max(entry[3], high)
+            folded[key].merge(sketch)
         else:
-            folded[key] = [count, total, low, high]
-    return folded
+            folded[key] = sketch
+    return {key: sketch.to_bytes() for key, sketch in folded.items()}
 
 
 _whole_percent = st.integers(0, 100).map(float)  # sums stay exact whatever the grouping
@@ -693,9 +764,13 @@ def test_rollups_of_consecutive_drains_fold_into_the_rollups_of_one(
             batcher.group_id("rpi", "1")
             batcher.group_id("x86", "2")
         pieces: list[Rollup] = []
+        # Counters stay 0: rates are 0.0 or unknown, so sums stay exact too.
         for i, (device_id, group, seen_at, cpu, mem, disk) in enumerate(beats):
             for batcher in (split, whole):
-                batcher.add(device_id, group, seen_at, 1, cpu, mem, disk, 0)
+                batcher.add(
+                    device_id, group, seen_at, 1, cpu, mem, disk, 0, 1, 2, 3.0, 4.0,
+                    0.5, 0.5, 0.5, NAN, 0, 0,
+                )  # fmt: skip
             if i in drain_after:
                 pieces += split.drain().rollups
         pieces += split.drain().rollups
@@ -710,18 +785,43 @@ def test_copy_records_wait_for_drain(batcher: Batcher) -> None:
     assert batcher.drain_copy_records() == []
     batcher.drain()
     assert batcher.drain_copy_records() == [
-        ("a", dt.datetime(2023, 11, 14, 22, 13, 20, 250000, tzinfo=UTC), 10.0, 20.0, 30.0, 100)
-    ]
+        (
+            "a", dt.datetime(2023, 11, 14, 22, 13, 20, 250000, tzinfo=UTC), 10.0, 20.0, 30.0,
+            100, 1000, 2000, 10.0, 20.0, 0.5, 0.4, 0.3, 45.0, None, None, True,
+        )
+    ]  # fmt: skip
     assert batcher.drain_copy_records() == []
 
 
 def test_copy_record_matches_the_merge_staging_columns(batcher: Batcher) -> None:
-    batcher.add("a", 0, 1_700_000_000.5, 3, 11.5, 22.5, 33.5, 3600)
+    batcher.add(
+        "a", 0, 1_700_000_000.5, 3, 11.5, 22.5, 33.5, 3600, 700, 4096, 1.5, 64.0, 2.0, 1.5,
+        1.0, NAN, 10, 20,
+    )  # fmt: skip
     batcher.drain()
     [record] = batcher.drain_copy_records()
-    device_id, seen_at, cpu, memory, disk, uptime = record
-    assert (device_id, cpu, memory, disk, uptime) == ("a", 11.5, 22.5, 33.5, 3600)
-    assert seen_at.tzinfo is UTC
+    assert len(record) == len(COPY_COLUMNS)
+    named = dict(zip(COPY_COLUMNS, record, strict=True))
+    seen_at = named.pop("seen_at")
+    assert named == {
+        "device_id": "a",
+        "cpu_usage": 11.5,
+        "memory_usage": 22.5,
+        "disk_usage": 33.5,
+        "uptime_seconds": 3600,
+        "memory_used_mb": 700,
+        "memory_total_mb": 4096,
+        "disk_used_gb": 1.5,
+        "disk_total_gb": 64.0,
+        "load_avg_1m": 2.0,
+        "load_avg_5m": 1.5,
+        "load_avg_15m": 1.0,
+        "temperature": None,  # NaN: no sensor
+        "network_rx_rate": None,  # a first heartbeat: no rate yet
+        "network_tx_rate": None,
+        "sample": True,
+    }
+    assert isinstance(seen_at, dt.datetime) and seen_at.tzinfo is UTC
     assert seen_at.timestamp() == 1_700_000_000.5
 
 
@@ -742,7 +842,7 @@ def test_copy_window_takes_coalesced_records(batcher: Batcher) -> None:
     beat(batcher, "a", seen_at=12.0, cpu_percent=2.0, uptime_seconds=12)
     beat(batcher, "a", seen_at=11.0, cpu_percent=3.0)
     batcher.drain()
-    assert batcher.drain_copy_records() == [("a", utc(12.0), 2.0, 20.0, 30.0, 12)]
+    assert [r[:6] for r in batcher.drain_copy_records()] == [("a", utc(12.0), 2.0, 20.0, 30.0, 12)]
 
 
 def test_forget_drops_the_copy_entry(batcher: Batcher) -> None:
@@ -951,6 +1051,13 @@ def test_refused_heartbeat_changes_nothing(batcher_cls: BatcherClass) -> None:
         {"device_id": "", "seen_at": 9.0},
         {"device_id": "b", "state": -5},
         {"device_id": "b", "group": 1, "seen_at": 0.5},
+        {"device_id": "a", "seen_at": 9.0, "network_rx_bytes": 500, "network_tx_bytes": -1},
+        {"device_id": "a", "seen_at": 9.0, "network_rx_bytes": 500, "temperature": INF},
+        {"device_id": "a", "seen_at": 9.0, "memory_used_mb": -1},
+        {"device_id": "a", "seen_at": 9.0, "memory_total_mb": 2**63},
+        {"device_id": "a", "seen_at": 9.0, "load_avg_15m": NAN},
+        {"device_id": "a", "seen_at": 9.0, "disk_total_gb": -INF},
+        {"device_id": "a", "seen_at": 9.0, "network_rx_bytes": 2**64},
     ]
     for kwargs in bad_calls:
         with pytest.raises((TypeError, ValueError)):
@@ -961,8 +1068,12 @@ def test_refused_heartbeat_changes_nothing(batcher_cls: BatcherClass) -> None:
     flush = batcher.drain()
     assert records(flush) == [("a", 1.0, 1, 10.0, 20.0, 30.0, 100, 1)]
     assert flush.transitions == [("a", -1, 1)]
-    assert flush.rollups[0][4:] == (1, 10.0, 10.0, 10.0)
+    assert flush.rollups[0][4:8] == (1, 10.0, 10.0, 10.0)
     assert (flush.interval, flush.heartbeats) == ((1.0, 1.0), 1)
+    # The device's memory is untouched too: the next rate is against the first heartbeat.
+    beat(batcher, "a", seen_at=3.0, network_rx_bytes=100)
+    batcher.drain()
+    assert batcher.drain_copy_records()[0][14:] == (50.0, 0.0, True)
 
 
 def test_batcher_refuses_to_be_pickled_or_copied(batcher: Batcher) -> None:
@@ -1020,13 +1131,16 @@ def test_compiled_and_reference_agree_on_a_large_churning_fleet(seed: int) -> No
             if roll < 0.15:
                 batcher.forget(device_id)
             else:
-                batcher.add(device_id, step % 2, float(step % 977), step % 3, 1.0, 2.0, 3.0, 4)
+                batcher.add(
+                    device_id, step % 2, float(step % 977), step % 3, 1.0, 2.0, 3.0, 4, 5, 6,
+                    7.0, 8.0, 0.5, 0.25, 0.125, NAN if step % 5 else 40.0, step * 1000, step,
+                )  # fmt: skip
         if roll > 0.9995:
-            assert compiled.drain() == reference.drain()
+            assert comparable(compiled.drain()) == comparable(reference.drain())
         if roll < 0.0005:
             assert compiled.drain_copy_records() == reference.drain_copy_records()
         assert len(compiled) == len(reference)
-    assert compiled.drain() == reference.drain()
+    assert comparable(compiled.drain()) == comparable(reference.drain())
     assert compiled.drain_copy_records() == reference.drain_copy_records()
 
 
@@ -1070,6 +1184,16 @@ _valid_add = st.fixed_dictionaries(
         "memory_percent": st.one_of(st.floats(0.0, 100.0), _finite),
         "disk_percent": st.one_of(st.floats(0.0, 100.0), _finite),
         "uptime_seconds": st.integers(0, 2**63 - 1),
+        "memory_used_mb": st.integers(0, 2**63 - 1),
+        "memory_total_mb": st.integers(0, 2**40),
+        "disk_used_gb": st.one_of(st.floats(0.0, 1e9), _finite),
+        "disk_total_gb": _finite,
+        "load_avg_1m": st.floats(0.0, 1e6),
+        "load_avg_5m": _finite,
+        "load_avg_15m": st.integers(0, 100),
+        "temperature": st.one_of(st.just(NAN), st.floats(-273.15, 1000.0), _finite),
+        "network_rx_bytes": st.one_of(st.integers(0, 2**64 - 1), st.integers(0, 10**6)),
+        "network_tx_bytes": st.one_of(st.integers(0, 2**64 - 1), st.integers(0, 10**6)),
     }
 )
 _BAD_VALUES: dict[str, list[Any]] = {
@@ -1081,6 +1205,16 @@ _BAD_VALUES: dict[str, list[Any]] = {
     "memory_percent": [NAN, -INF, None],
     "disk_percent": [INF, b"1", None],
     "uptime_seconds": [-1, 2**63, 2**80, 1.0, None],
+    "memory_used_mb": [-1, 2**63, 1.5, None],
+    "memory_total_mb": [-(2**70), "1"],
+    "disk_used_gb": [NAN, INF, None],
+    "disk_total_gb": [-INF, "1"],
+    "load_avg_1m": [NAN, 10**400],
+    "load_avg_5m": [INF],
+    "load_avg_15m": [NAN, None],
+    "temperature": [INF, -INF, None, "20"],
+    "network_rx_bytes": [-1, 2**64, 2**80, 1.0, None],
+    "network_tx_bytes": [-(2**64), 2**64, 0.0],
 }
 _bad_field_value = st.sampled_from(
     [(field, value) for field, values in _BAD_VALUES.items() for value in values]
@@ -1109,7 +1243,7 @@ def _apply(batcher: Batcher, operation: str, kwargs: dict[str, Any]) -> object:
         if operation == "add":
             return batcher.add(**kwargs)
         if operation == "drain":
-            return batcher.drain()
+            return comparable(batcher.drain())
         if operation == "drain_copy_records":
             return batcher.drain_copy_records()
         if operation == "oldest_pending_age":
@@ -1124,13 +1258,21 @@ def _apply(batcher: Batcher, operation: str, kwargs: dict[str, Any]) -> object:
 @given(
     max_pending=st.integers(1, 6),
     rollup_interval=st.sampled_from([1, 60, 3600, 86400]),
+    sample_interval=st.sampled_from([0.0, 1.0, 30.0, 300.0, 1e9]),
     operations=_operations,
 )
 def test_compiled_and_reference_agree_on_any_sequence(
-    max_pending: int, rollup_interval: int, operations: list[tuple[str, dict[str, Any]]]
+    max_pending: int,
+    rollup_interval: int,
+    sample_interval: float,
+    operations: list[tuple[str, dict[str, Any]]],
 ) -> None:
-    compiled = CompiledBatcher(max_pending, rollup_interval=rollup_interval)
-    reference = ReferenceBatcher(max_pending, rollup_interval=rollup_interval)
+    compiled = CompiledBatcher(
+        max_pending, rollup_interval=rollup_interval, sample_interval=sample_interval
+    )
+    reference = ReferenceBatcher(
+        max_pending, rollup_interval=rollup_interval, sample_interval=sample_interval
+    )
     for batcher in (compiled, reference):
         for device_type, version in GROUPS:
             batcher.group_id(device_type, version)
@@ -1140,5 +1282,5 @@ def test_compiled_and_reference_agree_on_any_sequence(
         # repr() also tells 50 from 50.0 and -0.0 from 0.0, which == does not.
         assert repr(got) == repr(expected), (operation, kwargs)
         assert (len(compiled), compiled.added) == (len(reference), reference.added)
-    assert repr(compiled.drain()) == repr(reference.drain())
+    assert repr(comparable(compiled.drain())) == repr(comparable(reference.drain()))
     assert repr(compiled.drain_copy_records()) == repr(reference.drain_copy_records())

@@ -8,6 +8,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from fleetd.device.v1 import agent_pb2, agent_pb2_grpc
+from fleetd.domain.analytics import metrics
 from fleetd.services.pki import CertificateAuthority
 from fleetd.storage import redis_keys
 from gateway.liveness import LivenessSweeper
@@ -122,9 +123,12 @@ async def test_rollups_reach_postgres_per_minute_and_group(
         )
     await _settle(deployment)
     row = await pool.fetchrow(
-        """SELECT sum(count) AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max
-           FROM fleet_rollups
-           WHERE device_type = 'raspberry-pi' AND version = '1.0' AND metric = 'cpu_percent'"""
+        """SELECT sum(count) AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max,
+                  count(DISTINCT fleet) AS fleets, min(fleet) AS fleet
+           FROM metric_rollup_partials
+           WHERE device_type = 'raspberry-pi' AND version = '1.0' AND metric = $1""",
+        metrics.BY_NAME["cpu_usage"].metric_id,
     )
     assert row is not None
     assert (row["count"], row["sum"], row["min"], row["max"]) == (2, 80.0, 20.0, 60.0)
+    assert (row["fleets"], row["fleet"]) == (1, FLEET)

@@ -79,8 +79,8 @@ async def test_heartbeat_is_rolled_up_under_the_devices_type_and_version(
             break
         await asyncio.sleep(0.02)
     [flush] = flushes
-    cpu = [r for r in flush.rollups if r[3] == "cpu_percent"]
-    assert [r[1:] for r in cpu] == [("raspberry-pi", "1.0", "cpu_percent", 1, 42.0, 42.0, 42.0)]
+    cpu = [r for r in flush.rollups if r[3] == "cpu_usage"]
+    assert [r[1:8] for r in cpu] == [("raspberry-pi", "1.0", "cpu_usage", 1, 42.0, 42.0, 42.0)]
     assert flush.transitions == [("rpi-001", -1, ONLINE)]
 
 

@@ -21,8 +21,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from fleetd.services.analytics.partition_maintenance import ensure_partitions
+from fleetd.settings import Settings
 from fleetd.storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from fleetd.storage.migrate import migrate
+from fleetd.storage.postgres import connect
 
 TEMPLATE = "fleetd_test_template"
 
@@ -76,6 +79,13 @@ async def _make_template(servers: StorageServers) -> None:
         await migrate(conn)
     finally:
         await conn.close()
+    # The analytics partitions partition maintenance makes around "now" (default
+    # retentions), so tests can write samples, rollups and census rows at the current time.
+    pool = await connect(servers.database_url(TEMPLATE), run_migrations=False, max_size=2)
+    try:
+        await ensure_partitions(pool, Settings(data_dir=servers.root))
+    finally:
+        await pool.close()
 
 
 _counter = itertools.count()

@@ -35,6 +35,10 @@ from fleetd.storage.devices import (
 from fleetd.storage.types import Connection
 from fleetd.v1 import device_pb2
 
+REST = (0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, None, False)
+"""The heartbeat row's columns after uptime (memory/disk totals, loads, temperature, rates,
+sample flag), for tests about the first six."""
+
 
 def _device(device_id: str) -> NewDevice:
     return NewDevice(device_id, "default", device_id.upper(), "raspberry-pi", "1.0.0", {}, {})
@@ -75,7 +79,11 @@ async def test_a_written_through_heartbeat_reaches_redis_and_postgresql(
         await insert_device(conn, _device("rpi-001"))
     seen = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
     await record_heartbeat(
-        pool, redis, "default", ("rpi-001", seen, 12.5, None, 30.0, 60), state=device_pb2.ONLINE
+        pool,
+        redis,
+        "default",
+        ("rpi-001", seen, 12.5, None, 30.0, 60, *REST),
+        state=device_pb2.ONLINE,
     )
     assert await redis.zscore(redis_keys.last_seen("default"), "rpi-001") == seen.timestamp()
     key = redis_keys.device_stats("rpi-001")
@@ -168,9 +176,12 @@ async def test_merged_heartbeats_set_online_and_never_move_last_seen_back(
         await insert_device(conn, _device("rpi-002"))
         t1 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
         t0 = t1 - dt.timedelta(minutes=1)
-        assert await merge_heartbeats(conn, [("rpi-001", t1, 10.0, 20.0, 30.0, 100)]) == 1
-        assert await merge_heartbeats(conn, [("rpi-001", t0, 99.0, 99.0, 99.0, 1)]) == 0
-        assert await merge_heartbeats(conn, [("unknown-device", t1, 1.0, 1.0, 1.0, 1)]) == 0
+        merged = await merge_heartbeats(conn, [("rpi-001", t1, 10.0, 20.0, 30.0, 100, *REST)])
+        assert merged.updated == 1
+        older = await merge_heartbeats(conn, [("rpi-001", t0, 99.0, 99.0, 99.0, 1, *REST)])
+        assert older.updated == 0
+        unknown = await merge_heartbeats(conn, [("unknown-device", t1, 1.0, 1.0, 1.0, 1, *REST)])
+        assert unknown.updated == 0
     row = await get_device(pool, "rpi-001")
     assert row is not None
     assert row["last_seen"] == t1
@@ -185,7 +196,7 @@ async def test_heartbeat_keeps_an_operator_set_maintenance_status(pool: asyncpg.
         await insert_device(conn, _device("rpi-001"))
         await conn.execute("UPDATE devices SET status = 'maintenance'")
         now = dt.datetime.now(dt.UTC)
-        await merge_heartbeats(conn, [("rpi-001", now, 1.0, 1.0, 1.0, 1)])
+        await merge_heartbeats(conn, [("rpi-001", now, 1.0, 1.0, 1.0, 1, *REST)])
     row = await get_device(pool, "rpi-001")
     assert row is not None and row["status"] == "maintenance"
 
