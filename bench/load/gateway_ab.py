@@ -12,6 +12,12 @@ the server CPU per heartbeat and the throughput, as ratios current / baseline, s
 change's cost is measured on a shared, noisy machine rather than against a number
 recorded another day. ``--current-env`` sets variables for the current gateway only (e.g.
 ``FLEETD_SAMPLE_INTERVAL=0``: every heartbeat persisted as a sample, the worst case).
+
+Both gateways share one database, migrated by the current tree first: a baseline older than
+a migration must have that migration's file copied into its tree (same checksum), and when
+the migration dropped a table the baseline still writes (0009 dropped ``fleet_rollups``), a
+bench-only migration in the baseline's tree recreating it (numbered after the current
+tree's last), so that the baseline's flush does the work it did.
 """
 
 from __future__ import annotations
