@@ -1,6 +1,6 @@
 """GetDeviceHealth at fleet scale: the SQL summary vs evaluating every device in Python.
 
-    python -m bench.analytics.device_health [--devices N]
+    python -m bench.analytics.device_health [--devices N] [--database-url URL]
 
 Generates N devices (default 1,000,000) in a dedicated database
 (``bench/analytics/health_fleet.py``: readings, certificates with reissues and revocations,
@@ -10,12 +10,20 @@ measures, interleaved in one run:
 - **sql**: ``fleetd.storage.analytics.health.summary``, COMPREHENSIVE, no filter (target
   <= 1 s, docs/analytics.md section 7), and the same with the seed's filter
   ``type:raspberry-pi``; and the map's query (``worst``, the 1,000 worst devices);
+- **legacy**: the same two queries in their previous shape
+  (``bench/analytics/health_legacy.py``: two assignment aggregates joined, greatest and a
+  ``count(*) FILTER`` per status and check, thresholds' instants computed per row);
 - **naive**: every selected device's Observed row fetched (the same SQL, all rows) and
   ``fleetd.domain.device_health.evaluate`` run per device in Python, then counted.
 
-Before timing it asserts that both give the same summary (every status count and every
-failing-check count) for both selections. ``now`` is pinned to the generation time plus a
-few seconds and ``offline_after`` widened, so the answers do not drift while it runs.
+Before timing it asserts that all three give the same summary (every status count and
+every failing-check count) and both map queries the same devices, for both selections.
+``now`` is pinned to the newest heartbeat plus a few seconds and ``offline_after``
+widened, so the answers do not drift while it runs, nor when a kept fleet is reused.
+
+``--database-url`` names a database to keep the fleet in: generated there when its
+``devices`` table is empty (it must be migrated), reused as it is otherwise, never
+dropped (generating 1,000,000 devices takes minutes).
 """
 
 from __future__ import annotations
@@ -32,9 +40,10 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 import core_ext
+from bench.analytics import health_legacy
 from bench.analytics.health_fleet import generate
 from bench.harness import Report
-from fleetd.domain.device_health import Thresholds, evaluate
+from fleetd.domain.device_health import Observed, Thresholds, evaluate
 from fleetd.storage.analytics import health as health_store
 from fleetd.v1 import device_pb2
 from tests.support.storage import StorageServers, drop_database, fresh_database, storage_servers
@@ -42,6 +51,7 @@ from tests.support.storage import StorageServers, drop_database, fresh_database,
 SEED_FILTER = "type:raspberry-pi"
 CHECK_TYPE = device_pb2.COMPREHENSIVE
 THRESHOLDS = Thresholds(offline_after=3600.0, min_agent_version="1.2.0")
+MAP_LIMIT = 1000
 Counts = tuple[int, dict[int, int], dict[str, int]]
 
 
@@ -52,6 +62,41 @@ async def sql_summary(
         conn, thresholds=THRESHOLDS, check_type=CHECK_TYPE, selection=selection, now=now
     )
     return s.total, s.by_status, s.failing
+
+
+async def legacy_summary(
+    conn: asyncpg.Connection, selection: health_store.Selection, now: dt.datetime
+) -> Counts:
+    s = await health_legacy.summary(
+        conn, thresholds=THRESHOLDS, check_type=CHECK_TYPE, selection=selection, now=now
+    )
+    return s.total, s.by_status, s.failing
+
+
+async def sql_worst(
+    conn: asyncpg.Connection, selection: health_store.Selection, now: dt.datetime
+) -> list[Observed]:
+    return await health_store.worst(
+        conn,
+        thresholds=THRESHOLDS,
+        check_type=CHECK_TYPE,
+        selection=selection,
+        now=now,
+        limit=MAP_LIMIT,
+    )
+
+
+async def legacy_worst(
+    conn: asyncpg.Connection, selection: health_store.Selection, now: dt.datetime
+) -> list[Observed]:
+    return await health_legacy.worst(
+        conn,
+        thresholds=THRESHOLDS,
+        check_type=CHECK_TYPE,
+        selection=selection,
+        now=now,
+        limit=MAP_LIMIT,
+    )
 
 
 async def naive_summary(
@@ -92,18 +137,36 @@ async def timed(fn: Callable[[], Awaitable[object]], repeat: int) -> list[float]
     return samples
 
 
-async def run(servers: StorageServers, devices: int, repeat: int) -> None:
+async def fleet_database(
+    servers: StorageServers | None, database_url: str | None
+) -> tuple[str, bool]:
+    """The database holding the fleet, and whether it is this run's to drop."""
+    if database_url is not None:
+        return database_url, False
+    assert servers is not None
+    return await fresh_database(servers), True
+
+
+async def run(
+    servers: StorageServers | None, database_url: str | None, devices: int, repeat: int
+) -> None:
     command = "python -m bench.analytics.device_health" + (
         f" --devices {devices}" if devices != 1_000_000 else ""
     )
     report = Report("analytics_device_health", command)
-    url = await fresh_database(servers)
+    url, owned = await fleet_database(servers, database_url)
     try:
         conn = await asyncpg.connect(url)
-        started = time.perf_counter()
-        await generate(conn, devices)
-        now = dt.datetime.now(dt.UTC)
-        print(f"{devices:,} devices generated in {time.perf_counter() - started:.0f} s")
+        existing = await conn.fetchval("SELECT count(*) FROM devices")
+        if existing == 0:
+            started = time.perf_counter()
+            await generate(conn, devices)
+            print(f"{devices:,} devices generated in {time.perf_counter() - started:.0f} s")
+        elif existing != devices:
+            raise SystemExit(f"{url} holds {existing:,} devices, not {devices:,}")
+        else:
+            print(f"reusing the {devices:,} devices in {url}")
+        now = await conn.fetchval("SELECT max(last_seen) + interval '5 seconds' FROM devices")
         selections = {
             "no filter": health_store.Selection(),
             f"filter {SEED_FILTER}": health_store.Selection(
@@ -112,55 +175,60 @@ async def run(servers: StorageServers, devices: int, repeat: int) -> None:
         }
         for name, selection in selections.items():
             fast = await sql_summary(conn, selection, now)
+            old = await legacy_summary(conn, selection, now)
             slow = await naive_summary(conn, selection, now)
             assert fast == slow, f"{name}: SQL summary {fast} != Python {slow}"
+            assert fast == old, f"{name}: SQL summary {fast} != the legacy query's {old}"
             assert fast[0] > 0 and all(fast[1].values()), f"{name}: a degenerate fleet {fast}"
+            mapped = await sql_worst(conn, selection, now)
+            assert mapped == await legacy_worst(conn, selection, now), f"{name}: maps differ"
+            assert len(mapped) == MAP_LIMIT, f"{name}: {len(mapped)} devices on the map"
             print(f"{name}: {fast}")
         results: dict[str, list[float]] = {}
-        for _ in range(repeat):  # interleaved: sql, naive, sql, naive...
+        kinds: dict[str, Callable[..., Awaitable[object]]] = {
+            "sql": sql_summary,
+            "legacy": legacy_summary,
+            "worst": sql_worst,
+            "legacy worst": legacy_worst,
+            "naive": naive_summary,
+        }
+        for _ in range(repeat):  # interleaved: sql, legacy, worst, ..., sql, legacy...
             for name, selection in selections.items():
+                for kind, fn in kinds.items():
 
-                def bind(
-                    f: Callable[..., Awaitable[object]], s: health_store.Selection = selection
-                ) -> Callable[[], Awaitable[object]]:
-                    return lambda: f(conn, s, now)
+                    def bind(
+                        f: Callable[..., Awaitable[object]] = fn,
+                        s: health_store.Selection = selection,
+                    ) -> Awaitable[object]:
+                        return f(conn, s, now)
 
-                async def worst(s: health_store.Selection = selection) -> object:
-                    return await health_store.worst(
-                        conn,
-                        thresholds=THRESHOLDS,
-                        check_type=CHECK_TYPE,
-                        selection=s,
-                        now=now,
-                        limit=1000,
-                    )
-
-                for kind, fn in (
-                    ("sql", bind(sql_summary)),
-                    ("worst", worst),
-                    ("naive", bind(naive_summary)),
-                ):
-                    results.setdefault(f"{kind}|{name}", []).extend(await timed(fn, 1))
+                    results.setdefault(f"{kind}|{name}", []).extend(await timed(bind, 1))
         load = f"{os.getloadavg()[0]:.1f}"
         for name in selections:
-            sql = statistics.median(results[f"sql|{name}"])
-            worst_s = statistics.median(results[f"worst|{name}"])
-            naive = statistics.median(results[f"naive|{name}"])
+            ms = {k: statistics.median(results[f"{k}|{name}"]) * 1e3 for k in kinds}
+            sql = ms["sql"] / 1e3
             report.add(
                 f"COMPREHENSIVE summary, {name}, {devices:,} devices (median of {repeat})",
-                f"{sql * 1e3:,.0f} ms SQL vs {naive * 1e3:,.0f} ms fetching + evaluating "
-                f"each device in Python ({naive / sql:.1f}x); the map's 1,000 worst "
-                f"{worst_s * 1e3:,.0f} ms (load average {load})",
+                f"{ms['sql']:,.0f} ms SQL (the previous query shape, same run: "
+                f"{ms['legacy']:,.0f} ms; {ms['legacy'] / ms['sql']:.1f}x) vs "
+                f"{ms['naive']:,.0f} ms fetching + evaluating each device in Python "
+                f"({ms['naive'] / ms['sql']:.1f}x); the map's 1,000 worst "
+                f"{ms['worst']:,.0f} ms (previous shape {ms['legacy worst']:,.0f} ms) "
+                f"(load average {load})",
                 "<= 1 s" if name == "no filter" else "informational",
                 sql <= 1.0 or name != "no filter",
                 sql_s=sql,
-                naive_s=naive,
-                worst_s=worst_s,
+                legacy_s=ms["legacy"] / 1e3,
+                naive_s=ms["naive"] / 1e3,
+                worst_s=ms["worst"] / 1e3,
+                legacy_worst_s=ms["legacy worst"] / 1e3,
                 devices=devices,
             )
         await conn.close()
     finally:
-        await drop_database(servers, url)
+        if owned:
+            assert servers is not None
+            await drop_database(servers, url)
     report.write()
 
 
@@ -168,9 +236,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--database-url", help="a migrated database to keep (and reuse) the fleet in"
+    )
     args = parser.parse_args()
+    if args.database_url:
+        asyncio.run(run(None, args.database_url, args.devices, args.repeat))
+        return
     with storage_servers() as servers:
-        asyncio.run(run(servers, args.devices, args.repeat))
+        asyncio.run(run(servers, None, args.devices, args.repeat))
 
 
 if __name__ == "__main__":

@@ -254,6 +254,43 @@ async def test_summary_equals_an_independent_count(
     assert sum(summary.by_status.values()) == summary.total
 
 
+async def test_summary_of_a_selection_counts_only_its_devices(
+    pool: asyncpg.Pool, fleet: list[Generated]
+) -> None:
+    """By filter and by ids (which also narrow the assignment aggregate), COMPREHENSIVE:
+    the same counts as evaluating exactly those devices."""
+    with_assignments = [d.device_id for d in fleet if d.assignments][:15]
+    selections = {
+        "filter": (
+            health_store.Selection(condition=core_ext.compile_filter("type:esp32").to_sql),
+            [d for d in fleet if d.device_type == "esp32"],
+        ),
+        "ids": (
+            health_store.Selection(device_ids=[*with_assignments, "nope"]),
+            [d for d in fleet if d.device_id in with_assignments],
+        ),
+    }
+    for name, (selection, devices) in selections.items():
+        summary = await health_store.summary(
+            pool,
+            thresholds=THRESHOLDS,
+            check_type=device_pb2.COMPREHENSIVE,
+            selection=selection,
+            now=NOW,
+        )
+        evaluated = [evaluate(_observed(d), now=NOW, thresholds=THRESHOLDS) for d in devices]
+        by_status = Counter(int(h.status) for h in evaluated)
+        failing = Counter(
+            c.name for h in evaluated for c in h.checks if c.status >= device_pb2.DEGRADED
+        )
+        assert summary.total == len(devices) > 0, name
+        assert summary.by_status == {s: by_status[s] for s in (1, 2, 3, 4)}, name
+        assert summary.failing == {
+            rule.name: failing[rule.name] for rule in THRESHOLDS.rules(device_pb2.COMPREHENSIVE)
+        }, name
+        assert summary.failing["artifacts"] > 0 or name == "filter", name
+
+
 async def test_worst_is_capped_and_ordered_worst_first_then_by_id(
     pool: asyncpg.Pool, fleet: list[Generated]
 ) -> None:
@@ -339,17 +376,45 @@ async def test_certificate_expiry_follows_issuance_revocation_and_deletion(
 
 async def test_sql_version_parse_equals_the_domain_rule(pool: asyncpg.Pool) -> None:
     source: str = await pool.fetchval(
-        "SELECT prosrc FROM pg_proc WHERE proname = 'fleetd_agent_version_parts'"
+        "SELECT prosrc FROM pg_proc WHERE proname = 'fleetd_agent_version_key'"
     )
     assert f"'{device_health.AGENT_VERSION_PATTERN}'" in source
     samples = ["", "1", "1.2", "v1.2.3", "1.2.3.4", "01.002.3-rc", "x", "v", "1.", "99999999999.1"]
     rows = await pool.fetch(
-        "SELECT v, fleetd_agent_version_parts(v) AS parts FROM unnest($1::text[]) AS v", samples
+        "SELECT v, fleetd_agent_version_key(v) AS key FROM unnest($1::text[]) AS v", samples
     )
     for row in rows:
-        parts = row["parts"]
-        got = None if parts is None else tuple(int(p) for p in parts)
-        assert got == parse_version(row["v"]), row["v"]
+        parsed = parse_version(row["v"])
+        assert row["key"] == (None if parsed is None else health_store.version_key(parsed))
+
+
+async def test_version_keys_sort_as_the_versions_do(pool: asyncpg.Pool) -> None:
+    """The stored key compares bytewise (the column's "C" collation) exactly as the
+    (major, minor, patch) tuples compare, numbers of any length included."""
+    rng = random.Random(3)
+    parts = [0, 1, 2, 9, 10, 11, 99, 100, 12345678901234567890]
+    versions = sorted(
+        {".".join(str(rng.choice(parts)) for _ in range(3)) for _ in range(300)}
+        | {"v1", "1.0", "01.02.003", "1.2.3-rc1", "10.0.0", "9.99.99"}
+    )
+    await pool.executemany(
+        "INSERT INTO devices (device_id, fleet, name, device_type, version, agent_version) "
+        "VALUES ($1, 'default', $1, 'esp32', '1.0.0', $2)",
+        [(f"v-{i}", v) for i, v in enumerate(versions)],
+    )
+    rows = await pool.fetch(
+        "SELECT agent_version FROM devices WHERE device_id LIKE 'v-%' "
+        "ORDER BY agent_version_key, agent_version"
+    )
+
+    def parsed(version: str) -> tuple[int, int, int]:
+        found = parse_version(version)
+        assert found is not None
+        return found
+
+    ordered = [row["agent_version"] for row in rows]
+    assert [parsed(v) for v in ordered] == sorted(parsed(v) for v in versions)
+    assert len(ordered) == len(versions)
 
 
 async def test_observe_one_device_sees_its_own_assignments_only(
