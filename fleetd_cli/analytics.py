@@ -201,9 +201,7 @@ def health(
     worst = sorted(answer.device_health.items(), key=lambda kv: (rank.get(kv[1].status, 3), kv[0]))
     table = Table("device", "status", "failing checks")
     for device_id, report in worst[:limit]:
-        failing_checks = [
-            f"{c.name}: {c.message}" for c in report.checks if c.status != device_pb2.HEALTHY
-        ]
+        failing_checks = [f"{c.name}: {c.message}" for c in report.checks if c.status in rank]
         table.add_row(
             device_id, device_pb2.HealthStatus.Name(report.status), "; ".join(failing_checks)
         )
