@@ -315,9 +315,6 @@ cdef class _Readings:
         view.suboffsets = NULL
         view.internal = NULL
 
-    def __releasebuffer__(self, Py_buffer* view):
-        pass
-
 
 @cython.final
 @cython.auto_pickle(False)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from fleetd_cli.common import console, duration, out
+from fleetd_cli.common import console, duration, out, parse_time
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -77,17 +77,10 @@ def _json(message: Message) -> None:
 
 
 def _window(since: str, start: str, end: str) -> tuple[dt.datetime, dt.datetime]:
-    def parse(text: str, name: str) -> dt.datetime:
-        try:
-            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise typer.BadParameter(
-                f"{name} {text!r}: use ISO 8601, e.g. 2024-01-01T00:00:00Z"
-            ) from None
-        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-    stop = parse(end, "--end") if end else dt.datetime.now(dt.UTC)
-    begin = parse(start, "--start") if start else stop - duration(since)
+    """``--start``/``--end`` (ISO 8601 or a duration ago), else ``--since`` before the end."""
+    now = dt.datetime.now(dt.UTC)
+    stop = parse_time(end, now) if end else now
+    begin = parse_time(start, now) if start else stop - duration(since)
     return begin, stop
 
 

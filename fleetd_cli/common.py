@@ -58,6 +58,21 @@ def duration(text: str) -> dt.timedelta:
     return dt.timedelta(**{unit: int(match[1])})
 
 
+def parse_time(text: str, now: dt.datetime) -> dt.datetime:
+    """An ISO 8601 time (UTC when it has no offset) or a duration ago (``90m``, ``2h``)."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return now - duration(text)
+        except typer.BadParameter:
+            raise typer.BadParameter(
+                f"{text!r}: use an ISO 8601 time (2025-01-31T08:00:00Z) or a duration ago "
+                "(30m, 2h, 1d)"
+            ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
 def with_pool(settings: Settings, work: Callable[[Pool], Awaitable[T]]) -> T:
     """Run ``work`` against the deployment's database (embedded one started if needed)."""
 

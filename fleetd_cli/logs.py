@@ -27,6 +27,7 @@ from fleetd_cli.common import (
     duration,
     load_settings,
     out,
+    parse_time,
     with_pool,
     with_storage,
 )
@@ -50,21 +51,6 @@ def parse_size(text: str) -> int:
     if match is None:
         raise typer.BadParameter(f"{text!r}: use a byte count such as 1048576, 512KiB or 4MiB")
     return int(match[1]) * _UNITS[match[2].lower()]
-
-
-def parse_time(text: str, now: dt.datetime) -> dt.datetime:
-    """An ISO 8601 time (UTC when it has no offset) or a duration ago (``90m``, ``2h``)."""
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            return now - duration(text)
-        except typer.BadParameter:
-            raise typer.BadParameter(
-                f"{text!r}: use an ISO 8601 time (2025-01-31T08:00:00Z) or a duration ago "
-                "(30m, 2h, 1d)"
-            ) from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _operator() -> str:

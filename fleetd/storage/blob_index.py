@@ -15,6 +15,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+from fleetd.storage.advisory_locks import session_lock
 from fleetd.storage.types import Connection, Pool, Queryable
 
 REFERENCING_TABLES: tuple[str, ...] = ("binaries", "log_bundles", "tuf_targets", "update_artifacts")
@@ -94,10 +95,5 @@ async def reindex(conn: Queryable, sha256: str, size: int) -> None:
 async def collector_lock(pool: Pool) -> AsyncIterator[bool]:
     """Try the collector's advisory lock for the block; yields whether this holder got it
     (another replica holding it means this round is its, not ours)."""
-    async with pool.acquire() as conn:
-        held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", COLLECTOR_LOCK_KEY))
-        try:
-            yield held
-        finally:
-            if held:
-                await conn.execute("SELECT pg_advisory_unlock($1)", COLLECTOR_LOCK_KEY)
+    async with session_lock(pool, COLLECTOR_LOCK_KEY, wait=False) as conn:
+        yield conn is not None

@@ -19,7 +19,8 @@ from fleetd.storage import redis_keys
 from fleetd.storage.blobs import FilesystemBlobStore
 from fleetd.storage.devices import NewDevice, insert_device
 from fleetd.storage.log_requests import fulfil
-from fleetd_cli.logs import parse_size, parse_time
+from fleetd_cli.common import parse_time
+from fleetd_cli.logs import parse_size
 
 BUNDLE = gzip.compress(b"Jan 01 agent[42]: hello\n" * 1000)
 

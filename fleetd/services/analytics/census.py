@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 from fleetd.domain.analytics.groups import Group, rows_for
 from fleetd.services.analytics.clock import floor_minute, utcnow
+from fleetd.storage.advisory_locks import session_lock
 from fleetd.storage.analytics import census, locks, metric_groups
 from fleetd.storage.analytics.census import StatusCount
 from fleetd.storage.types import Pool
@@ -38,7 +39,7 @@ async def census_once(pool: Pool, now: dt.datetime | None = None) -> int | None:
     """Record the minute of ``now`` (default: the clock); returns the rows newly written
     (0 when the minute was recorded already), None when another holder is at it."""
     minute = floor_minute(now or utcnow())
-    async with locks.session_lock(pool, locks.CENSUS, wait=False) as conn:
+    async with session_lock(pool, locks.CENSUS, wait=False) as conn:
         if conn is None:
             return None
         async with conn.transaction():

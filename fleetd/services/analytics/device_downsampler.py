@@ -22,6 +22,7 @@ from typing import Final
 
 from fleetd.domain.analytics.tiers import DEVICE_DOWNSAMPLER
 from fleetd.services.analytics.clock import floor_hour, utcnow
+from fleetd.storage.advisory_locks import session_lock
 from fleetd.storage.analytics import device_hourly, locks, watermarks
 from fleetd.storage.types import Pool
 
@@ -71,7 +72,7 @@ async def downsample_once(
 ) -> DownsampleReport | None:
     """One round (see the module docstring). None when another holder has the lock."""
     upto = last_closed_hour_end(now or utcnow())
-    async with locks.session_lock(pool, locks.DEVICE_DOWNSAMPLER, wait=False) as conn:
+    async with session_lock(pool, locks.DEVICE_DOWNSAMPLER, wait=False) as conn:
         if conn is None:
             return None
         start = await watermarks.get(conn, ROLE)

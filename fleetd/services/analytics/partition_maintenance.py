@@ -22,6 +22,7 @@ from fleetd.domain.analytics import partitions as planner
 from fleetd.domain.analytics.tiers import Tier, tiers
 from fleetd.services.analytics.clock import utcnow
 from fleetd.settings import Settings
+from fleetd.storage.advisory_locks import session_lock
 from fleetd.storage.analytics import locks, watermarks
 from fleetd.storage.analytics import partitions as ddl
 from fleetd.storage.types import Connection, Pool
@@ -92,7 +93,7 @@ async def ensure_partitions(
     missing; returns the names created. Idempotent; concurrent callers wait for each other
     on the partition lock and the later one finds nothing to do."""
     report = MaintenanceReport()
-    async with locks.session_lock(pool, locks.PARTITIONS, wait=True) as conn:
+    async with session_lock(pool, locks.PARTITIONS, wait=True) as conn:
         assert conn is not None  # a waiting lock is always ours in the end
         await _create_missing(conn, tiers(settings), now or utcnow(), report)
     _log(report)
@@ -105,7 +106,7 @@ async def maintain_once(
     """One maintenance round: create what is missing, drop what expired (and was consumed).
     None when another process holds the partition lock."""
     report = MaintenanceReport()
-    async with locks.session_lock(pool, locks.PARTITIONS, wait=False) as conn:
+    async with session_lock(pool, locks.PARTITIONS, wait=False) as conn:
         if conn is None:
             return None
         moment = now or utcnow()

@@ -30,6 +30,7 @@ from core_ext import Sketch
 from fleetd.domain.analytics.groups import Group, rows_for
 from fleetd.services.analytics.clock import floor_hour, utcnow
 from fleetd.services.analytics.rollup_merge import Aggregate
+from fleetd.storage.advisory_locks import session_lock
 from fleetd.storage.analytics import locks, metric_groups, rollups, watermarks
 from fleetd.storage.analytics.rollups import Partial, RollupRow, RowKey
 from fleetd.storage.types import Connection, Pool
@@ -142,7 +143,7 @@ async def compact_once(
     transactions of at most ``batch`` partials. None when another holder has the lock."""
     upto = closed_upto(now or utcnow())
     total = CompactionReport(0, 0, 0, 0)
-    async with locks.session_lock(pool, locks.ROLLUP_COMPACTOR, wait=False) as conn:
+    async with session_lock(pool, locks.ROLLUP_COMPACTOR, wait=False) as conn:
         if conn is None:
             return None
         while True:

@@ -14,6 +14,7 @@ import pytest
 from fleetd.domain.analytics.tiers import DEVICE_DOWNSAMPLER
 from fleetd.services.analytics.partition_maintenance import ensure_partitions, maintain_once
 from fleetd.settings import Settings
+from fleetd.storage.advisory_locks import session_lock
 from fleetd.storage.analytics import locks, watermarks
 from fleetd.storage.analytics.partitions import existing
 from tests.support.analytics import create_partition
@@ -197,6 +198,6 @@ async def test_a_hand_made_partition_is_reported_not_dropped_and_not_overlapped(
 async def test_a_round_is_skipped_while_another_process_holds_the_lock(
     pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    async with locks.session_lock(pool, locks.PARTITIONS, wait=True):
+    async with session_lock(pool, locks.PARTITIONS, wait=True):
         assert await maintain_once(pool, settings, now=T0) is None
     assert await _around(pool, "device_samples", T0) == set()
